@@ -1,0 +1,39 @@
+# MISHON — set-up and everyday commands. `make demo` and `make test` work on a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+# torch is pinned to the CPU build that installs offline on the reference machine; override
+# with e.g. `make test TORCH_VERSION=2.9.1` elsewhere.
+TORCH_VERSION ?= 2.13.0
+DEMO_DIR ?= demo-out
+DEMO_USERS ?= 40
+DEMO_POSTS ?= 300
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet "torch==$(TORCH_VERSION)"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/mishon data synth $(DEMO_DIR)/synth --users $(DEMO_USERS) --posts $(DEMO_POSTS) --seed 0 --overwrite
+	$(BIN)/mishon data validate $(DEMO_DIR)/synth --probe-media
+	$(BIN)/mishon data split $(DEMO_DIR)/synth --strategy temporal --overwrite
+	$(BIN)/mishon data stats $(DEMO_DIR)/synth
+
+test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .ruff_cache

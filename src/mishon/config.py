@@ -1,0 +1,188 @@
+"""Settings for every stage, as pydantic models: one place that documents each key.
+
+Each field carries its type, default and a one-line description; the command line builds these
+models from its options, and later stages load them from a YAML file (`mishon ... --config`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mishon.data.schema import ENGAGEMENT_FIELDS
+from mishon.errors import MishonError
+
+
+class Settings(BaseModel):
+    """Base for all settings: unknown keys are an error, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+S = TypeVar("S", bound=Settings)
+
+
+MAPPABLE_FIELDS: tuple[str, ...] = (
+    "post_id",
+    "user_id",
+    "caption",
+    "hashtags",
+    "video",
+    "created_at",
+    *ENGAGEMENT_FIELDS,
+    "followers",
+    "split",
+)
+
+
+class ImportSettings(Settings):
+    """How `mishon data import` reads a source table."""
+
+    format: Literal["csv", "tsv", "jsonl", "howyoutagtweets"] = Field(
+        description="source layout: a delimited table, JSON lines, or the #HowYouTagTweets folder"
+    )
+    mapping: dict[str, str] = Field(
+        default_factory=dict,
+        description="dataset field -> source column; user_id and one of hashtags/caption needed",
+    )
+    skip_bad: bool = Field(False, description="import good rows, list bad ones, instead of failing")
+    hashtag_separator: str | None = Field(
+        None, description="separator inside a hashtag string; None splits on , ; | and spaces"
+    )
+    media: Literal["copy", "hardlink", "symlink"] = Field(
+        "copy", description="how video files enter the dataset's media/ folder"
+    )
+    encoding: str = Field("utf-8-sig", description="text encoding of the source (BOM tolerated)")
+
+    @field_validator("mapping")
+    @classmethod
+    def _known_fields(cls, mapping: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(mapping) - set(MAPPABLE_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown field(s) {unknown}; mappable: {', '.join(MAPPABLE_FIELDS)}")
+        return mapping
+
+    @model_validator(mode="after")
+    def _enough_fields(self) -> ImportSettings:
+        if self.format != "howyoutagtweets":
+            if "user_id" not in self.mapping:
+                raise ValueError("the mapping must name the user_id column (--map user_id=COL)")
+            if "hashtags" not in self.mapping and "caption" not in self.mapping:
+                raise ValueError(
+                    "the mapping must name a hashtags column, a caption column, or both"
+                )
+        return self
+
+
+class SplitSettings(Settings):
+    """How `mishon data split` assigns posts to train / valid / test (DESIGN section 2)."""
+
+    strategy: Literal["temporal", "random", "given", "cold-start"] | None = Field(
+        None, description="None picks given, then temporal (created_at), then random"
+    )
+    valid_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="share of posts for validation")
+    test_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="share of posts for test")
+    cold_user_fraction: float = Field(
+        0.1, gt=0.0, lt=1.0, description="cold-start: share of users held out of training entirely"
+    )
+    cold_base: Literal["temporal", "random", "given"] | None = Field(
+        None, description="cold-start: the split warm users follow; None picks as for strategy"
+    )
+    seed: int = Field(0, description="random seed (random strategy, cold-start user choice)")
+
+    @model_validator(mode="after")
+    def _fractions(self) -> SplitSettings:
+        if self.valid_fraction + self.test_fraction >= 1.0:
+            raise ValueError("valid_fraction + test_fraction must leave posts for training")
+        return self
+
+
+class SynthSettings(Settings):
+    """The synthetic micro-video corpus (`mishon data synth`); see docs/synthetic.md."""
+
+    users: int = Field(60, ge=4, description="number of users")
+    posts: int = Field(600, ge=8, description="number of posts (each with a video file)")
+    seed: int = Field(0, description="random seed: the same seed gives the same corpus")
+    topics: int = Field(8, ge=2, le=24, description="latent topics shared by the three modalities")
+    duration_s: float = Field(3.0, gt=0.5, le=30.0, description="clip length in seconds")
+    fps: int = Field(10, ge=2, le=30, description="video frame rate")
+    frame_size: int = Field(96, ge=16, le=512, description="frame width and height in pixels")
+    sample_rate: int = Field(16000, description="audio sample rate in Hz")
+    start: datetime = Field(
+        datetime(2026, 1, 1, tzinfo=UTC), description="timestamp of the corpus's first day"
+    )
+    days: int = Field(120, ge=7, description="time span the posts cover")
+    group_size: int = Field(5, ge=2, description="users per hashtag-habit group")
+    popular_fraction: float = Field(
+        0.06, gt=0.0, lt=0.5, description="share of users who are popular influencers"
+    )
+    late_user_fraction: float = Field(
+        0.2, ge=0.0, lt=1.0, description="share of users who join in the last third of the span"
+    )
+    visual_fidelity: float = Field(
+        0.65, ge=0.0, le=1.0, description="chance the frames show the post's own topic"
+    )
+    acoustic_fidelity: float = Field(
+        0.55, ge=0.0, le=1.0, description="chance the sound follows the post's own topic"
+    )
+    textual_fidelity: float = Field(
+        0.6, ge=0.0, le=1.0, description="chance the caption is drawn from the post's own topic"
+    )
+    no_sound_fraction: float = Field(0.1, ge=0.0, le=1.0, description="posts with no audio track")
+    no_caption_fraction: float = Field(0.1, ge=0.0, le=1.0, description="posts with no caption")
+    unlabeled_fraction: float = Field(
+        0.03, ge=0.0, le=1.0, description="posts with no hashtag at all (legitimately unlabeled)"
+    )
+    workers: int = Field(2, ge=1, description="processes that render and encode the videos")
+
+    @field_validator("frame_size")
+    @classmethod
+    def _even(cls, size: int) -> int:
+        if size % 2:
+            raise ValueError("frame_size must be even (H.264 with 4:2:0 chroma)")
+        return size
+
+    @field_validator("sample_rate")
+    @classmethod
+    def _aac_rate(cls, rate: int) -> int:
+        allowed = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+        if rate not in allowed:
+            raise ValueError(f"sample_rate must be one AAC supports: {allowed}")
+        return rate
+
+    @model_validator(mode="after")
+    def _enough_posts(self) -> SynthSettings:
+        if self.posts < self.users:
+            raise ValueError("posts must be at least users (every user posts at least once)")
+        return self
+
+
+def load_settings(
+    model: type[S], path: Path | None = None, overrides: dict[str, Any] | None = None
+) -> S:
+    """Build settings from an optional YAML file, then command-line overrides (None = not given).
+
+    Raises MishonError naming the file and key on a bad file or value.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text("utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise MishonError(f"cannot read config {path}: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise MishonError(f"config {path}: expected a mapping of keys to values")
+        data.update(loaded or {})
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        source = f" (config {path})" if path else ""
+        lines = [
+            f"  {'.'.join(map(str, e['loc'])) or '(settings)'}: {e['msg']}" for e in exc.errors()
+        ]
+        raise MishonError(f"invalid {model.__name__}{source}:\n" + "\n".join(lines)) from None

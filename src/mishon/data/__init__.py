@@ -1,0 +1,1 @@
+"""Dataset layer: schema, on-disk store, importers, synthetic corpus and splits."""

@@ -1,0 +1,553 @@
+"""Importers: CSV / TSV / JSON lines with a column mapping, and the #HowYouTagTweets folder.
+
+Every source is read into raw records (file, row, fields), each record is converted field by
+field into a post, and bad records are either reported all together (the default, nothing is
+written) or skipped and listed in `import_report.json` (`skip_bad`). Hashtags written in a
+caption are taken out of it, so the labels never leak into the text a model reads.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mishon import __version__
+from mishon.config import MAPPABLE_FIELDS, ImportSettings
+from mishon.data.hashtags import extract_from_caption, parse_hashtag_field
+from mishon.data.schema import ENGAGEMENT_FIELDS, MEDIA_DIR, VIDEO_EXTENSIONS
+from mishon.data.store import prepare_output_dir, write_dataset, write_json
+from mishon.errors import FieldError, InputError, MishonError, Problem
+
+SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "valid": "valid",
+    "val": "valid",
+    "validation": "valid",
+    "dev": "valid",
+    "test": "test",
+}
+HOWYOUTAGTWEETS_FILES = (("train", "train.tsv"), ("valid", "valid.tsv"), ("test", "test.tsv"))
+
+
+@dataclass
+class RawRecord:
+    """One source record: where it came from and its values under dataset field names."""
+
+    file: str
+    row: int
+    values: dict[str, Any]
+    row_label: str = "line"
+
+
+@dataclass
+class ImportResult:
+    """What an import produced: the tables, the skipped records and where media came from."""
+
+    posts: pd.DataFrame
+    users: pd.DataFrame | None
+    problems: list[Problem] = field(default_factory=list)
+    records_read: int = 0
+
+    def skipped_by_reason(self) -> dict[str, int]:
+        return dict(Counter(p.reason for p in self.problems).most_common())
+
+
+def parse_mapping(text: str) -> dict[str, str]:
+    """Parse 'post_id=id,user_id=author' into a dict; raise MishonError on a malformed pair."""
+    mapping: dict[str, str] = {}
+    for pair in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, column = pair.partition("=")
+        if not sep or not key.strip() or not column.strip():
+            raise MishonError(f"bad --map entry {pair!r}: expected FIELD=COLUMN")
+        key = key.strip()
+        if key not in MAPPABLE_FIELDS:
+            raise MishonError(
+                f"bad --map entry {pair!r}: unknown field {key!r}; "
+                f"mappable fields: {', '.join(MAPPABLE_FIELDS)}"
+            )
+        if key in mapping:
+            raise MishonError(f"bad --map: field {key!r} mapped twice")
+        mapping[key] = column.strip()
+    return mapping
+
+
+# --------------------------------------------------------------------------- value parsing
+
+
+def parse_count(value: Any, name: str) -> int | None:
+    """A non-negative integer, or None where the value is missing."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        raise FieldError(name, "bad number", f"expected an integer >= 0, got {value!r}")
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if not value.is_integer():
+            raise FieldError(name, "bad number", f"expected an integer >= 0, got {value!r}")
+        number = int(value)
+    elif isinstance(value, int):
+        number = value
+    else:
+        text = str(value).strip()
+        try:
+            number = int(text)
+        except ValueError:
+            try:
+                as_float = float(text)
+            except ValueError:
+                raise FieldError(
+                    name, "bad number", f"expected an integer >= 0, got {value!r}"
+                ) from None
+            if not as_float.is_integer():
+                raise FieldError(
+                    name, "bad number", f"expected an integer >= 0, got {value!r}"
+                ) from None
+            number = int(as_float)
+    if number < 0:
+        raise FieldError(name, "bad number", f"must be >= 0, got {number}")
+    return number
+
+
+_NUMERIC = re.compile(r"^[+-]?\d+(\.\d+)?$")
+
+
+def parse_timestamp(value: Any, name: str = "created_at") -> pd.Timestamp | None:
+    """A UTC timestamp from ISO 8601 text or Unix seconds; None where missing.
+
+    Text without a time zone is taken as UTC. Numbers are Unix seconds (milliseconds when
+    larger than 10^11, as some exports write them).
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    try:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            number = float(value)
+        elif isinstance(value, str) and _NUMERIC.match(value.strip()):
+            number = float(value.strip())
+        else:
+            number = None
+        if number is not None:
+            unit = "ms" if abs(number) > 1e11 else "s"
+            return pd.Timestamp(number, unit=unit, tz="UTC")
+        stamp = pd.Timestamp(str(value).strip())
+    except (ValueError, OverflowError, TypeError) as exc:
+        raise FieldError(name, "bad timestamp", f"cannot read timestamp {value!r}: {exc}") from None
+    if pd.isna(stamp):
+        raise FieldError(name, "bad timestamp", f"cannot read timestamp {value!r}")
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _text(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return str(value)
+
+
+def _required_id(value: Any, name: str) -> str:
+    text = (_text(value) or "").strip()
+    if not text:
+        raise FieldError(name, "missing value", "is empty")
+    return text
+
+
+def _split_label(value: Any) -> str | None:
+    text = (_text(value) or "").strip().lower()
+    if not text:
+        return None
+    if text not in SPLIT_ALIASES:
+        raise FieldError("split", "bad split", f"unknown split {value!r}; use train, valid or test")
+    return SPLIT_ALIASES[text]
+
+
+def _video_source(value: Any, base: Path) -> Path | None:
+    text = (_text(value) or "").strip()
+    if not text:
+        return None
+    if "://" in text:
+        raise FieldError("video", "unreadable media", f"{text!r} is not a local file")
+    path = Path(text) if Path(text).is_absolute() else base / text
+    if path.suffix.lower() not in VIDEO_EXTENSIONS:
+        raise FieldError(
+            "video",
+            "bad media type",
+            f"{text!r} has extension {path.suffix or '(none)'!r}; "
+            f"accepted: {', '.join(sorted(VIDEO_EXTENSIONS))}",
+        )
+    if not path.is_file() or not os.access(path, os.R_OK):
+        raise FieldError("video", "unreadable media", f"{text!r} is not a readable file")
+    return path
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def _open_text(path: Path, encoding: str) -> Any:
+    """Open a text source after checking that every line decodes (errors name the line)."""
+    if not path.exists():
+        raise InputError.single(path, "file not found", reason="unreadable file")
+    if not path.is_file():
+        raise InputError.single(path, "not a regular file", reason="unreadable file")
+    try:
+        decoder = codecs.getincrementaldecoder(encoding)()
+    except LookupError:
+        raise MishonError(f"unknown text encoding {encoding!r}") from None
+    try:
+        with path.open("rb") as raw:
+            for number, line in enumerate(raw, start=1):
+                try:
+                    decoder.decode(line)
+                except UnicodeDecodeError:
+                    raise _decode_guard(path, number) from None
+        return path.open(encoding=encoding, newline="")
+    except OSError as exc:
+        raise InputError.single(
+            path, f"cannot open: {exc.strerror}", reason="unreadable file"
+        ) from None
+
+
+def _decode_guard(path: Path, line: int) -> InputError:
+    return InputError.single(
+        path,
+        "not valid text in the given encoding (try --encoding)",
+        row=line,
+        reason="unreadable file",
+        row_label="line",
+    )
+
+
+def read_delimited(
+    path: Path, delimiter: str, columns: list[str], encoding: str
+) -> Iterator[RawRecord]:
+    """Records of a CSV/TSV file with a header row; each record names its first line."""
+    handle = _open_text(path, encoding)
+    with handle:
+        reader = csv.reader(handle, delimiter=delimiter)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise InputError.single(
+                path, "file is empty (no header row)", reason="unreadable file"
+            ) from None
+        except UnicodeDecodeError:
+            raise _decode_guard(path, 1) from None
+        except csv.Error as exc:
+            raise InputError.single(
+                path, f"malformed header: {exc}", reason="unreadable file"
+            ) from None
+        header = [h.strip() for h in header]
+        missing = [c for c in columns if c not in header]
+        if missing:
+            raise InputError.single(
+                path,
+                f"missing column(s) {missing}; the header has: {header}",
+                field=missing[0],
+                reason="missing column",
+            )
+        index = {name: header.index(name) for name in columns}
+        line = reader.line_num
+        while True:
+            start = line + 1
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except UnicodeDecodeError:
+                raise _decode_guard(path, start) from None
+            except csv.Error as exc:
+                raise InputError.single(
+                    path,
+                    f"malformed CSV: {exc}",
+                    row=start,
+                    reason="unreadable file",
+                    row_label="line",
+                ) from None
+            line = reader.line_num
+            if not cells or all(not c.strip() for c in cells):
+                continue  # blank line, not a record
+            if len(cells) != len(header):
+                yield RawRecord(
+                    str(path),
+                    start,
+                    {"__error__": f"has {len(cells)} cells, the header {len(header)}"},
+                )
+                continue
+            yield RawRecord(str(path), start, {col: cells[i] for col, i in index.items()})
+
+
+def read_jsonl(path: Path, encoding: str) -> Iterator[RawRecord]:
+    """Records of a JSON-lines file, one object per non-blank line."""
+    handle = _open_text(path, encoding)
+    with handle:
+        number = 0
+        while True:
+            number += 1
+            try:
+                text = handle.readline()
+            except UnicodeDecodeError:
+                raise _decode_guard(path, number) from None
+            if not text:
+                return
+            if not text.strip():
+                continue
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as exc:
+                yield RawRecord(str(path), number, {"__error__": f"not valid JSON: {exc.msg}"})
+                continue
+            if not isinstance(obj, dict):
+                yield RawRecord(str(path), number, {"__error__": "not a JSON object"})
+                continue
+            yield RawRecord(str(path), number, obj)
+
+
+# --------------------------------------------------------------------------- conversion
+
+
+class PostBuilder:
+    """Turns raw records into posts, collecting problems and keeping the first of each post_id."""
+
+    def __init__(self, mapping: dict[str, str], base_dir: Path, separator: str | None) -> None:
+        self.mapping = mapping
+        self.base_dir = base_dir
+        self.separator = separator
+        self.posts: list[dict[str, Any]] = []
+        self.media_sources: dict[str, Path] = {}
+        self.problems: list[Problem] = []
+        self.records_read = 0
+        self._seen_ids: dict[str, int] = {}
+
+    def _get(self, record: RawRecord, name: str) -> Any:
+        column = self.mapping.get(name)
+        return None if column is None else record.values.get(column)
+
+    def add(self, record: RawRecord, default_post_id: str) -> None:
+        self.records_read += 1
+        if "__error__" in record.values:
+            self._problem(record, None, "malformed row", record.values["__error__"])
+            return
+        try:
+            post = self._convert(record, default_post_id)
+        except FieldError as exc:
+            column = self.mapping.get(exc.field, exc.field)
+            self._problem(record, column, exc.reason, str(exc))
+            return
+        first = self._seen_ids.get(post["post_id"])
+        if first is not None:
+            self._problem(
+                record,
+                self.mapping.get("post_id", "post_id"),
+                "duplicate post_id",
+                f"post_id {post['post_id']!r} already used at {record.row_label} {first}",
+            )
+            return
+        self._seen_ids[post["post_id"]] = record.row
+        self.posts.append(post)
+
+    def _problem(self, record: RawRecord, column: str | None, reason: str, message: str) -> None:
+        self.problems.append(
+            Problem(record.file, record.row, column, reason, message, record.row_label)
+        )
+
+    def _convert(self, record: RawRecord, default_post_id: str) -> dict[str, Any]:
+        post_id = (
+            _required_id(self._get(record, "post_id"), "post_id")
+            if "post_id" in self.mapping
+            else default_post_id
+        )
+        post: dict[str, Any] = {
+            "post_id": post_id,
+            "user_id": _required_id(self._get(record, "user_id"), "user_id"),
+        }
+        tags = parse_hashtag_field(self._get(record, "hashtags"), "hashtags", self.separator)
+        caption = _text(self._get(record, "caption"))
+        if caption is not None:
+            caption, in_caption = extract_from_caption(caption)
+            tags = list(dict.fromkeys([*tags, *in_caption]))
+        post["hashtags"] = tags
+        if "caption" in self.mapping:
+            post["caption"] = caption or None
+        if "video" in self.mapping:
+            source = _video_source(self._get(record, "video"), self.base_dir)
+            post["video"] = None
+            if source is not None:
+                self.media_sources[post_id] = source
+        if "created_at" in self.mapping:
+            post["created_at"] = parse_timestamp(self._get(record, "created_at"))
+        for name in ENGAGEMENT_FIELDS:
+            if name in self.mapping:
+                post[name] = parse_count(self._get(record, name), name)
+        if "followers" in self.mapping:
+            post["followers"] = parse_count(self._get(record, "followers"), "followers")
+        if "split" in self.mapping:
+            post["split"] = _split_label(self._get(record, "split"))
+        return post
+
+    def result(self) -> ImportResult:
+        posts = pd.DataFrame(self.posts)
+        users = None
+        if "followers" in posts:
+            users = latest_followers(posts)
+            posts = posts.drop(columns="followers")
+        return ImportResult(posts, users, self.problems, self.records_read)
+
+
+def latest_followers(posts: pd.DataFrame) -> pd.DataFrame:
+    """One row per user with the follower count of their latest post that states one.
+
+    Follower counts change over time; "latest" is by created_at where present, then by row.
+    """
+    frame = posts[["user_id", "followers"]].assign(_row=range(len(posts)))
+    sort_keys = ["_row"]
+    if "created_at" in posts:
+        frame["_time"] = posts["created_at"]
+        sort_keys = ["_time", "_row"]
+    stated = frame.dropna(subset=["followers"]).sort_values(sort_keys, na_position="first")
+    last = stated.groupby("user_id", sort=False)["followers"].last()
+    users = pd.DataFrame({"user_id": posts["user_id"].drop_duplicates().to_numpy()})
+    users["followers"] = users["user_id"].map(last).astype("Int64")
+    return users
+
+
+def media_name(post_id: str, source: Path) -> str:
+    """A file name for a post's video inside media/: safe characters plus a short hash."""
+    safe = re.sub(r"[^A-Za-z0-9_-]", "_", post_id)[:60]
+    digest = hashlib.sha1(post_id.encode("utf-8")).hexdigest()[:8]
+    return f"{safe}-{digest}{source.suffix.lower()}"
+
+
+def _place_media(out: Path, result: ImportResult, sources: dict[str, Path], mode: str) -> None:
+    if not sources:
+        return
+    media = out / MEDIA_DIR
+    media.mkdir(exist_ok=True)
+    relative: dict[str, str] = {}
+    for post_id, source in sources.items():
+        name = media_name(post_id, source)
+        target = media / name
+        if target.exists() or target.is_symlink():
+            target.unlink()
+        if mode == "symlink":
+            target.symlink_to(source.resolve())
+        elif mode == "hardlink":
+            os.link(source, target)
+        else:
+            shutil.copyfile(source, target)
+        relative[post_id] = f"{MEDIA_DIR}/{name}"
+    result.posts["video"] = result.posts["post_id"].map(relative)
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def _records(src: Path, settings: ImportSettings) -> Iterator[tuple[RawRecord, str]]:
+    if settings.format == "howyoutagtweets":
+        yield from _howyoutagtweets_records(src, settings.encoding)
+        return
+    columns = list(dict.fromkeys(settings.mapping.values()))
+    if settings.format == "jsonl":
+        reader = read_jsonl(src, settings.encoding)
+    else:
+        delimiter = "," if settings.format == "csv" else "\t"
+        reader = read_delimited(src, delimiter, columns, settings.encoding)
+    for record in reader:
+        yield record, f"{src.stem}-{record.row}"
+
+
+def _howyoutagtweets_records(src: Path, encoding: str) -> Iterator[tuple[RawRecord, str]]:
+    """#HowYouTagTweets: text, user id, then one hashtag per column; no header, no quoting."""
+    if not src.is_dir():
+        raise InputError.single(src, "expected the #HowYouTagTweets folder (train/valid/test.tsv)")
+    for split, name in HOWYOUTAGTWEETS_FILES:
+        path = src / name
+        handle = _open_text(path, encoding)
+        with handle:
+            number = 0
+            while True:
+                number += 1
+                try:
+                    line = handle.readline()
+                except UnicodeDecodeError:
+                    raise _decode_guard(path, number) from None
+                if not line:
+                    break
+                line = line.rstrip("\r\n")
+                if not line.strip():
+                    continue
+                cells = line.split("\t")
+                values: dict[str, Any]
+                if len(cells) < 2:
+                    values = {
+                        "__error__": "expected at least 2 tab-separated columns (text, user id)"
+                    }
+                else:
+                    values = {
+                        "caption": cells[0],
+                        "user_id": cells[1],
+                        "hashtags": cells[2:],
+                        "split": split,
+                    }
+                yield RawRecord(str(path), number, values), f"{split}-{number:05d}"
+
+
+HOWYOUTAGTWEETS_MAPPING = {name: name for name in ("caption", "user_id", "hashtags", "split")}
+
+
+def import_dataset(
+    src: Path, out: Path, settings: ImportSettings, overwrite: bool = False
+) -> ImportResult:
+    """Import `src` into the dataset directory `out`.
+
+    Raises InputError listing every bad record unless `settings.skip_bad`.
+    """
+    mapping = HOWYOUTAGTWEETS_MAPPING if settings.format == "howyoutagtweets" else settings.mapping
+    if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
+        raise MishonError("the output directory must not be the source or lie inside it")
+    base_dir = src if src.is_dir() else src.parent
+    builder = PostBuilder(mapping, base_dir, settings.hashtag_separator)
+    for record, default_id in _records(src, settings):
+        builder.add(record, default_id)
+    result = builder.result()
+    if result.problems and not settings.skip_bad:
+        raise InputError(result.problems)
+    if result.posts.empty:
+        raise MishonError(f"{src}: no post could be imported ({builder.records_read} records read)")
+    prepare_output_dir(out, overwrite)
+    _place_media(out, result, builder.media_sources, settings.media)
+    manifest = {
+        "format_version": 1,
+        "name": out.name,
+        "created_by": f"mishon {__version__} data import",
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "source": {"path": str(src), "format": settings.format, "mapping": mapping},
+        "records_read": result.records_read,
+        "posts": len(result.posts),
+        "skipped": len(result.problems),
+    }
+    if result.problems:
+        write_json(
+            {
+                "skipped_by_reason": result.skipped_by_reason(),
+                "skipped": [p.to_dict() for p in result.problems],
+            },
+            out / "import_report.json",
+        )
+    write_dataset(out, result.posts, result.users, manifest)
+    return result

@@ -1,0 +1,186 @@
+"""Reading and writing a dataset directory; every write is atomic (temporary file + rename)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mishon.data.schema import (
+    MANIFEST_FILE,
+    MEDIA_DIR,
+    POSTS_FILE,
+    POSTS_SCHEMA,
+    REQUIRED_POST_COLUMNS,
+    SPLIT_SCHEMA,
+    SPLITS_DIR,
+    TRUTH_DIR,
+    USERS_FILE,
+    USERS_SCHEMA,
+    schema_subset,
+)
+from mishon.errors import InputError, MishonError
+
+# What a dataset directory may hold that `--overwrite` is allowed to remove.
+OWNED_ENTRIES = (
+    POSTS_FILE,
+    USERS_FILE,
+    MANIFEST_FILE,
+    SPLITS_DIR,
+    MEDIA_DIR,
+    TRUTH_DIR,
+    "import_report.json",
+)
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; give the usual mode
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_json(obj: Any, path: Path) -> None:
+    """Write `obj` as indented UTF-8 JSON, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n", "utf-8")
+
+
+def write_table(df: pd.DataFrame, path: Path, schema: pa.Schema) -> None:
+    """Write the columns of `df` that `schema` knows, with the schema's types, atomically."""
+    unknown = [c for c in df.columns if c not in schema.names]
+    if unknown:
+        raise MishonError(f"cannot write {path.name}: unknown column(s) {unknown}")
+    sub = schema_subset(schema, list(df.columns))
+    table = pa.Table.from_pandas(df[sub.names], schema=sub, preserve_index=False)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
+def prepare_output_dir(out: Path, overwrite: bool) -> None:
+    """Create `out`; refuse a non-empty one unless `overwrite`, which removes only dataset files."""
+    if out.exists() and not out.is_dir():
+        raise MishonError(f"output path {out} exists and is not a directory")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise MishonError(
+                f"output directory {out} is not empty; pass --overwrite to replace its dataset"
+            )
+        for name in OWNED_ENTRIES:
+            target = out / name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def read_posts(root: Path) -> pd.DataFrame:
+    """Load posts.parquet with `hashtags` as Python lists; raise InputError if unreadable."""
+    path = root / POSTS_FILE
+    if not path.is_file():
+        raise InputError.single(path, "no posts table here: is this a mishon dataset directory?")
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError.single(path, f"cannot read parquet: {exc}") from None
+    missing = [c for c in REQUIRED_POST_COLUMNS if c not in table.column_names]
+    if missing:
+        raise InputError.single(
+            path, f"missing required column(s) {missing}", field=missing[0], reason="missing column"
+        )
+    df = table.to_pandas()
+    df["hashtags"] = [[] if tags is None else list(tags) for tags in df["hashtags"]]
+    return df
+
+
+def read_users(root: Path) -> pd.DataFrame | None:
+    """Load users.parquet, or None where the dataset has none."""
+    path = root / USERS_FILE
+    if not path.is_file():
+        return None
+    try:
+        return pq.read_table(path).to_pandas()
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError.single(path, f"cannot read parquet: {exc}") from None
+
+
+def write_dataset(
+    root: Path,
+    posts: pd.DataFrame,
+    users: pd.DataFrame | None,
+    manifest: dict[str, Any],
+) -> None:
+    """Write posts, optional users and the manifest into `root` (which must exist)."""
+    write_table(posts, root / POSTS_FILE, POSTS_SCHEMA)
+    if users is not None:
+        write_table(users, root / USERS_FILE, USERS_SCHEMA)
+    write_json(manifest, root / MANIFEST_FILE)
+
+
+def read_manifest(root: Path) -> dict[str, Any]:
+    """The dataset manifest (provenance and counts), or {} where absent."""
+    path = root / MANIFEST_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError.single(path, f"cannot read manifest: {exc}") from None
+
+
+def split_path(root: Path, name: str) -> Path:
+    """Where the split called `name` lives; the name must be a plain identifier."""
+    if not name or not all(c.isalnum() or c in "-_" for c in name):
+        raise MishonError(f"split name {name!r} must use only letters, digits, '-' and '_'")
+    return root / SPLITS_DIR / f"{name}.parquet"
+
+
+def write_split(root: Path, name: str, assignment: pd.DataFrame, meta: dict[str, Any]) -> Path:
+    """Write a split (post_id, split) and its metadata (splits/NAME.json)."""
+    path = split_path(root, name)
+    write_table(assignment[["post_id", "split"]], path, SPLIT_SCHEMA)
+    write_json(meta, path.with_suffix(".json"))
+    return path
+
+
+def read_split(root: Path, name: str) -> pd.DataFrame:
+    """Load the split called `name` as a DataFrame (post_id, split)."""
+    path = split_path(root, name)
+    if not path.is_file():
+        available = list_splits(root)
+        raise MishonError(
+            f"no split {name!r} in {root}; available: {available or 'none'} "
+            f"(create one with `mishon data split {root}`)"
+        )
+    return pq.read_table(path).to_pandas()
+
+
+def list_splits(root: Path) -> list[str]:
+    """Names of the splits stored in the dataset."""
+    folder = root / SPLITS_DIR
+    return sorted(p.stem for p in folder.glob("*.parquet")) if folder.is_dir() else []

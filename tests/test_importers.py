@@ -1,0 +1,295 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from mishon.cli import app
+from mishon.config import ImportSettings
+from mishon.data.importers import import_dataset, parse_count, parse_mapping, parse_timestamp
+from mishon.data.stats import dataset_stats
+from mishon.data.store import read_posts, read_users
+from mishon.data.validate import validate_dataset
+from mishon.errors import FieldError, InputError, MishonError
+
+from .conftest import SHARED_DATA
+
+MAP = (
+    "post_id=id,user_id=author,caption=text,hashtags=tags,created_at=time,likes=likes,"
+    "followers=fans"
+)
+HEADER = "id,author,text,tags,time,likes,fans\n"
+
+
+def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
+    path.write_text(text, encoding=encoding)
+    return path
+
+
+def settings(fmt: str = "csv", mapping: str = MAP, **extra: object) -> ImportSettings:
+    return ImportSettings(format=fmt, mapping=parse_mapping(mapping), **extra)
+
+
+def test_csv_round_trip_moves_caption_hashtags_and_keeps_unlabeled(tmp_path: Path) -> None:
+    src = write(
+        tmp_path / "posts.csv",
+        HEADER
+        + 'a1,u1,"Sunset at the #Beach, wow",travel;Beach,2026-01-02T10:00:00Z,5,100\n'
+        + "a2,u1,plain text,,2026-01-03 12:00,0,120\n"
+        + 'a3,u2,"multi\nline #日本",["x"],1767225600,7,\n',
+    )
+    out = tmp_path / "ds"
+    import_dataset(src, out, settings())
+    posts = read_posts(out)
+    assert posts["post_id"].tolist() == ["a1", "a2", "a3"]
+    assert posts["hashtags"].tolist() == [["travel", "beach"], [], ["x", "日本"]]
+    assert posts["caption"].tolist() == ["Sunset at the, wow", "plain text", "multi line"]
+    assert posts["likes"].tolist() == [5, 0, 7]
+    assert str(posts["created_at"].iloc[2]) == "2026-01-01 00:00:00+00:00"
+    users = read_users(out)
+    assert users is not None
+    # u1's latest post (a2, 2026-01-03) states 120 followers; u2 states none.
+    followers = users.set_index("user_id")["followers"]
+    assert followers["u1"] == 120 and pd.isna(followers["u2"])
+    assert validate_dataset(out) == []
+    stats = dataset_stats(out)
+    assert stats["posts"] == 3 and stats["posts_without_hashtags"] == 1
+    assert stats["hashtags"] == 4 and stats["users"] == 2
+
+
+def test_tsv_and_jsonl_give_the_same_posts(tmp_path: Path) -> None:
+    tsv = write(tmp_path / "p.tsv", "id\tauthor\ttags\na\tu\t#One #two\nb\tv\tthree\n")
+    lines = [
+        {"id": "a", "author": "u", "tags": ["#One", "two"]},
+        {"id": "b", "author": "v", "tags": "three"},
+    ]
+    jsonl = write(tmp_path / "p.jsonl", "\n".join(json.dumps(x) for x in lines) + "\n\n")
+    mapping = "post_id=id,user_id=author,hashtags=tags"
+    import_dataset(tsv, tmp_path / "a", settings("tsv", mapping))
+    import_dataset(jsonl, tmp_path / "b", settings("jsonl", mapping))
+    pd.testing.assert_frame_equal(read_posts(tmp_path / "a"), read_posts(tmp_path / "b"))
+    assert read_posts(tmp_path / "a")["hashtags"].tolist() == [["one", "two"], ["three"]]
+
+
+def test_generated_post_ids_name_file_and_line(tmp_path: Path) -> None:
+    src = write(tmp_path / "feed.csv", "author,tags\nu,a\nu,b\n")
+    import_dataset(src, tmp_path / "ds", settings(mapping="user_id=author,hashtags=tags"))
+    assert read_posts(tmp_path / "ds")["post_id"].tolist() == ["feed-2", "feed-3"]
+
+
+def _problems(src: Path, out: Path, fmt: str = "csv", mapping: str = MAP) -> list[str]:
+    with pytest.raises(InputError) as info:
+        import_dataset(src, out, settings(fmt, mapping))
+    assert not out.exists(), "a failed import must write nothing"
+    return [str(p) for p in info.value.problems]
+
+
+def test_missing_column_names_file_and_column(tmp_path: Path) -> None:
+    src = write(tmp_path / "p.csv", "id,author,text,time,likes,fans\na,u,t,2026-01-01,1,1\n")
+    (problem,) = _problems(src, tmp_path / "out")
+    assert problem.startswith(f"{src}, field 'tags': missing column(s) ['tags']")
+
+
+@pytest.mark.parametrize(
+    ("row", "field", "message"),
+    [
+        ("a1,u,t,x,2026-01-01,1,1", "id", "post_id 'a1' already used at line 2"),
+        ("b,u,t,\"['x', 2]\",2026-01-01,1,1", "tags", "non-string item 2"),
+        ("b,u,t,[oops,2026-01-01,1,1", "tags", "cannot parse hashtag list"),
+        ("b,u,t,x,2026-01-01,-3,1", "likes", "must be >= 0, got -3"),
+        ("b,u,t,x,2026-01-01,12k,1", "likes", "expected an integer >= 0, got '12k'"),
+        ("b,u,t,x,2026-01-01,1,1.5", "fans", "expected an integer >= 0, got '1.5'"),
+        ("b,u,t,x,yesterday,1,1", "time", "cannot read timestamp 'yesterday'"),
+        ("b,,t,x,2026-01-01,1,1", "author", "is empty"),
+        ("b,u,t,x,2026-01-01,1", None, "has 6 cells, the header 7"),
+    ],
+)
+def test_bad_row_names_file_line_and_field(
+    tmp_path: Path, row: str, field: str | None, message: str
+) -> None:
+    src = write(tmp_path / "p.csv", HEADER + "a1,u,t,x,2026-01-01,1,1\n" + row + "\n")
+    (problem,) = _problems(src, tmp_path / "out")
+    where = f"{src}, line 3" + (f", field '{field}'" if field else "")
+    assert problem.startswith(where + ": "), problem
+    assert message in problem
+
+
+def test_unreadable_files(tmp_path: Path) -> None:
+    (problem,) = _problems(tmp_path / "absent.csv", tmp_path / "out")
+    assert problem == f"{tmp_path / 'absent.csv'}: file not found"
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(HEADER.encode() + "a,u,caf\xe9,x,2026-01-01,1,1\n".encode("latin-1"))
+    (problem,) = _problems(latin, tmp_path / "out")
+    assert "line 2" in problem and "not valid text" in problem
+    empty = write(tmp_path / "empty.csv", "")
+    (problem,) = _problems(empty, tmp_path / "out")
+    assert "empty" in problem
+
+
+def test_bad_jsonl_lines(tmp_path: Path) -> None:
+    src = write(tmp_path / "p.jsonl", '{"id": "a", "author": "u", "tags": "x"}\n{oops\n[1, 2]\n')
+    problems = _problems(src, tmp_path / "out", "jsonl", "post_id=id,user_id=author,hashtags=tags")
+    assert problems == [
+        f"{src}, line 2: not valid JSON: Expecting property name enclosed in double quotes",
+        f"{src}, line 3: not a JSON object",
+    ]
+
+
+def test_media_is_checked_and_copied(tmp_path: Path, tiny_corpus: tuple[Path, object]) -> None:
+    corpus, _ = tiny_corpus
+    clip = corpus / "media" / "p000000.mp4"
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "one.mp4").write_bytes(clip.read_bytes())
+    (tmp_path / "clips" / "notes.txt").write_text("not a video")
+    mapping = "post_id=id,user_id=author,hashtags=tags,video=clip"
+    header = "id,author,tags,clip\n"
+    bad = write(tmp_path / "bad.csv", header + "a,u,x,clips/missing.mp4\nb,u,x,clips/notes.txt\n")
+    problems = _problems(bad, tmp_path / "out", mapping=mapping)
+    assert problems[0].endswith("line 2, field 'clip': 'clips/missing.mp4' is not a readable file")
+    assert "line 3, field 'clip'" in problems[1] and "extension '.txt'" in problems[1]
+    good = write(tmp_path / "good.csv", header + "a/1,u,x,clips/one.mp4\nb,u,y,\n")
+    import_dataset(good, tmp_path / "ds", settings(mapping=mapping))
+    posts = read_posts(tmp_path / "ds")
+    video = posts["video"].iloc[0]
+    assert video.startswith("media/a_1-") and video.endswith(".mp4")
+    assert (tmp_path / "ds" / video).read_bytes() == clip.read_bytes()
+    assert pd.isna(posts["video"].iloc[1])
+    assert validate_dataset(tmp_path / "ds") == []
+
+
+def test_skip_bad_imports_the_rest_and_reports_each_row(tmp_path: Path) -> None:
+    src = write(
+        tmp_path / "p.csv",
+        HEADER
+        + "a,u,t,x,2026-01-01,1,1\n"
+        + "a,u,t,y,2026-01-01,1,1\n"
+        + "b,u,t,y,2026-01-01,-1,1\n"
+        + "c,u,t,y,2026-01-01,2,1\n"
+        + "d,u,t,y,never,2,1\n",
+    )
+    out = tmp_path / "ds"
+    result = import_dataset(src, out, settings(skip_bad=True))
+    assert read_posts(out)["post_id"].tolist() == ["a", "c"]
+    assert result.skipped_by_reason() == {
+        "duplicate post_id": 1,
+        "bad number": 1,
+        "bad timestamp": 1,
+    }
+    report = json.loads((out / "import_report.json").read_text())
+    assert [row["line"] for row in report["skipped"]] == [3, 4, 6]
+    assert [row["field"] for row in report["skipped"]] == ["id", "likes", "time"]
+
+
+def test_output_directory_guards(tmp_path: Path) -> None:
+    src = write(tmp_path / "p.csv", "author,tags\nu,a\n")
+    mapping = "user_id=author,hashtags=tags"
+    out = tmp_path / "ds"
+    import_dataset(src, out, settings(mapping=mapping))
+    with pytest.raises(MishonError, match="not empty; pass --overwrite"):
+        import_dataset(src, out, settings(mapping=mapping))
+    (out / "mine.txt").write_text("keep me")
+    import_dataset(src, out, settings(mapping=mapping), overwrite=True)
+    assert (out / "mine.txt").read_text() == "keep me"  # overwrite removes only dataset files
+    with pytest.raises(MishonError, match="must not be the source"):
+        import_dataset(tmp_path, tmp_path / "inside", settings("howyoutagtweets"))
+
+
+def test_mapping_and_settings_errors() -> None:
+    with pytest.raises(MishonError, match="unknown field 'author'"):
+        parse_mapping("author=a")
+    with pytest.raises(MishonError, match="expected FIELD=COLUMN"):
+        parse_mapping("user_id")
+    with pytest.raises(ValueError, match="user_id column"):
+        ImportSettings(format="csv", mapping={"hashtags": "t"})
+    with pytest.raises(ValueError, match="hashtags column, a caption column"):
+        ImportSettings(format="csv", mapping={"user_id": "u"})
+
+
+def test_value_parsers() -> None:
+    assert parse_count("12", "likes") == 12
+    assert parse_count(3.0, "likes") == 3
+    assert parse_count("", "likes") is None
+    with pytest.raises(FieldError, match="integer"):
+        parse_count(True, "likes")
+    assert str(parse_timestamp("2026-03-01T12:00:00+02:00")) == "2026-03-01 10:00:00+00:00"
+    assert parse_timestamp(1767225600000) == parse_timestamp("1767225600")  # ms and s
+    assert parse_timestamp(" ") is None
+
+
+def _write_hyt(
+    folder: Path, train: str, valid: str = "v text\tu1\tx\n", test: str = "t text\tu1\ty\n"
+) -> Path:
+    folder.mkdir()
+    write(folder / "train.tsv", train)
+    write(folder / "valid.tsv", valid)
+    write(folder / "test.tsv", test)
+    return folder
+
+
+def test_howyoutagtweets_layout(tmp_path: Path) -> None:
+    src = _write_hyt(
+        tmp_path / "hyt", "hello world\tu1\t#Tag\ttag\tOther\nno tags\tu2\t\nskip col\tu2\t\tlate\n"
+    )
+    import_dataset(src, tmp_path / "ds", settings("howyoutagtweets", ""))
+    posts = read_posts(tmp_path / "ds")
+    assert posts["post_id"].tolist() == [
+        "train-00001",
+        "train-00002",
+        "train-00003",
+        "valid-00001",
+        "test-00001",
+    ]
+    assert posts["hashtags"].tolist() == [["tag", "other"], [], ["late"], ["x"], ["y"]]
+    assert posts["split"].tolist() == ["train", "train", "train", "valid", "test"]
+    bad = _write_hyt(tmp_path / "bad", "only one column\n")
+    with pytest.raises(InputError) as info:
+        import_dataset(bad, tmp_path / "out", settings("howyoutagtweets", ""))
+    assert (
+        str(info.value.problems[0])
+        == f"{bad / 'train.tsv'}, line 1: expected at least 2 tab-separated columns (text, user id)"
+    )
+
+
+def test_cli_import_exit_code_and_message(tmp_path: Path) -> None:
+    src = write(tmp_path / "p.csv", HEADER + "a,u,t,x,2026-01-01,oops,1\n")
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["data", "import", "--format", "csv", "--map", MAP, str(src), str(tmp_path / "o")]
+    )
+    assert result.exit_code == 1
+    assert "line 2, field 'likes'" in result.output
+    ok = runner.invoke(
+        app,
+        [
+            "data",
+            "import",
+            "--format",
+            "csv",
+            "--map",
+            MAP,
+            "--skip-bad",
+            str(src),
+            str(tmp_path / "o"),
+        ],
+    )
+    assert ok.exit_code == 1 and "no post could be imported" in ok.output
+
+
+@pytest.mark.skipif(
+    not (SHARED_DATA / "howyoutagtweets").is_dir(), reason="shared data not present"
+)
+def test_real_howyoutagtweets_counts(tmp_path: Path) -> None:
+    import_dataset(
+        SHARED_DATA / "howyoutagtweets", tmp_path / "hyt", settings("howyoutagtweets", "")
+    )
+    stats = dataset_stats(tmp_path / "hyt")
+    assert (stats["posts"], stats["posts_without_hashtags"], stats["users"], stats["hashtags"]) == (
+        33881,
+        93,
+        2571,
+        22301,
+    )
+    assert stats["given_split"] == {"train": 21226, "valid": 6235, "test": 6420}

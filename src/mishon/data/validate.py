@@ -44,9 +44,12 @@ def validate_dataset(root: Path, probe_media: MediaProbe | None = None) -> list[
     if table is None:
         return problems
     problems += _check_columns(posts_path, table, POSTS_SCHEMA, REQUIRED_POST_COLUMNS)
-    if any(p.reason == "missing column" for p in problems):
+    unusable = {p.field for p in problems if p.reason in ("missing column", "bad type")}
+    if unusable & set(REQUIRED_POST_COLUMNS):
         return problems
-    posts = table.to_pandas()
+    # Columns of the wrong type or unknown to the format get no value checks.
+    ignored = unusable | {p.field for p in problems if p.reason == "unknown column"}
+    posts = table.drop([c for c in table.column_names if c in ignored]).to_pandas()
     problems += _check_posts(root, posts_path, posts, probe_media)
     problems += _check_users(root, set(posts["user_id"].dropna()))
     problems += _check_splits(root, posts)

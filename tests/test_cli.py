@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from mishon import __version__
+from mishon.cli import app
+from mishon.data.synth import World
+
+runner = CliRunner()
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def test_version() -> None:
+    assert invoke("--version") == (0, f"mishon {__version__}\n")
+
+
+def test_synth_split_validate_stats(tmp_path: Path) -> None:
+    out = tmp_path / "corpus"
+    code, text = invoke("data", "synth", str(out), "--users", "4", "--posts", "8", "--workers", "1")
+    assert code == 0, text
+    assert "wrote 8 posts by 4 users" in text
+    code, text = invoke(
+        "data", "split", str(out), "--strategy", "temporal", "--test-fraction", "0.25"
+    )
+    assert code == 0, text
+    assert "split 'temporal'" in text
+    code, text = invoke("data", "split", str(out), "--strategy", "temporal")
+    assert code == 1 and "exists" in text and "--overwrite" in text
+    code, text = invoke("data", "validate", str(out), "--probe-media")
+    assert (code, text.strip()) == (0, f"valid: {out}")
+    code, text = invoke("data", "stats", str(out), "--json")
+    stats = json.loads(text)
+    assert stats["posts"] == 8 and stats["users"] == 4 and stats["media"]["with_video"] == 8
+    assert stats["engagement_fields"] == ["likes", "comments", "shares", "views"]
+    assert stats["splits"]["temporal"]["test"]["posts"] == 2
+    code, text = invoke("data", "stats", str(out))
+    assert code == 0 and "posts with video" in text
+
+
+def test_synth_reads_a_yaml_config_and_reports_bad_keys(tmp_path: Path) -> None:
+    config = tmp_path / "synth.yaml"
+    config.write_text("users: 4\nposts: 8\nworkers: 1\nframe_size: 32\n")
+    code, text = invoke("data", "synth", str(tmp_path / "a"), "--config", str(config))
+    assert code == 0, text
+    config.write_text("users: 4\ncolour: blue\n")
+    code, text = invoke("data", "synth", str(tmp_path / "b"), "--config", str(config))
+    assert code == 1
+    assert f"invalid SynthSettings (config {config})" in text and "colour: Extra inputs" in text
+
+
+def test_validate_lists_problems_and_fails(tmp_path: Path, tiny_corpus: tuple[Path, World]) -> None:
+    out = tmp_path / "ds"
+    shutil.copytree(tiny_corpus[0], out)
+    (out / "media" / "p000002.mp4").unlink()
+    code, text = invoke("data", "validate", str(out))
+    assert code == 1
+    assert "1 problem(s)" in text and "row 3 (post_id 'p000002'), field 'video'" in text
+
+
+def test_split_on_a_missing_dataset(tmp_path: Path) -> None:
+    code, text = invoke("data", "split", str(tmp_path))
+    assert code == 1 and "no posts table here" in text

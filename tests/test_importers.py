@@ -293,3 +293,31 @@ def test_real_howyoutagtweets_counts(tmp_path: Path) -> None:
         22301,
     )
     assert stats["given_split"] == {"train": 21226, "valid": 6235, "test": 6420}
+
+
+def test_export_and_reimport_round_trip(tmp_path: Path) -> None:
+    src = write(
+        tmp_path / "posts.csv",
+        HEADER
+        + 'a1,u1,"Sunset #Beach",travel,2026-01-02T10:00:00Z,5,100\n'
+        + "a2,u2,plain,,2026-01-03T12:00:00Z,0,7\n",
+    )
+    import_dataset(src, tmp_path / "first", settings())
+    first = read_posts(tmp_path / "first")
+    lines = [
+        json.dumps(
+            {
+                "id": row.post_id,
+                "author": row.user_id,
+                "text": row.caption,
+                "tags": list(row.hashtags),
+                "time": row.created_at.isoformat(),
+                "likes": int(row.likes),
+                "fans": 1,
+            }
+        )
+        for row in first.itertuples()
+    ]
+    export = write(tmp_path / "export.jsonl", "\n".join(lines) + "\n")
+    import_dataset(export, tmp_path / "second", settings("jsonl"))
+    pd.testing.assert_frame_equal(first, read_posts(tmp_path / "second"))

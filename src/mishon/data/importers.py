@@ -199,7 +199,7 @@ def _video_source(value: Any, base: Path) -> Path | None:
 # --------------------------------------------------------------------------- readers
 
 
-def _open_text(path: Path, encoding: str) -> Any:
+def _open_text(path: Path, encoding: str, newline: str = "") -> Any:
     """Open a text source after checking that every line decodes (errors name the line)."""
     if not path.exists():
         raise InputError.single(path, "file not found", reason="unreadable file")
@@ -216,7 +216,7 @@ def _open_text(path: Path, encoding: str) -> Any:
                     decoder.decode(line)
                 except UnicodeDecodeError:
                     raise _decode_guard(path, number) from None
-        return path.open(encoding=encoding, newline="")
+        return path.open(encoding=encoding, newline=newline)
     except OSError as exc:
         raise InputError.single(
             path, f"cannot open: {exc.strerror}", reason="unreadable file"
@@ -246,8 +246,6 @@ def read_delimited(
             raise InputError.single(
                 path, "file is empty (no header row)", reason="unreadable file"
             ) from None
-        except UnicodeDecodeError:
-            raise _decode_guard(path, 1) from None
         except csv.Error as exc:
             raise InputError.single(
                 path, f"malformed header: {exc}", reason="unreadable file"
@@ -269,8 +267,6 @@ def read_delimited(
                 cells = next(reader)
             except StopIteration:
                 return
-            except UnicodeDecodeError:
-                raise _decode_guard(path, start) from None
             except csv.Error as exc:
                 raise InputError.single(
                     path,
@@ -292,30 +288,27 @@ def read_delimited(
             yield RawRecord(str(path), start, {col: cells[i] for col, i in index.items()})
 
 
+def _numbered_lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
+    """Non-blank lines of a text file with their 1-based numbers, line ends removed."""
+    # Lines end at '\n' only, as in the encoding check, so line numbers agree with it.
+    with _open_text(path, encoding, newline="\n") as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                yield number, line.rstrip("\r\n")
+
+
 def read_jsonl(path: Path, encoding: str) -> Iterator[RawRecord]:
     """Records of a JSON-lines file, one object per non-blank line."""
-    handle = _open_text(path, encoding)
-    with handle:
-        number = 0
-        while True:
-            number += 1
-            try:
-                text = handle.readline()
-            except UnicodeDecodeError:
-                raise _decode_guard(path, number) from None
-            if not text:
-                return
-            if not text.strip():
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield RawRecord(str(path), number, {"__error__": f"not valid JSON: {exc.msg}"})
-                continue
-            if not isinstance(obj, dict):
-                yield RawRecord(str(path), number, {"__error__": "not a JSON object"})
-                continue
-            yield RawRecord(str(path), number, obj)
+    for number, text in _numbered_lines(path, encoding):
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield RawRecord(str(path), number, {"__error__": f"not valid JSON: {exc.msg}"})
+            continue
+        if not isinstance(obj, dict):
+            yield RawRecord(str(path), number, {"__error__": "not a JSON object"})
+            continue
+        yield RawRecord(str(path), number, obj)
 
 
 # --------------------------------------------------------------------------- conversion
@@ -477,34 +470,19 @@ def _howyoutagtweets_records(src: Path, encoding: str) -> Iterator[tuple[RawReco
         raise InputError.single(src, "expected the #HowYouTagTweets folder (train/valid/test.tsv)")
     for split, name in HOWYOUTAGTWEETS_FILES:
         path = src / name
-        handle = _open_text(path, encoding)
-        with handle:
-            number = 0
-            while True:
-                number += 1
-                try:
-                    line = handle.readline()
-                except UnicodeDecodeError:
-                    raise _decode_guard(path, number) from None
-                if not line:
-                    break
-                line = line.rstrip("\r\n")
-                if not line.strip():
-                    continue
-                cells = line.split("\t")
-                values: dict[str, Any]
-                if len(cells) < 2:
-                    values = {
-                        "__error__": "expected at least 2 tab-separated columns (text, user id)"
-                    }
-                else:
-                    values = {
-                        "caption": cells[0],
-                        "user_id": cells[1],
-                        "hashtags": cells[2:],
-                        "split": split,
-                    }
-                yield RawRecord(str(path), number, values), f"{split}-{number:05d}"
+        for number, line in _numbered_lines(path, encoding):
+            cells = line.split("\t")
+            values: dict[str, Any]
+            if len(cells) < 2:
+                values = {"__error__": "expected at least 2 tab-separated columns (text, user id)"}
+            else:
+                values = {
+                    "caption": cells[0],
+                    "user_id": cells[1],
+                    "hashtags": cells[2:],
+                    "split": split,
+                }
+            yield RawRecord(str(path), number, values), f"{split}-{number:05d}"
 
 
 HOWYOUTAGTWEETS_MAPPING = {name: name for name in ("caption", "user_id", "hashtags", "split")}

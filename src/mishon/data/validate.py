@@ -218,63 +218,42 @@ def _check_posts(
     return problems
 
 
+def _media_problem(
+    root: Path, base: Path, video: str, probe_media: MediaProbe | None
+) -> tuple[str, str] | None:
+    """(reason, message) for a bad video path or file, None where it is fine."""
+    pure = PurePosixPath(video)
+    if pure.is_absolute() or ".." in pure.parts:
+        return "bad media path", f"{video!r} must be relative, inside the dataset"
+    if pure.suffix.lower() not in VIDEO_EXTENSIONS:
+        return "bad media type", f"{video!r}: unsupported extension"
+    file = root / pure
+    if not file.is_file():
+        return "unreadable media", f"{video!r} not found"
+    # A symlink placed by `import --media symlink` may point outside; anything else must not.
+    if not file.is_symlink() and base not in file.resolve().parents:
+        return "bad media path", f"{video!r} leaves the dataset"
+    if probe_media is not None:
+        error = probe_media(file)
+        if error:
+            return "unreadable media", f"{video!r}: {error}"
+    return None
+
+
 def _check_media(
     root: Path, path: Path, posts: pd.DataFrame, probe_media: MediaProbe | None
 ) -> list[Problem]:
     problems: list[Problem] = []
     base = root.resolve()
     for row, video in enumerate(posts["video"].tolist()):
-        if video is None or (not isinstance(video, str)) or not video:
+        if not isinstance(video, str) or not video:
             continue
-        post_id = posts["post_id"].iat[row]
-        pure = PurePosixPath(video)
-        if pure.is_absolute() or ".." in pure.parts:
+        found = _media_problem(root, base, video, probe_media)
+        if found is not None:
+            reason, message = found
             problems.append(
-                _row_problem(
-                    path,
-                    row,
-                    post_id,
-                    "video",
-                    "bad media path",
-                    f"{video!r} must be relative, inside the dataset",
-                )
+                _row_problem(path, row, posts["post_id"].iat[row], "video", reason, message)
             )
-            continue
-        if pure.suffix.lower() not in VIDEO_EXTENSIONS:
-            problems.append(
-                _row_problem(
-                    path,
-                    row,
-                    post_id,
-                    "video",
-                    "bad media type",
-                    f"{video!r}: unsupported extension",
-                )
-            )
-            continue
-        file = root / pure
-        if not file.is_file():
-            problems.append(
-                _row_problem(
-                    path, row, post_id, "video", "unreadable media", f"{video!r} not found"
-                )
-            )
-            continue
-        if not file.is_symlink() and base not in file.resolve().parents:
-            problems.append(
-                _row_problem(
-                    path, row, post_id, "video", "bad media path", f"{video!r} leaves the dataset"
-                )
-            )
-            continue
-        if probe_media is not None:
-            error = probe_media(file)
-            if error:
-                problems.append(
-                    _row_problem(
-                        path, row, post_id, "video", "unreadable media", f"{video!r}: {error}"
-                    )
-                )
     return problems
 
 

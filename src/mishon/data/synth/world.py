@@ -135,14 +135,10 @@ def build_world(cfg: SynthSettings) -> World:
         rng.lognormal(math.log(800), 1.0, size=U),
     ).astype(np.int64)
     engagement = np.where(is_popular, 0.09, 0.025) * rng.lognormal(0.0, 0.25, size=U)
+    # A user follows the influencer of their main topic, if that topic has one.
     influencer_of_topic = {int(main_topic[u]): int(u) for u in popular[::-1]}
     follows = np.array(
-        [
-            -1
-            if is_popular[u]
-            else influencer_of_topic.get(int(main_topic[u]), int(rng.choice(popular)))
-            for u in range(U)
-        ]
+        [-1 if is_popular[u] else influencer_of_topic.get(int(main_topic[u]), -1) for u in range(U)]
     )
     signature = [f"{handles[u]}vlogs" for u in range(U)]
     group_tag = [f"crew{pseudo_word(g + 3, 2)}" for g in range(n_groups)]
@@ -180,7 +176,7 @@ def build_world(cfg: SynthSettings) -> World:
         if is_popular[u]:
             if rng.random() < 0.8:
                 tags.append(influencer_tag[u])
-        elif rng.random() < (0.5 if late[u] else 0.2):
+        elif follows[u] >= 0 and rng.random() < (0.5 if late[u] else 0.2):
             tags.append(influencer_tag[int(follows[u])])
         for tag in GENERIC_TAGS:
             if rng.random() < 0.08:

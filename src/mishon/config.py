@@ -186,3 +186,34 @@ def load_settings(
             f"  {'.'.join(map(str, e['loc'])) or '(settings)'}: {e['msg']}" for e in exc.errors()
         ]
         raise MishonError(f"invalid {model.__name__}{source}:\n" + "\n".join(lines)) from None
+
+
+class ExtractorSettings(Settings):
+    """One modality's extractor in `mishon extract`."""
+
+    name: str | None = Field(description="registered extractor name; None leaves the modality out")
+    model: str | None = Field(None, description="local folder or hub id of the weights; None: default")
+    units: int = Field(8, ge=1, le=512, description="L: frames, audio windows or tokens per post")
+
+
+class ExtractSettings(Settings):
+    """Feature extraction (`mishon extract`, DESIGN section 3)."""
+
+    visual: ExtractorSettings = Field(
+        default_factory=lambda: ExtractorSettings(name="efficientnet-lite0", units=8),
+        description="frames extractor: efficientnet-lite0 (offline) or vit",
+    )
+    acoustic: ExtractorSettings = Field(
+        default_factory=lambda: ExtractorSettings(name="logmel", units=8),
+        description="sound extractor: logmel (offline) or wav2vec2",
+    )
+    textual: ExtractorSettings = Field(
+        default_factory=lambda: ExtractorSettings(name="minilm", units=32),
+        description="caption extractor: minilm (offline) or bert",
+    )
+    batch_size: int = Field(16, ge=1, description="posts per batch; a batch is the unit of resumption")
+    workers: int = Field(2, ge=0, description="processes decoding media (0: decode in-process)")
+    max_audio_s: float = Field(60.0, gt=0, description="seconds of sound read per post")
+    allow_download: bool = Field(False, description="let transformers download missing weights")
+    device: str = Field("cpu", description="torch device for the extractors, e.g. cpu or cuda")
+    retry_failed: bool = Field(False, description="on resume, try again the posts that failed")

@@ -1,0 +1,1 @@
+"""Content features: one extractor per modality, a resumable float16 feature store."""

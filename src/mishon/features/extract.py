@@ -1,0 +1,271 @@
+"""The extraction pipeline: posts -> media decoding (worker processes) -> extractors -> store.
+
+Posts are processed in fixed batches of `batch_size` consecutive posts. A batch is the unit of
+work and of resumption: on a rerun, every batch with a pending post is recomputed whole, with
+the same composition as in an uninterrupted run, so the stored arrays come out identical.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mishon.config import ExtractSettings
+from mishon.data.store import read_posts
+from mishon.features.base import Extractor, Modality
+from mishon.features.registry import create_extractor
+from mishon.features.store import FAILED, PENDING, FeatureStore, StoreSpec, modality_dir
+from mishon.media.decode import MediaError, read_audio, sample_frames
+
+ProgressFn = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class DecodeRequest:
+    """What to take out of each video: frames (count 0 = none) and sound (rate None = none)."""
+
+    frames: int
+    frame_size: int
+    sample_rate: int | None
+    max_audio_s: float
+
+
+@dataclass
+class DecodedPost:
+    frames: np.ndarray | None = None
+    audio: np.ndarray | None = None
+    frame_error: str | None = None
+    audio_error: str | None = None
+
+
+def decode_post(path: str | None, request: DecodeRequest) -> DecodedPost:
+    """Decode one post's video; errors become messages, never exceptions (runs in a worker)."""
+    result = DecodedPost()
+    if path is None:
+        return result
+    file = Path(path)
+    if request.frames:
+        try:
+            result.frames = sample_frames(file, request.frames, request.frame_size)
+        except MediaError as exc:
+            result.frame_error = str(exc)
+    if request.sample_rate is not None:
+        try:
+            result.audio = read_audio(file, request.sample_rate, request.max_audio_s)
+        except MediaError as exc:
+            result.audio_error = str(exc)
+    return result
+
+
+@dataclass
+class ModalityReport:
+    extractor: str
+    units: int
+    dim: int
+    computed: int = 0
+    reused: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ExtractReport:
+    modalities: dict[str, ModalityReport] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    posts: int = 0
+
+
+def _video_paths(dataset: Path, posts: pd.DataFrame) -> tuple[list[str | None], dict[int, str]]:
+    """Absolute video paths (None where a post has none) and rows whose path is unsafe."""
+    if "video" not in posts:
+        return [None] * len(posts), {}
+    root = dataset.resolve()
+    paths: list[str | None] = []
+    unsafe: dict[int, str] = {}
+    for row, video in enumerate(posts["video"].tolist()):
+        if not isinstance(video, str) or not video:
+            paths.append(None)
+            continue
+        target = (root / video).resolve()
+        link = root / video
+        if root not in target.parents and not link.is_symlink():
+            unsafe[row] = f"video path {video!r} leaves the dataset"
+            paths.append(None)
+            continue
+        paths.append(str(link))
+    return paths, unsafe
+
+
+def _captions(posts: pd.DataFrame) -> list[str | None]:
+    if "caption" not in posts:
+        return [None] * len(posts)
+    return [c if isinstance(c, str) and c.strip() else None for c in posts["caption"].tolist()]
+
+
+class _Decoder:
+    """Decodes batches ahead of the one being encoded, in worker processes when asked."""
+
+    def __init__(self, paths: list[str | None], request: DecodeRequest, workers: int) -> None:
+        self.paths = paths
+        self.request = request
+        self.pool: Executor | None = None
+        if workers > 0:
+            # spawn: workers start clean, without the parent's torch threads or FFmpeg state
+            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def submit(self, rows: range) -> list[Future[DecodedPost]] | list[DecodedPost]:
+        if self.pool is None:
+            return [decode_post(self.paths[r], self.request) for r in rows]
+        return [self.pool.submit(decode_post, self.paths[r], self.request) for r in rows]
+
+    @staticmethod
+    def collect(handles: list[Future[DecodedPost]] | list[DecodedPost]) -> list[DecodedPost]:
+        return [h.result() if isinstance(h, Future) else h for h in handles]
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+
+def _modality_inputs(
+    modality: Modality, rows: range, decoded: list[DecodedPost] | None, captions: list[str | None],
+    unsafe: dict[int, str],
+) -> tuple[list[object], dict[int, str]]:
+    """The extractor inputs of a batch and the failures (row offset -> message)."""
+    failed: dict[int, str] = {}
+    if modality == Modality.TEXTUAL:
+        return [captions[r] for r in rows], failed
+    assert decoded is not None
+    inputs: list[object] = []
+    for offset, (row, post) in enumerate(zip(rows, decoded, strict=True)):
+        error = unsafe.get(row) or (post.frame_error if modality == Modality.VISUAL else post.audio_error)
+        if error:
+            failed[offset] = error
+        inputs.append(post.frames if modality == Modality.VISUAL else post.audio)
+    return inputs, failed
+
+
+def extract_features(
+    dataset: Path,
+    settings: ExtractSettings,
+    overwrite: bool = False,
+    progress: ProgressFn | None = None,
+    on_total: Callable[[int], None] | None = None,
+    extractors: dict[Modality, Extractor] | None = None,
+) -> ExtractReport:
+    """Extract the configured modalities of every post in `dataset` into DATASET/features/.
+
+    `extractors` replaces the configured ones (tests pass small ones).
+    """
+    started = time.perf_counter()
+    posts = read_posts(dataset)
+    post_ids = posts["post_id"].astype(str).tolist()
+    paths, unsafe = _video_paths(dataset, posts)
+    captions = _captions(posts)
+    report = ExtractReport(posts=len(posts))
+    has_video = any(p is not None for p in paths) or bool(unsafe)
+    has_text = any(c is not None for c in captions)
+
+    active: dict[Modality, Extractor] = {}
+    for modality in Modality:
+        spec = getattr(settings, modality.value)
+        if spec.name is None:
+            report.skipped[modality] = "turned off"
+            continue
+        if modality != Modality.TEXTUAL and not has_video:
+            report.skipped[modality] = "no post has a video"
+            continue
+        if modality == Modality.TEXTUAL and not has_text:
+            report.skipped[modality] = "no post has a caption"
+            continue
+        active[modality] = (extractors or {}).get(modality) or create_extractor(modality, spec, settings)
+
+    stores = {
+        m: FeatureStore.create_or_resume(
+            modality_dir(dataset, m.value),
+            StoreSpec(m.value, e.name, e.model_id, e.units, e.dim),
+            post_ids,
+            overwrite,
+        )
+        for m, e in active.items()
+    }
+    if settings.retry_failed:
+        for store in stores.values():
+            store.status[np.asarray(store.status) == FAILED] = PENDING
+            store.status.flush()
+    for m, e in active.items():
+        report.modalities[m] = ModalityReport(e.name, e.units, e.dim)
+
+    visual = active.get(Modality.VISUAL)
+    acoustic = active.get(Modality.ACOUSTIC)
+    request = DecodeRequest(
+        frames=visual.units if visual else 0,
+        frame_size=getattr(visual, "frame_size", 0) if visual else 0,
+        sample_rate=getattr(acoustic, "sample_rate", 16000) if acoustic else None,
+        max_audio_s=settings.max_audio_s,
+    )
+    batches = [range(s, min(s + settings.batch_size, len(posts))) for s in range(0, len(posts), settings.batch_size)]
+    work: list[tuple[range, list[Modality]]] = []
+    for rows in batches:
+        todo = [m for m, store in stores.items() if (np.asarray(store.status[rows.start : rows.stop]) == PENDING).any()]
+        for m in stores:
+            if m not in todo:
+                report.modalities[m].reused += len(rows)
+        if todo:
+            work.append((rows, todo))
+    if on_total is not None:
+        on_total(sum(len(rows) for rows, _ in work))
+
+    decoder = _Decoder(paths, request, settings.workers if any(m != Modality.TEXTUAL for _, t in work for m in t) else 0)
+    try:
+        for rows, todo, handles in _prefetched(work, decoder, depth=2):
+            decoded = decoder.collect(handles) if handles is not None else None
+            for modality in todo:
+                inputs, failed = _modality_inputs(modality, rows, decoded, captions, unsafe)
+                values, mask = active[modality].encode(inputs)
+                for offset in failed:
+                    mask[offset] = False
+                stores[modality].write(rows.start, values, mask, failed)
+                report.modalities[modality].computed += len(rows)
+            if progress is not None:
+                progress(len(rows))
+    finally:
+        decoder.close()
+        for m, store in stores.items():
+            store.finish()
+            report.modalities[m].counts = store.counts()
+            report.modalities[m].failures = store.failures()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _prefetched(
+    work: list[tuple[range, list[Modality]]], decoder: _Decoder, depth: int
+) -> Iterator[tuple[range, list[Modality], list[Future[DecodedPost]] | list[DecodedPost] | None]]:
+    """Yield batches with their decoding started up to `depth` batches ahead."""
+    queue: deque[tuple[range, list[Modality], list[Future[DecodedPost]] | list[DecodedPost] | None]] = deque()
+    upcoming = iter(work)
+
+    def fill() -> None:
+        while len(queue) < depth:
+            item = next(upcoming, None)
+            if item is None:
+                return
+            rows, todo = item
+            needs_media = any(m != Modality.TEXTUAL for m in todo)
+            queue.append((rows, todo, decoder.submit(rows) if needs_media else None))
+
+    fill()
+    while queue:
+        item = queue.popleft()
+        fill()
+        yield item

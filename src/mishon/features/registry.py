@@ -1,0 +1,75 @@
+"""Extractors by name: the configuration names one per modality."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from mishon.config import ExtractorSettings, ExtractSettings
+from mishon.errors import MishonError
+from mishon.features.base import Extractor, Modality
+
+Factory = Callable[[ExtractorSettings, ExtractSettings], Extractor]
+
+
+def _efficientnet(spec: ExtractorSettings, run: ExtractSettings) -> Extractor:
+    from mishon.features.efficientnet import EfficientNetLite0Extractor
+
+    if spec.model is not None:
+        raise MishonError("efficientnet-lite0 uses its packaged ImageNet weights; drop the model option")
+    return EfficientNetLite0Extractor(units=spec.units, device=run.device)
+
+
+def _vit(spec: ExtractorSettings, run: ExtractSettings) -> Extractor:
+    from mishon.features.hf import HFVisionExtractor
+
+    return HFVisionExtractor(spec.model, spec.units, run.allow_download, run.device)
+
+
+def _logmel(spec: ExtractorSettings, run: ExtractSettings) -> Extractor:
+    from mishon.features.logmel import LogMelExtractor
+
+    if spec.model is not None:
+        raise MishonError("logmel has no weights; drop the model option")
+    return LogMelExtractor(units=spec.units)
+
+
+def _wav2vec2(spec: ExtractorSettings, run: ExtractSettings) -> Extractor:
+    from mishon.features.hf import HFAudioExtractor
+
+    return HFAudioExtractor(spec.model, spec.units, run.allow_download, run.device)
+
+
+def _text(name: str) -> Factory:
+    def build(spec: ExtractorSettings, run: ExtractSettings) -> Extractor:
+        from mishon.features.hf import HFTextExtractor
+
+        return HFTextExtractor(spec.model, spec.units, run.allow_download, run.device, name=name)
+
+    return build
+
+
+EXTRACTORS: dict[str, tuple[Modality, Factory]] = {
+    "efficientnet-lite0": (Modality.VISUAL, _efficientnet),
+    "vit": (Modality.VISUAL, _vit),
+    "logmel": (Modality.ACOUSTIC, _logmel),
+    "wav2vec2": (Modality.ACOUSTIC, _wav2vec2),
+    "minilm": (Modality.TEXTUAL, _text("minilm")),
+    "bert": (Modality.TEXTUAL, _text("bert")),
+}
+
+
+def names_for(modality: Modality) -> list[str]:
+    """Registered extractor names of a modality."""
+    return [name for name, (m, _) in EXTRACTORS.items() if m == modality]
+
+
+def create_extractor(modality: Modality, spec: ExtractorSettings, run: ExtractSettings) -> Extractor:
+    """Build the extractor `spec.name` for `modality`; raise MishonError on a wrong name."""
+    if spec.name not in EXTRACTORS:
+        raise MishonError(
+            f"unknown {modality} extractor {spec.name!r}; choose one of {names_for(modality)} or none"
+        )
+    declared, factory = EXTRACTORS[spec.name]
+    if declared != modality:
+        raise MishonError(f"{spec.name!r} is a {declared} extractor, not {modality}")
+    return factory(spec, run)

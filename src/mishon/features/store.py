@@ -1,0 +1,201 @@
+"""The feature store: per modality, float16 [N, L, D] values and a bool [N, L] mask, memory-mapped
+`.npy` files in post order, a per-post status, and a manifest.
+
+Layout of `DATASET/features/<modality>/`:
+- `values.npy` float16 [N, L, D], `mask.npy` bool [N, L] (True = a real unit);
+- `status.npy` int8 [N]: 0 pending, 1 done, 2 failed;
+- `failures.jsonl`: one {"post_id", "error"} line per failed post (the last line of a post wins);
+- `manifest.json`: modality, extractor, model id, L, D, dtype, package versions, post ids,
+  and, once complete, counts of done / absent (no input, fully masked) / failed posts.
+
+Writes go to the values and mask first, are flushed, and only then is the status set: a crash
+at any point leaves rows either done and correct, or pending.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mishon.data.store import write_json
+from mishon.errors import MishonError
+
+FEATURES_DIR = "features"
+PENDING, DONE, FAILED = 0, 1, 2
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """What identifies a store's content: resuming requires the same spec and post ids."""
+
+    modality: str
+    extractor: str
+    model_id: str
+    units: int
+    dim: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "modality": self.modality,
+            "extractor": self.extractor,
+            "model_id": self.model_id,
+            "units": self.units,
+            "dim": self.dim,
+        }
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for package in ("mishon", "numpy", "torch", "transformers", "av"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def modality_dir(dataset: Path, modality: str) -> Path:
+    return dataset / FEATURES_DIR / modality
+
+
+class FeatureStore:
+    """An open feature store of one modality (read-only unless opened for writing)."""
+
+    def __init__(self, folder: Path, manifest: dict[str, Any], writable: bool) -> None:
+        self.folder = folder
+        self.manifest = manifest
+        mode = "r+" if writable else "r"
+        self.values: np.memmap = np.load(folder / "values.npy", mmap_mode=mode)
+        self.mask: np.memmap = np.load(folder / "mask.npy", mmap_mode=mode)
+        self.status: np.memmap = np.load(folder / "status.npy", mmap_mode=mode)
+        self.post_ids: list[str] = manifest["post_ids"]
+
+    @property
+    def spec(self) -> StoreSpec:
+        m = self.manifest
+        return StoreSpec(m["modality"], m["extractor"], m["model_id"], m["units"], m["dim"])
+
+    @classmethod
+    def create_or_resume(
+        cls, folder: Path, spec: StoreSpec, post_ids: list[str], overwrite: bool = False
+    ) -> FeatureStore:
+        """Open the store in `folder` to continue it, or create it; refuse a different one."""
+        manifest_path = folder / MANIFEST
+        if manifest_path.is_file() and not overwrite:
+            manifest = _read_manifest(manifest_path)
+            same = {k: manifest.get(k) for k in spec.as_dict()} == spec.as_dict()
+            if same and manifest.get("post_ids") == post_ids:
+                return cls(folder, manifest, writable=True)
+            raise MishonError(
+                f"{folder} holds {manifest.get('extractor')} features (L={manifest.get('units')}) "
+                f"for other settings or other posts; pass --overwrite to recompute them"
+            )
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("values.npy", "mask.npy", "status.npy", "failures.jsonl", MANIFEST):
+            (folder / name).unlink(missing_ok=True)
+        n = len(post_ids)
+        for name, dtype, shape in (
+            ("values.npy", np.float16, (n, spec.units, spec.dim)),
+            ("mask.npy", np.bool_, (n, spec.units)),
+            ("status.npy", np.int8, (n,)),
+        ):
+            array = np.lib.format.open_memmap(folder / f".{name}", mode="w+", dtype=dtype, shape=shape)
+            array.flush()
+            del array
+            os.replace(folder / f".{name}", folder / name)
+        manifest = {
+            **spec.as_dict(),
+            "dtype": "float16",
+            "versions": package_versions(),
+            "n_posts": n,
+            "complete": False,
+            "post_ids": post_ids,
+        }
+        write_json(manifest, manifest_path)
+        return cls(folder, manifest, writable=True)
+
+    @classmethod
+    def open(cls, folder: Path) -> FeatureStore:
+        """Open a finished store read-only; raise MishonError if missing or unfinished."""
+        manifest_path = folder / MANIFEST
+        if not manifest_path.is_file():
+            raise MishonError(f"no features in {folder}: run `mishon extract` first")
+        store = cls(folder, _read_manifest(manifest_path), writable=False)
+        pending = int((store.status == PENDING).sum())
+        if pending:
+            raise MishonError(
+                f"features in {folder} are unfinished ({pending} posts pending): rerun `mishon extract`"
+            )
+        return store
+
+    def write(self, start: int, values: np.ndarray, mask: np.ndarray, failed: dict[int, str]) -> None:
+        """Store rows start.. of a batch; `failed` maps a row offset to its error message."""
+        stop = start + len(values)
+        values = np.where(mask[..., None], values, 0.0)
+        self.values[start:stop] = values.astype(np.float16)
+        self.mask[start:stop] = mask
+        self.values.flush()
+        self.mask.flush()
+        if failed:
+            with (self.folder / "failures.jsonl").open("a", encoding="utf-8") as log:
+                for offset, error in sorted(failed.items()):
+                    log.write(json.dumps({"post_id": self.post_ids[start + offset], "error": error}) + "\n")
+                log.flush()
+                os.fsync(log.fileno())
+        status = np.full(stop - start, DONE, dtype=np.int8)
+        for offset in failed:
+            status[offset] = FAILED
+        self.status[start:stop] = status
+        self.status.flush()
+
+    def failures(self) -> dict[str, str]:
+        """Failed posts and why, for the posts whose status is failed now."""
+        path = self.folder / "failures.jsonl"
+        if not path.is_file():
+            return {}
+        last: dict[str, str] = {}
+        for line in path.read_text("utf-8").splitlines():
+            if line.strip():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut by a crash; its post is still pending or redone
+                last[record["post_id"]] = record["error"]
+        index = {pid: i for i, pid in enumerate(self.post_ids)}
+        return {pid: err for pid, err in last.items() if self.status[index[pid]] == FAILED}
+
+    def counts(self) -> dict[str, int]:
+        status = np.asarray(self.status)
+        present = np.asarray(self.mask).any(axis=1)
+        return {
+            "done": int((status == DONE).sum()),
+            "absent": int(((status == DONE) & ~present).sum()),
+            "failed": int((status == FAILED).sum()),
+            "pending": int((status == PENDING).sum()),
+        }
+
+    def finish(self) -> None:
+        """Record the counts and mark the store complete when nothing is pending."""
+        counts = self.counts()
+        self.manifest.update(counts=counts, complete=counts["pending"] == 0)
+        write_json(self.manifest, self.folder / MANIFEST)
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise MishonError(f"cannot read {path}: {exc}") from None
+
+
+def list_stores(dataset: Path) -> list[str]:
+    """Modalities that have a feature store in the dataset."""
+    root = dataset / FEATURES_DIR
+    return sorted(p.name for p in root.iterdir() if (p / MANIFEST).is_file()) if root.is_dir() else []

@@ -192,7 +192,9 @@ class ExtractorSettings(Settings):
     """One modality's extractor in `mishon extract`."""
 
     name: str | None = Field(description="registered extractor name; None leaves the modality out")
-    model: str | None = Field(None, description="local folder or hub id of the weights; None: default")
+    model: str | None = Field(
+        None, description="local folder or hub id of the weights; None: default"
+    )
     units: int = Field(8, ge=1, le=512, description="L: frames, audio windows or tokens per post")
 
 
@@ -211,7 +213,9 @@ class ExtractSettings(Settings):
         default_factory=lambda: ExtractorSettings(name="minilm", units=32),
         description="caption extractor: minilm (offline) or bert",
     )
-    batch_size: int = Field(16, ge=1, description="posts per batch; a batch is the unit of resumption")
+    batch_size: int = Field(
+        16, ge=1, description="posts per batch; a batch is the unit of resumption"
+    )
     workers: int = Field(2, ge=0, description="processes decoding media (0: decode in-process)")
     max_audio_s: float = Field(60.0, gt=0, description="seconds of sound read per post")
     allow_download: bool = Field(False, description="let transformers download missing weights")

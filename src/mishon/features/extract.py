@@ -120,7 +120,9 @@ class _Decoder:
         self.pool: Executor | None = None
         if workers > 0:
             # spawn: workers start clean, without the parent's torch threads or FFmpeg state
-            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            self.pool = ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("spawn")
+            )
 
     def submit(self, rows: range) -> list[Future[DecodedPost]] | list[DecodedPost]:
         if self.pool is None:
@@ -137,7 +139,10 @@ class _Decoder:
 
 
 def _modality_inputs(
-    modality: Modality, rows: range, decoded: list[DecodedPost] | None, captions: list[str | None],
+    modality: Modality,
+    rows: range,
+    decoded: list[DecodedPost] | None,
+    captions: list[str | None],
     unsafe: dict[int, str],
 ) -> tuple[list[object], dict[int, str]]:
     """The extractor inputs of a batch and the failures (row offset -> message)."""
@@ -147,7 +152,9 @@ def _modality_inputs(
     assert decoded is not None
     inputs: list[object] = []
     for offset, (row, post) in enumerate(zip(rows, decoded, strict=True)):
-        error = unsafe.get(row) or (post.frame_error if modality == Modality.VISUAL else post.audio_error)
+        error = unsafe.get(row) or (
+            post.frame_error if modality == Modality.VISUAL else post.audio_error
+        )
         if error:
             failed[offset] = error
         inputs.append(post.frames if modality == Modality.VISUAL else post.audio)
@@ -187,7 +194,9 @@ def extract_features(
         if modality == Modality.TEXTUAL and not has_text:
             report.skipped[modality] = "no post has a caption"
             continue
-        active[modality] = (extractors or {}).get(modality) or create_extractor(modality, spec, settings)
+        active[modality] = (extractors or {}).get(modality) or create_extractor(
+            modality, spec, settings
+        )
 
     stores = {
         m: FeatureStore.create_or_resume(
@@ -213,10 +222,17 @@ def extract_features(
         sample_rate=getattr(acoustic, "sample_rate", 16000) if acoustic else None,
         max_audio_s=settings.max_audio_s,
     )
-    batches = [range(s, min(s + settings.batch_size, len(posts))) for s in range(0, len(posts), settings.batch_size)]
+    batches = [
+        range(s, min(s + settings.batch_size, len(posts)))
+        for s in range(0, len(posts), settings.batch_size)
+    ]
     work: list[tuple[range, list[Modality]]] = []
     for rows in batches:
-        todo = [m for m, store in stores.items() if (np.asarray(store.status[rows.start : rows.stop]) == PENDING).any()]
+        todo = [
+            m
+            for m, store in stores.items()
+            if (np.asarray(store.status[rows.start : rows.stop]) == PENDING).any()
+        ]
         for m in stores:
             if m not in todo:
                 report.modalities[m].reused += len(rows)
@@ -225,7 +241,11 @@ def extract_features(
     if on_total is not None:
         on_total(sum(len(rows) for rows, _ in work))
 
-    decoder = _Decoder(paths, request, settings.workers if any(m != Modality.TEXTUAL for _, t in work for m in t) else 0)
+    decoder = _Decoder(
+        paths,
+        request,
+        settings.workers if any(m != Modality.TEXTUAL for _, t in work for m in t) else 0,
+    )
     try:
         for rows, todo, handles in _prefetched(work, decoder, depth=2):
             decoded = decoder.collect(handles) if handles is not None else None
@@ -252,7 +272,9 @@ def _prefetched(
     work: list[tuple[range, list[Modality]]], decoder: _Decoder, depth: int
 ) -> Iterator[tuple[range, list[Modality], list[Future[DecodedPost]] | list[DecodedPost] | None]]:
     """Yield batches with their decoding started up to `depth` batches ahead."""
-    queue: deque[tuple[range, list[Modality], list[Future[DecodedPost]] | list[DecodedPost] | None]] = deque()
+    queue: deque[
+        tuple[range, list[Modality], list[Future[DecodedPost]] | list[DecodedPost] | None]
+    ] = deque()
     upcoming = iter(work)
 
     def fill() -> None:

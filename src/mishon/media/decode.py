@@ -46,11 +46,12 @@ def probe(path: Path) -> ClipInfo:
 
 
 def _duration(container: av.container.InputContainer) -> float:
-    if container.duration:
-        return container.duration / av.time_base
+    """Seconds of video: the video stream's own duration where known, else the container's."""
     stream = container.streams.video[0] if container.streams.video else None
     if stream is not None and stream.duration and stream.time_base:
         return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / av.time_base
     return 0.0
 
 
@@ -85,9 +86,11 @@ def sample_frames(path: Path, count: int, size: int) -> np.ndarray:
             if duration > SEEK_THRESHOLD_S:
                 frames = _frames_by_seeking(container, stream, duration, count)
             else:
-                frames = _frames_in_one_pass(container, stream, duration, count)
-            return np.stack([_to_square_rgb(f, size) for f in frames]) if frames else np.zeros(
-                (0, size, size, 3), dtype=np.uint8
+                frames = _frames_in_one_pass(container, stream, count)
+            return (
+                np.stack([_to_square_rgb(f, size) for f in frames])
+                if frames
+                else np.zeros((0, size, size, 3), dtype=np.uint8)
             )
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise MediaError(f"cannot decode video of {path.name}: {exc}") from None
@@ -98,7 +101,7 @@ def _targets(duration: float, count: int) -> np.ndarray:
 
 
 def _frames_in_one_pass(
-    container: av.container.InputContainer, stream: av.VideoStream, duration: float, count: int
+    container: av.container.InputContainer, stream: av.VideoStream, count: int
 ) -> list[av.VideoFrame]:
     decoded = list(container.decode(stream))
     if len(decoded) <= count:
@@ -107,9 +110,9 @@ def _frames_in_one_pass(
     times = np.array([f.time if f.time is not None else np.nan for f in decoded], dtype=float)
     if np.isnan(times).any():
         times = np.arange(len(decoded), dtype=float)
-        duration = float(len(decoded))
+    # The clip spans from the first frame to the end of the last one (one typical gap).
     start = float(times[0])
-    span = duration if duration > 0 else float(times[-1] - start) or 1.0
+    span = float(times[-1] - start + np.median(np.diff(times)))
     chosen: list[int] = []
     for target in _targets(span, count) + start:
         index = min(int(np.searchsorted(times, target)), len(decoded) - 1)
@@ -143,7 +146,9 @@ def _frames_by_seeking(
     return frames
 
 
-def read_audio(path: Path, sample_rate: int = 16000, max_seconds: float = 60.0) -> np.ndarray | None:
+def read_audio(
+    path: Path, sample_rate: int = 16000, max_seconds: float = 60.0
+) -> np.ndarray | None:
     """Mono float32 samples of the first `max_seconds`, or None when there is no audio stream."""
     try:
         with av.open(str(path)) as container:

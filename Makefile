@@ -28,6 +28,8 @@ demo: $(STAMP)
 	$(BIN)/mishon data validate $(DEMO_DIR)/synth --probe-media
 	$(BIN)/mishon data split $(DEMO_DIR)/synth --strategy temporal --overwrite
 	$(BIN)/mishon data stats $(DEMO_DIR)/synth
+	$(BIN)/mishon extract $(DEMO_DIR)/synth
+	$(BIN)/mishon features validate $(DEMO_DIR)/synth
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -38,6 +38,7 @@ OWNED_ENTRIES = (
     SPLITS_DIR,
     MEDIA_DIR,
     TRUTH_DIR,
+    "features",  # derived from the posts: stale once the dataset is replaced
     "import_report.json",
 )
 

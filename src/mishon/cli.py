@@ -535,23 +535,26 @@ def features_validate(dataset: Annotated[Path, typer.Argument(help="Dataset dire
         raise MishonError(f"no feature store in {dataset}: run `mishon extract {dataset}`")
     post_ids = read_posts(dataset)["post_id"].astype(str).tolist()
     table = Table(title=f"feature stores of {dataset}")
-    for column in ("modality", "extractor", "model", "L x D", "done", "absent", "failed"):
+    for column in ("modality", "extractor", "L x D", "done", "absent", "failed"):
         table.add_column(column)
     problems: list[str] = []
+    models: list[str] = []
     for modality in modalities:
         manifest = read_store_manifest(dataset / "features" / modality) or {}
         counts = manifest.get("counts", {})
         table.add_row(
             modality,
             str(manifest.get("extractor")),
-            str(manifest.get("model_id")),
             f"{manifest.get('units')} x {manifest.get('dim')}",
             str(counts.get("done")),
             str(counts.get("absent")),
             str(counts.get("failed")),
         )
+        models.append(f"{modality}: {manifest.get('model_id')}")
         problems += check_store(dataset, modality, post_ids)
     console.print(table)
+    for line in models:
+        console.print(f"  {line}", highlight=False, soft_wrap=True)
     if problems:
         for problem in problems:
             err_console.print(f"[red]problem:[/] {problem}", highlight=False, soft_wrap=True)

@@ -221,3 +221,49 @@ class ExtractSettings(Settings):
     allow_download: bool = Field(False, description="let transformers download missing weights")
     device: str = Field("cpu", description="torch device for the extractors, e.g. cpu or cuda")
     retry_failed: bool = Field(False, description="on resume, try again the posts that failed")
+
+
+class EdgeSettings(Settings):
+    """k nearest neighbours kept per node, and the least similarity an edge needs."""
+
+    k: int = Field(10, ge=0, description="neighbours per node (0: no edges of this type)")
+    threshold: float = Field(0.0, ge=-1.0, le=1.0, description="minimum similarity (inclusive)")
+
+
+class GraphSettings(Settings):
+    """The heterogeneous graph (`mishon graph`, DESIGN sections 4 and 5)."""
+
+    user: EdgeSettings = Field(
+        default_factory=lambda: EdgeSettings(k=10, threshold=0.05),
+        description="user-user edges: Jaccard of training hashtag sets",
+    )
+    visual: EdgeSettings = Field(
+        default_factory=lambda: EdgeSettings(k=10, threshold=0.2),
+        description="visual-visual edges: cosine of centred pooled features",
+    )
+    acoustic: EdgeSettings = Field(
+        default_factory=lambda: EdgeSettings(k=10, threshold=0.2),
+        description="acoustic-acoustic edges: cosine of centred pooled features",
+    )
+    textual: EdgeSettings = Field(
+        default_factory=lambda: EdgeSettings(k=10, threshold=0.2),
+        description="textual-textual edges: cosine of centred pooled features",
+    )
+    exact_max: int = Field(
+        20000, ge=2, description="exact kNN up to this many nodes, else approximate"
+    )
+    index: Literal["ivf", "hnsw"] = Field("ivf", description="approximate index beyond exact_max")
+    ivf_nlist: int | None = Field(None, ge=1, description="IVF lists; None: sqrt(N)")
+    ivf_nprobe: int = Field(16, ge=1, description="IVF lists searched per query")
+    hnsw_m: int = Field(32, ge=4, description="HNSW links per node")
+    hnsw_ef_search: int = Field(128, ge=1, description="HNSW search breadth")
+    query_chunk: int = Field(4096, ge=1, description="queries per faiss search call (memory bound)")
+    influence: Literal["auto", "engagement", "adoption"] = Field(
+        "auto", description="influence measure; auto: engagement where the data has it"
+    )
+    popular_fraction: float = Field(
+        0.05, gt=0.0, le=1.0, description="share of eligible users deemed popular"
+    )
+    popular_min_posts: int = Field(3, ge=1, description="training posts a popular user needs")
+    cold_links: int = Field(5, ge=0, description="popular users each cold-start user is linked to")
+    seed: int = Field(0, description="seed of the approximate index's k-means")

@@ -1,0 +1,301 @@
+"""Assembling the heterogeneous graph from a dataset, a split and its feature stores.
+
+Nodes: one `user` node per user with a post in the split (excluded posts do not count), and
+one node per post in each modality that has features (`visual`, `acoustic`, `textual`); modality
+node i is post i of the split's post list. Edges (both directions stored, coalesced, weight =
+similarity or 1): user-user (Jaccard top-k plus cold-start links), modality-modality (kNN), and
+user-modality (the user posted it). Only training hashtags are read.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mishon.config import GraphSettings
+from mishon.data.schema import EXCLUDED_LABEL
+from mishon.data.store import list_splits, read_posts, read_split, read_users
+from mishon.errors import MishonError
+from mishon.features.store import MANIFEST, FeatureStore, modality_dir
+from mishon.graph.influence import link_cold_users, measure_influence, user_profiles
+from mishon.graph.jaccard import jaccard_topk, user_hashtag_matrix
+from mishon.graph.knn import knn
+from mishon.graph.pooled import pooled_vectors
+
+MODALITIES = ("visual", "acoustic", "textual")
+EdgeType = tuple[str, str, str]
+StageFn = Callable[[str], None]
+
+
+@dataclass
+class HeteroGraph:
+    """Nodes, typed edges (int64 [2, E] index, float32 [E] weight) and what built them."""
+
+    num_nodes: dict[str, int]
+    edges: dict[EdgeType, tuple[np.ndarray, np.ndarray]]
+    post_ids: list[str]
+    user_ids: list[str]
+    post_user: np.ndarray  # user node of each post
+    post_split: np.ndarray  # split label of each post
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def modalities(self) -> list[str]:
+        return [m for m in MODALITIES if m in self.num_nodes]
+
+
+def default_split(dataset: Path) -> str:
+    """The dataset's only split, or an error listing the choices."""
+    splits = list_splits(dataset)
+    if len(splits) == 1:
+        return splits[0]
+    if not splits:
+        raise MishonError(f"{dataset} has no split: run `mishon data split {dataset}` first")
+    raise MishonError(f"{dataset} has several splits {splits}: choose one with --split")
+
+
+def knn_edges(
+    neighbours: np.ndarray, similarities: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Directed (node -> neighbour) edges from top-k lists, keeping similarity >= threshold."""
+    rows = np.repeat(np.arange(len(neighbours)), neighbours.shape[1])
+    cols = neighbours.ravel()
+    weights = similarities.ravel()
+    keep = (cols >= 0) & (weights >= threshold)
+    return np.stack([rows[keep], cols[keep]]), weights[keep].astype(np.float32)
+
+
+def symmetric(index: np.ndarray, weight: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Both directions of every edge, each (i, j) once (larger weight), sorted, no self loops."""
+    both = np.concatenate([index, index[::-1]], axis=1)
+    weights = np.concatenate([weight, weight])
+    return coalesce(both, weights, n, n)
+
+
+def coalesce(
+    index: np.ndarray, weight: np.ndarray, n_src: int, n_dst: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted unique edges (by source, then target); a repeated edge keeps its largest weight."""
+    keep = index[0] != index[1] if n_src == n_dst else np.ones(index.shape[1], dtype=bool)
+    src, dst, w = index[0][keep], index[1][keep], weight[keep]
+    key = src.astype(np.int64) * max(n_dst, 1) + dst
+    order = np.lexsort((-w, key))
+    key, src, dst, w = key[order], src[order], dst[order], w[order]
+    first = np.ones(len(key), dtype=bool)
+    first[1:] = key[1:] != key[:-1]
+    return np.stack([src[first], dst[first]]).astype(np.int64), w[first].astype(np.float32)
+
+
+def _summary(graph: HeteroGraph) -> dict[str, Any]:
+    degrees: dict[str, np.ndarray] = {
+        t: np.zeros(n, dtype=np.int64) for t, n in graph.num_nodes.items()
+    }
+    edges: dict[str, dict[str, Any]] = {}
+    for (src, rel, dst), (index, _) in graph.edges.items():
+        np.add.at(degrees[dst], index[1], 1)
+        counts = np.bincount(index[1], minlength=graph.num_nodes[dst])
+        edges[f"{src}-{rel}-{dst}"] = {
+            "edges": int(index.shape[1]),
+            "in_degree": {
+                "min": int(counts.min()) if len(counts) else 0,
+                "mean": round(float(counts.mean()) if len(counts) else 0.0, 3),
+                "median": float(np.median(counts)) if len(counts) else 0.0,
+                "max": int(counts.max()) if len(counts) else 0,
+            },
+        }
+    nodes = {
+        t: {"nodes": n, "isolated": int((degrees[t] == 0).sum())}
+        for t, n in graph.num_nodes.items()
+    }
+    return {"nodes": nodes, "edges": edges}
+
+
+def build_graph(
+    dataset: Path,
+    split_name: str | None,
+    settings: GraphSettings,
+    stage: StageFn | None = None,
+) -> HeteroGraph:
+    """Build the graph of `dataset` under split `split_name` (default: its only split)."""
+    report = stage or (lambda _name: None)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 3)
+        clock = now
+
+    report("reading posts and split")
+    split_name = split_name or default_split(dataset)
+    posts = read_posts(dataset)
+    all_post_ids = posts["post_id"].astype(str).tolist()
+    split = read_split(dataset, split_name)
+    labels = posts["post_id"].map(split.set_index("post_id")["split"])
+    if labels.isna().any():
+        missing = posts["post_id"][labels.isna()].iloc[0]
+        raise MishonError(
+            f"split {split_name!r} does not cover post {missing!r}: rerun `mishon data split`"
+        )
+    rows = np.flatnonzero((labels != EXCLUDED_LABEL).to_numpy())
+    posts = posts.iloc[rows].reset_index(drop=True)
+    post_split = labels.iloc[rows].to_numpy().astype(str)
+    user_ids = pd.unique(posts["user_id"].astype(str)).tolist()
+    user_of = {u: i for i, u in enumerate(user_ids)}
+    post_user = posts["user_id"].astype(str).map(user_of).to_numpy(dtype=np.int64)
+    n_posts, n_users = len(posts), len(user_ids)
+    is_train = post_split == "train"
+    train = posts[is_train]
+    train_user = post_user[is_train]
+    lap("read")
+
+    num_nodes: dict[str, int] = {"user": n_users}
+    edges: dict[EdgeType, tuple[np.ndarray, np.ndarray]] = {}
+    meta: dict[str, Any] = {
+        "split": split_name,
+        "dataset": str(dataset),
+        "settings": settings.model_dump(mode="json"),
+    }
+    skipped: dict[str, str] = {}
+    knn_methods: dict[str, str] = {}
+    vectors: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for modality in MODALITIES:
+        folder = modality_dir(dataset, modality)
+        if not (folder / MANIFEST).is_file():
+            skipped[modality] = "no feature store"
+            continue
+        report(f"pooling {modality} features")
+        store = FeatureStore.open(folder)
+        if store.post_ids != all_post_ids:
+            raise MishonError(
+                f"{folder} does not match posts.parquet: rerun `mishon extract --overwrite`"
+            )
+        pooled, present = pooled_vectors(store, rows)
+        if not present.any():
+            skipped[modality] = "no post has this modality"
+            continue
+        vectors[modality] = (pooled, present)
+        num_nodes[modality] = n_posts
+        lap(f"pool_{modality}")
+        spec = getattr(settings, modality)
+        report(f"{modality} kNN")
+        result = knn(
+            pooled,
+            present,
+            spec.k,
+            exact_max=settings.exact_max,
+            method=settings.index,
+            nlist=settings.ivf_nlist,
+            nprobe=settings.ivf_nprobe,
+            hnsw_m=settings.hnsw_m,
+            ef_search=settings.hnsw_ef_search,
+            chunk=settings.query_chunk,
+            seed=settings.seed,
+        )
+        knn_methods[modality] = result.method
+        index, weight = knn_edges(result.neighbours, result.similarities, spec.threshold)
+        edges[(modality, "similar", modality)] = symmetric(index, weight, n_posts)
+        forward = np.stack([post_user, np.arange(n_posts)])
+        edges[("user", "posted", modality)] = coalesce(
+            forward, np.ones(n_posts, np.float32), n_users, n_posts
+        )
+        edges[(modality, "posted_by", "user")] = coalesce(
+            forward[::-1].copy(), np.ones(n_posts, np.float32), n_posts, n_users
+        )
+        lap(f"knn_{modality}")
+    if not vectors:
+        raise MishonError(
+            f"no modality has features in {dataset}: run `mishon extract {dataset}` first"
+        )
+
+    report("user-user Jaccard")
+    matrix, _ = user_hashtag_matrix(train_user, train["hashtags"].tolist(), n_users)
+    neighbours, similarities = jaccard_topk(matrix, settings.user.k, settings.user.threshold)
+    user_index, user_weight = knn_edges(neighbours, similarities, settings.user.threshold)
+    lap("jaccard")
+
+    report("influence and cold-start links")
+    followers = _followers(dataset, user_ids)
+    order = _time_order(train)
+    influence = measure_influence(
+        train.reset_index(drop=True),
+        train_user,
+        order,
+        followers,
+        n_users,
+        settings.influence,
+        settings.popular_fraction,
+        settings.popular_min_posts,
+    )
+    train_counts = np.bincount(train_user, minlength=n_users)
+    cold = np.flatnonzero(train_counts == 0)
+    cold_profiles, popular_profiles = [], []
+    for pooled, present in vectors.values():
+        cold_profiles.append(user_profiles(pooled, present & ~is_train, post_user, n_users))
+        popular_profiles.append(user_profiles(pooled, present & is_train, post_user, n_users))
+    links = link_cold_users(
+        cold, influence.popular, cold_profiles, popular_profiles, settings.cold_links
+    )
+    if links:
+        link_index = np.array([[c, p] for c, p, _ in links], dtype=np.int64).T
+        link_weight = np.array([max(s, 0.0) for _, _, s in links], dtype=np.float32)
+        user_index = np.concatenate([user_index, link_index], axis=1)
+        user_weight = np.concatenate([user_weight, link_weight])
+    edges[("user", "similar", "user")] = symmetric(user_index, user_weight, n_users)
+    lap("influence")
+
+    graph = HeteroGraph(
+        num_nodes, edges, posts["post_id"].astype(str).tolist(), user_ids, post_user, post_split
+    )
+    meta.update(
+        skipped_modalities=skipped,
+        knn_method=knn_methods,
+        influence={
+            "measure": influence.measure,
+            "popular": [
+                {
+                    "user_id": user_ids[u],
+                    "score": round(float(influence.scores[u]), 6),
+                    "train_posts": int(train_counts[u]),
+                }
+                for u in influence.popular
+            ],
+        },
+        cold_start={
+            "cold_users": len(cold),
+            "links": len(links),
+            "examples": [
+                {"user_id": user_ids[c], "popular_user_id": user_ids[p], "similarity": round(s, 4)}
+                for c, p, s in links[:20]
+            ],
+        },
+        counts={"posts": n_posts, "train_posts": int(is_train.sum()), "users": n_users},
+    )
+    meta["summary"] = _summary(graph)
+    meta["timings_s"] = timings
+    graph.meta = meta
+    return graph
+
+
+def _followers(dataset: Path, user_ids: list[str]) -> np.ndarray | None:
+    users = read_users(dataset)
+    if users is None or "followers" not in users:
+        return None
+    values = users["followers"].to_numpy(dtype=np.float64, na_value=np.nan)
+    known = dict(zip(users["user_id"].astype(str), values, strict=True))
+    return np.array([known.get(u, np.nan) for u in user_ids], dtype=np.float64)
+
+
+def _time_order(train: pd.DataFrame) -> np.ndarray:
+    """Positions of the training posts, earliest first (by created_at, then table order)."""
+    positions = np.arange(len(train))
+    if "created_at" in train and train["created_at"].notna().all():
+        return np.lexsort((positions, train["created_at"].to_numpy()))
+    return positions

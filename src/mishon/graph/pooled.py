@@ -1,0 +1,73 @@
+"""Pooled modality vectors for similarity search: one unit vector per post and modality.
+
+Each post's units are averaged over the mask, the mean over all posts that have the modality is
+subtracted (our choice: CNN features are all positive, and without centring every pair of posts
+looks alike to the cosine), and the result is L2-normalised. Posts without the modality get a
+zero vector and a False in `present`. The store is read in row chunks with plain file reads,
+not a memory map, so the resident memory stays at one chunk plus the [N, D] result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from mishon.features.store import FeatureStore
+
+CHUNK_ROWS = 2048
+
+
+def iter_npy_rows(
+    path: Path, rows: np.ndarray, chunk: int = CHUNK_ROWS
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield (row indices, array rows) of an .npy file for the sorted `rows`, chunk by chunk."""
+    with path.open("rb") as handle:
+        version = np.lib.format.read_magic(handle)
+        read_header = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, fortran, dtype = read_header(handle)
+        if fortran:
+            raise ValueError(f"{path}: Fortran-ordered arrays are not supported")
+        offset = handle.tell()
+        row_shape = shape[1:]
+        row_items = int(np.prod(row_shape)) if row_shape else 1
+        row_bytes = row_items * dtype.itemsize
+        for start in range(0, len(rows), chunk):
+            block = rows[start : start + chunk]
+            first, last = int(block[0]), int(block[-1])
+            handle.seek(offset + first * row_bytes)
+            data = np.fromfile(handle, dtype=dtype, count=(last - first + 1) * row_items)
+            data = data.reshape((last - first + 1, *row_shape))
+            yield block, data[block - first]
+
+
+def pooled_vectors(store: FeatureStore, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(float32 [len(rows), D] centred unit vectors, bool [len(rows)] present) for store rows."""
+    rows = np.asarray(rows, dtype=np.int64)
+    order = np.argsort(rows, kind="stable")
+    sorted_rows = rows[order]
+    dim = store.manifest["dim"]
+    means = np.zeros((len(rows), dim), dtype=np.float32)
+    present = np.zeros(len(rows), dtype=bool)
+    position = 0
+    masks = iter_npy_rows(store.folder / "mask.npy", sorted_rows)
+    for (_, values), (_, mask) in zip(
+        iter_npy_rows(store.folder / "values.npy", sorted_rows), masks, strict=True
+    ):
+        count = mask.sum(axis=1)
+        summed = np.einsum("nld,nl->nd", values.astype(np.float32), mask.astype(np.float32))
+        target = order[position : position + len(values)]
+        means[target] = summed / np.maximum(count, 1)[:, None]
+        present[target] = count > 0
+        position += len(values)
+    if present.any():
+        means[present] -= means[present].mean(axis=0)
+    norms = np.linalg.norm(means, axis=1, keepdims=True)
+    means = np.where(norms > 1e-12, means / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
+    present &= norms[:, 0] > 1e-12
+    return means, present

@@ -77,7 +77,12 @@ def write_table(df: pd.DataFrame, path: Path, schema: pa.Schema) -> None:
     if unknown:
         raise MishonError(f"cannot write {path.name}: unknown column(s) {unknown}")
     sub = schema_subset(schema, list(df.columns))
-    table = pa.Table.from_pandas(df[sub.names], schema=sub, preserve_index=False)
+    frame = df[sub.names].copy()
+    for field in sub:
+        if pa.types.is_timestamp(field.type) and len(frame):
+            # the format stores microseconds; finer digits would make Arrow refuse the cast
+            frame[field.name] = pd.to_datetime(frame[field.name], utc=True).dt.floor("us")
+    table = pa.Table.from_pandas(frame, schema=sub, preserve_index=False)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
 

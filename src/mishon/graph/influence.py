@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 
 @dataclass(frozen=True)
@@ -119,8 +120,11 @@ def user_profiles(
     vectors: np.ndarray, present: np.ndarray, owners: np.ndarray, n_users: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Unit mean vector per user over the given posts ([U, D]) and whether a user has one."""
-    sums = np.zeros((n_users, vectors.shape[1]), dtype=np.float64)
-    np.add.at(sums, owners[present], vectors[present])
+    rows = np.flatnonzero(present)
+    membership = sp.csr_matrix(
+        (np.ones(len(rows), dtype=np.float64), (owners[rows], rows)), shape=(n_users, len(vectors))
+    )
+    sums = np.asarray(membership @ vectors.astype(np.float64))
     norms = np.linalg.norm(sums, axis=1)
     has = norms > 1e-12
     profiles = np.zeros_like(sums, dtype=np.float32)

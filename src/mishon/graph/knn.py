@@ -1,8 +1,10 @@
 """k nearest neighbours by inner product (cosine on unit vectors) with faiss.
 
-Exact search (IndexFlatIP) up to `exact_max` vectors; beyond, an approximate index: IVF-Flat
-(k-means coarse quantiser, `nprobe` lists searched) or HNSW. Queries run in chunks, so besides
-the index the memory is O(chunk x k). Absent vectors (present=False) take part in nothing.
+Exact search (blocks of queries times all vectors, then topk) up to `exact_max` vectors; beyond,
+an approximate faiss index: IVF-Flat (k-means coarse quantiser, `nprobe` lists searched) or HNSW.
+Queries run in chunks, so besides the vectors and the index the memory is O(chunk x N) for exact
+search (bounded by EXACT_BLOCK_FLOATS) and O(chunk x k) for the approximate ones. Absent
+vectors (present=False) take part in nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +17,26 @@ import faiss
 import numpy as np
 
 ProgressFn = Callable[[int], None]
+# Exact search multiplies a block of queries by all vectors: at most this many floats at once.
+EXACT_BLOCK_FLOATS = 32 * 2**20
+
+
+def _exact_searcher(
+    data: np.ndarray, want: int
+) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Exact top-`want` inner products of a block of queries against `data`, via torch matmul
+    (several times faster than faiss's flat index here) and topk."""
+    import torch
+
+    matrix = torch.from_numpy(data)
+
+    def search(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with torch.inference_mode():
+            scores = torch.from_numpy(block) @ matrix.T
+            values, indices = scores.topk(want, dim=1)
+        return values.numpy(), indices.numpy().astype(np.int64)
+
+    return search
 
 
 @dataclass(frozen=True)
@@ -74,21 +96,31 @@ def knn(
     if len(rows) < 2 or k == 0:
         return KnnResult(neighbours, similarities, chosen)
     data = np.ascontiguousarray(vectors[rows], dtype=np.float32)
-    index = build_index(data, chosen, nlist, hnsw_m, seed)
-    if chosen == "ivf":
-        index.nprobe = nprobe
-    elif chosen == "hnsw":
-        index.hnsw.efSearch = max(ef_search, k + 1)
     want = min(k + 1, len(rows))
+    if chosen == "exact":
+        search = _exact_searcher(data, want)
+        chunk = max(1, min(chunk, EXACT_BLOCK_FLOATS // len(rows)))
+    else:
+        index = build_index(data, chosen, nlist, hnsw_m, seed)
+        if chosen == "ivf":
+            index.nprobe = nprobe
+        else:
+            index.hnsw.efSearch = max(ef_search, k + 1)
+        search = lambda block: index.search(block, want)  # noqa: E731
     for start in range(0, len(rows), chunk):
         block = data[start : start + chunk]
-        sims, found = index.search(block, want)
+        sims, found = search(block)
         query = np.arange(start, start + len(block))[:, None]
-        keep = (found != query) & (found >= 0)  # drop self and empty slots
-        for i in range(len(block)):
-            idx = found[i][keep[i]][:k]
-            neighbours[rows[start + i], : len(idx)] = rows[idx]
-            similarities[rows[start + i], : len(idx)] = sims[i][keep[i]][:k]
+        # drop each query itself and empty slots, keep the k best in order
+        scores = np.where((found >= 0) & (found != query), sims, -np.inf)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        best = np.take_along_axis(scores, order, axis=1)
+        picked = np.take_along_axis(found, order, axis=1)
+        valid = np.isfinite(best)
+        targets = rows[start : start + len(block)]
+        width = best.shape[1]
+        neighbours[targets, :width] = np.where(valid, rows[np.clip(picked, 0, None)], -1)
+        similarities[targets, :width] = np.where(valid, best, 0.0)
         if progress is not None:
             progress(len(block))
     return KnnResult(neighbours, similarities, chosen)

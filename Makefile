@@ -30,6 +30,7 @@ demo: $(STAMP)
 	$(BIN)/mishon data stats $(DEMO_DIR)/synth
 	$(BIN)/mishon extract $(DEMO_DIR)/synth
 	$(BIN)/mishon features validate $(DEMO_DIR)/synth
+	$(BIN)/mishon graph $(DEMO_DIR)/synth --split temporal --out $(DEMO_DIR)/run --overwrite
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

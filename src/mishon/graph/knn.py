@@ -1,10 +1,14 @@
-"""k nearest neighbours by inner product (cosine on unit vectors) with faiss.
+"""k nearest neighbours by inner product (cosine on unit vectors).
 
-Exact search (blocks of queries times all vectors, then topk) up to `exact_max` vectors; beyond,
-an approximate faiss index: IVF-Flat (k-means coarse quantiser, `nprobe` lists searched) or HNSW.
-Queries run in chunks, so besides the vectors and the index the memory is O(chunk x N) for exact
-search (bounded by EXACT_BLOCK_FLOATS) and O(chunk x k) for the approximate ones. Absent
-vectors (present=False) take part in nothing.
+- exact (up to `exact_max` vectors): blocks of queries times all vectors, then topk;
+- ivf (beyond): an inverted file searched with dense matrix products. k-means (faiss, on a
+  seeded sample) cuts the vectors into sqrt(N) lists; every vector probes its `nprobe` nearest
+  lists; then, list by list, all the queries that probe it are multiplied by its members in one
+  BLAS call, and each query's running top-k is updated. Same candidates, hence same recall, as
+  faiss's IVF-Flat, but several times faster on CPU than its per-query scans;
+- hnsw: faiss's HNSW graph index.
+Queries run in blocks, so besides the vectors the memory is bounded (EXACT_BLOCK_FLOATS per
+product); no N x N matrix is ever formed. Absent vectors (present=False) take part in nothing.
 """
 
 from __future__ import annotations
@@ -48,28 +52,66 @@ class KnnResult:
     method: str
 
 
-def build_index(
-    vectors: np.ndarray, method: str, nlist: int | None, hnsw_m: int, seed: int
-) -> faiss.Index:
-    """A faiss inner-product index over `vectors` (float32, C-contiguous)."""
-    n, dim = vectors.shape
-    if method == "exact":
-        index = faiss.IndexFlatIP(dim)
-    elif method == "ivf":
-        lists = nlist or max(1, min(int(math.sqrt(n)), n // 39))
-        quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFFlat(quantizer, dim, lists, faiss.METRIC_INNER_PRODUCT)
-        index.cp.seed = seed
-        # k-means on a seeded sample: faiss's own cap of 256 points per list
-        rng = np.random.default_rng(seed)
-        sample = vectors[np.sort(rng.choice(n, size=min(n, lists * 256), replace=False))]
-        index.train(sample)
-    elif method == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-    else:
-        raise ValueError(f"unknown index method {method!r}")
-    index.add(vectors)
-    return index
+def train_lists(data: np.ndarray, nlist: int, seed: int) -> np.ndarray:
+    """k-means centroids (unit norm) of `data` on a seeded sample of 64 points per list."""
+    rng = np.random.default_rng(seed)
+    sample = data[np.sort(rng.choice(len(data), size=min(len(data), nlist * 64), replace=False))]
+    kmeans = faiss.Kmeans(
+        data.shape[1], nlist, niter=10, seed=seed, spherical=True, max_points_per_centroid=64
+    )
+    kmeans.train(np.ascontiguousarray(sample))
+    return kmeans.centroids
+
+
+def _ivf_search(
+    data: np.ndarray,
+    want: int,
+    nlist: int | None,
+    nprobe: int,
+    seed: int,
+    progress: ProgressFn | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-`want` (self included) of every vector among the members of its nprobe nearest lists."""
+    import torch
+
+    n = len(data)
+    lists = nlist or max(1, int(math.sqrt(n)))
+    probes = min(nprobe, lists)
+    matrix = torch.from_numpy(data)
+    centroids = torch.from_numpy(train_lists(data, lists, seed))
+    probe = np.empty((n, probes), dtype=np.int64)
+    step = max(1, EXACT_BLOCK_FLOATS // lists)
+    with torch.inference_mode():
+        for start in range(0, n, step):
+            scores = matrix[start : start + step] @ centroids.T
+            probe[start : start + step] = scores.topk(probes, dim=1).indices.numpy()
+    home = probe[:, 0]  # each vector is a member of its nearest list
+    members = [np.flatnonzero(home == c) for c in range(lists)]
+    order = np.argsort(probe.ravel(), kind="stable")
+    askers = np.split(order // probes, np.cumsum(np.bincount(probe.ravel(), minlength=lists))[:-1])
+    best_scores = torch.full((n, want), -float("inf"))
+    best_index = torch.full((n, want), -1, dtype=torch.int64)
+    with torch.inference_mode():
+        for c in range(lists):
+            queries, candidates = askers[c], members[c]
+            if len(queries) == 0 or len(candidates) == 0:
+                continue
+            keys = matrix[candidates]
+            ids = torch.from_numpy(candidates)
+            block = max(1, EXACT_BLOCK_FLOATS // len(candidates))
+            for start in range(0, len(queries), block):
+                rows = torch.from_numpy(queries[start : start + block])
+                scores = matrix[rows] @ keys.T
+                top = min(want, len(candidates))
+                values, picked = scores.topk(top, dim=1)
+                merged_scores = torch.cat([best_scores[rows], values], dim=1)
+                merged_index = torch.cat([best_index[rows], ids[picked]], dim=1)
+                keep = merged_scores.topk(want, dim=1)
+                best_scores[rows] = keep.values
+                best_index[rows] = merged_index.gather(1, keep.indices)
+            if progress is not None:
+                progress(len(candidates))
+    return best_scores.numpy(), best_index.numpy()
 
 
 def knn(
@@ -97,32 +139,37 @@ def knn(
         return KnnResult(neighbours, similarities, chosen)
     data = np.ascontiguousarray(vectors[rows], dtype=np.float32)
     want = min(k + 1, len(rows))
-    if chosen == "exact":
+    if chosen == "ivf":
+        all_scores, all_found = _ivf_search(data, want, nlist, nprobe, seed, progress)
+        search = None
+    elif chosen == "exact":
         search = _exact_searcher(data, want)
         chunk = max(1, min(chunk, EXACT_BLOCK_FLOATS // len(rows)))
-    else:
-        index = build_index(data, chosen, nlist, hnsw_m, seed)
-        if chosen == "ivf":
-            index.nprobe = nprobe
-        else:
-            index.hnsw.efSearch = max(ef_search, k + 1)
+    elif chosen == "hnsw":
+        index = faiss.IndexHNSWFlat(data.shape[1], hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.add(data)
+        index.hnsw.efSearch = max(ef_search, want)
         search = lambda block: index.search(block, want)  # noqa: E731
+    else:
+        raise ValueError(f"unknown kNN method {chosen!r}")
     for start in range(0, len(rows), chunk):
-        block = data[start : start + chunk]
-        sims, found = search(block)
-        query = np.arange(start, start + len(block))[:, None]
+        if search is None:
+            sims, found = all_scores[start : start + chunk], all_found[start : start + chunk]
+        else:
+            sims, found = search(data[start : start + chunk])
+        query = np.arange(start, start + len(sims))[:, None]
         # drop each query itself and empty slots, keep the k best in order
         scores = np.where((found >= 0) & (found != query), sims, -np.inf)
         order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         best = np.take_along_axis(scores, order, axis=1)
         picked = np.take_along_axis(found, order, axis=1)
         valid = np.isfinite(best)
-        targets = rows[start : start + len(block)]
+        targets = rows[start : start + len(sims)]
         width = best.shape[1]
         neighbours[targets, :width] = np.where(valid, rows[np.clip(picked, 0, None)], -1)
         similarities[targets, :width] = np.where(valid, best, 0.0)
-        if progress is not None:
-            progress(len(block))
+        if progress is not None and search is not None:
+            progress(len(sims))
     return KnnResult(neighbours, similarities, chosen)
 
 

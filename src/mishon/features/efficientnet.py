@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mishon.features.base import Modality, empty_batch
+from mishon.features.base import Modality, encode_frames
 
 # (repeats, kernel, stride, expansion, in channels, out channels) per stage.
 LITE0_STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (
@@ -202,20 +202,9 @@ class EfficientNetLite0Extractor:
 
     @torch.inference_mode()
     def encode(self, inputs: list[np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
-        values, mask = empty_batch(len(inputs), self.units, self.dim)
-        owners: list[tuple[int, int]] = []
-        frames: list[np.ndarray] = []
-        for row, clip in enumerate(inputs):
-            if clip is None:
-                continue
-            for unit, frame in enumerate(clip[: self.units]):
-                owners.append((row, unit))
-                frames.append(frame)
-        for start in range(0, len(frames), self.chunk):
-            batch = torch.from_numpy(np.stack(frames[start : start + self.chunk])).to(self.device)
-            images = normalize(batch).contiguous(memory_format=torch.channels_last)
-            feats = self.network.features(images).float().cpu().numpy()
-            for (row, unit), vector in zip(owners[start : start + self.chunk], feats, strict=True):
-                values[row, unit] = vector
-                mask[row, unit] = True
-        return values, mask
+        return encode_frames(inputs, self.units, self.dim, self.chunk, self._encode_chunk)
+
+    def _encode_chunk(self, frames: np.ndarray) -> np.ndarray:
+        batch = torch.from_numpy(frames).to(self.device)
+        images = normalize(batch).contiguous(memory_format=torch.channels_last)
+        return self.network.features(images).float().cpu().numpy()

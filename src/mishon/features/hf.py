@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mishon.features.base import ExtractorUnavailable, Modality, empty_batch
+from mishon.features.base import ExtractorUnavailable, Modality, empty_batch, encode_frames
 
 DEFAULT_MODELS = {
     "vit": "google/vit-base-patch16-224-in21k",
@@ -72,6 +72,13 @@ def load_pretrained(loader: Any, model: str, modality: Modality, allow_download:
         ) from None
 
 
+def load_network(model: str, modality: Modality, allow_download: bool, device: torch.device) -> Any:
+    """A transformers AutoModel in eval mode on `device`."""
+    from transformers import AutoModel
+
+    return load_pretrained(AutoModel, model, modality, allow_download).to(device).eval()
+
+
 class HFVisionExtractor:
     """Visual extractor `vit`: [CLS] state of each frame."""
 
@@ -86,17 +93,12 @@ class HFVisionExtractor:
         device: str = "cpu",
         chunk: int = 16,
     ) -> None:
-        from transformers import AutoModel
 
         self.model_id = model or DEFAULT_MODELS["vit"]
         self.units = units
         self.chunk = chunk
         self.device = torch.device(device)
-        self.network = (
-            load_pretrained(AutoModel, self.model_id, self.modality, allow_download)
-            .to(self.device)
-            .eval()
-        )
+        self.network = load_network(self.model_id, self.modality, allow_download, self.device)
         config = self.network.config
         self.dim = int(config.hidden_size)
         self.frame_size = int(config.image_size)
@@ -128,26 +130,12 @@ class HFVisionExtractor:
 
     @torch.inference_mode()
     def encode(self, inputs: list[np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
-        values, mask = empty_batch(len(inputs), self.units, self.dim)
-        owners = [
-            (row, unit)
-            for row, clip in enumerate(inputs)
-            if clip is not None
-            for unit in range(min(len(clip), self.units))
-        ]
-        frames = [inputs[row][unit] for row, unit in owners]  # type: ignore[index]
-        for start in range(0, len(frames), self.chunk):
-            batch = (
-                torch.from_numpy(np.stack(frames[start : start + self.chunk]))
-                .permute(0, 3, 1, 2)
-                .float()
-            )
-            pixels = ((batch * self.scale - self.mean) / self.std).to(self.device)
-            states = self.network(pixel_values=pixels).last_hidden_state[:, 0].float().cpu().numpy()
-            for (row, unit), vector in zip(owners[start : start + self.chunk], states, strict=True):
-                values[row, unit] = vector
-                mask[row, unit] = True
-        return values, mask
+        return encode_frames(inputs, self.units, self.dim, self.chunk, self._encode_chunk)
+
+    def _encode_chunk(self, frames: np.ndarray) -> np.ndarray:
+        batch = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
+        pixels = ((batch * self.scale - self.mean) / self.std).to(self.device)
+        return self.network(pixel_values=pixels).last_hidden_state[:, 0].float().cpu().numpy()
 
 
 class HFAudioExtractor:
@@ -164,16 +152,12 @@ class HFAudioExtractor:
         allow_download: bool = False,
         device: str = "cpu",
     ) -> None:
-        from transformers import AutoModel, Wav2Vec2FeatureExtractor
+        from transformers import Wav2Vec2FeatureExtractor
 
         self.model_id = model or DEFAULT_MODELS["wav2vec2"]
         self.units = units
         self.device = torch.device(device)
-        self.network = (
-            load_pretrained(AutoModel, self.model_id, self.modality, allow_download)
-            .to(self.device)
-            .eval()
-        )
+        self.network = load_network(self.model_id, self.modality, allow_download, self.device)
         try:
             self.processor = load_pretrained(
                 Wav2Vec2FeatureExtractor, self.model_id, self.modality, allow_download
@@ -212,7 +196,7 @@ class HFTextExtractor:
         device: str = "cpu",
         name: str = "bert",
     ) -> None:
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoTokenizer
 
         self.name = name
         source = model or default_text_model(name)
@@ -221,9 +205,7 @@ class HFTextExtractor:
         self.units = units
         self.device = torch.device(device)
         self.tokenizer = load_pretrained(AutoTokenizer, source, self.modality, allow_download)
-        self.network = (
-            load_pretrained(AutoModel, source, self.modality, allow_download).to(self.device).eval()
-        )
+        self.network = load_network(source, self.modality, allow_download, self.device)
         self.dim = int(self.network.config.hidden_size)
 
     @torch.inference_mode()

@@ -122,12 +122,12 @@ def user_profiles(
     """Unit mean vector per user over the given posts ([U, D]) and whether a user has one."""
     rows = np.flatnonzero(present)
     membership = sp.csr_matrix(
-        (np.ones(len(rows), dtype=np.float64), (owners[rows], rows)), shape=(n_users, len(vectors))
+        (np.ones(len(rows), dtype=np.float32), (owners[rows], rows)), shape=(n_users, len(vectors))
     )
-    sums = np.asarray(membership @ vectors.astype(np.float64))
+    sums = np.asarray(membership @ vectors)  # float32: a float64 copy would double the memory
     norms = np.linalg.norm(sums, axis=1)
     has = norms > 1e-12
-    profiles = np.zeros_like(sums, dtype=np.float32)
+    profiles = np.zeros(sums.shape, dtype=np.float32)
     profiles[has] = (sums[has] / norms[has, None]).astype(np.float32)
     return profiles, has
 

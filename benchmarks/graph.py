@@ -158,7 +158,7 @@ def run_graph(root: Path, exact_recall_queries: int) -> dict:
     # Recall of the approximate index against exact search, on a sample of queries.
     recalls = {}
     for modality, method in graph.meta["knn_method"].items():
-        if method == "exact":
+        if method["method"] == "exact":
             continue
         from mishon.features.store import FeatureStore as Store
 
@@ -173,7 +173,7 @@ def run_graph(root: Path, exact_recall_queries: int) -> dict:
             k,
             exact_max=settings.exact_max,
             method=settings.index,
-            nprobe=settings.ivf_nprobe,
+            nprobe=int(method["nprobe"]),
             seed=settings.seed,
         )
         import faiss
@@ -245,8 +245,52 @@ def in_subprocess(function: str, root: Path, n: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def recall_on(dataset: Path, queries: int) -> None:
+    """kNN recall of the approximate index against exact search on a real dataset's stores."""
+    import faiss
+
+    from mishon.graph.knn import knn, recall_at_k
+    from mishon.graph.pooled import pooled_vectors
+
+    settings = GraphSettings()
+    for modality in ("visual", "acoustic", "textual"):
+        folder = modality_dir(dataset, modality)
+        if not (folder / "manifest.json").is_file():
+            continue
+        store = FeatureStore.open(folder)
+        vectors, present = pooled_vectors(store, np.arange(len(store.post_ids)))
+        k = getattr(settings, modality).k
+        for nprobe in (8, 16, 32, 64):
+            started = time.perf_counter()
+            approx = knn(vectors, present, k, exact_max=1, nprobe=nprobe, seed=settings.seed)
+            # (fixed nprobe here: the graph's own adaptive search stops at target_recall)
+            seconds = time.perf_counter() - started
+            rows = np.flatnonzero(present)
+            sample = np.sort(
+                np.random.default_rng(1).choice(rows, size=min(queries, len(rows)), replace=False)
+            )
+            index = faiss.IndexFlatIP(vectors.shape[1])
+            index.add(np.ascontiguousarray(vectors[rows]))
+            _, found = index.search(vectors[sample], k + 1)
+            exact = np.array(
+                [
+                    [rows[f] for f in row if rows[f] != q][:k]
+                    for row, q in zip(found, sample, strict=True)
+                ]
+            )
+            recall = recall_at_k(approx.neighbours[sample], exact)
+            print(
+                f"{dataset} {modality}: N={len(rows)} nprobe={nprobe} "
+                f"ivf_s={seconds:.1f} recall@{k}={recall:.4f}",
+                flush=True,
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--real", type=Path, default=None, help="only measure kNN recall on this dataset"
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000, 213_847])
     parser.add_argument(
         "--work", type=Path, default=None, help="scratch folder (about 10 GB at 213,847)"
@@ -256,6 +300,9 @@ def main() -> None:
     )
     parser.add_argument("--recall-queries", type=int, default=2000)
     args = parser.parse_args()
+    if args.real is not None:
+        recall_on(args.real, args.recall_queries)
+        return
     work = args.work or Path(tempfile.mkdtemp(prefix="mishon-graph-bench-"))
     for n in args.sizes:
         root = work / f"n{n}"

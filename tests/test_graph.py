@@ -268,6 +268,20 @@ def test_approximate_knn_recall(method: str) -> None:
     assert not np.isin(np.flatnonzero(~present), exact.neighbours).any()
 
 
+def test_ivf_probes_more_lists_until_the_target_recall() -> None:
+    rng = np.random.default_rng(3)
+    data = rng.standard_normal((4000, 32)).astype(np.float32)  # no clusters: a hard case
+    data /= np.linalg.norm(data, axis=1, keepdims=True)
+    present = np.ones(len(data), dtype=bool)
+    fixed = knn(data, present, 10, exact_max=100, nprobe=1)
+    assert fixed.nprobe == 1 and fixed.recall is None
+    tuned = knn(data, present, 10, exact_max=100, nprobe=1, target_recall=0.95, recall_queries=300)
+    assert tuned.nprobe > 1 and tuned.recall >= 0.95
+    exact = knn(data, present, 10, exact_max=10_000)
+    assert recall_at_k(tuned.neighbours, exact.neighbours) >= 0.93
+    assert recall_at_k(fixed.neighbours, exact.neighbours) < 0.9
+
+
 def test_coalesce_keeps_the_largest_weight() -> None:
     index, weight = coalesce(
         np.array([[0, 0, 1, 1], [1, 1, 0, 1]]), np.array([0.2, 0.7, 0.5, 1.0]), 2, 2

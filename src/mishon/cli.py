@@ -614,6 +614,9 @@ def graph(
     console.print(f"nodes: {nodes}", highlight=False)
     for modality, reason in meta["skipped_modalities"].items():
         console.print(f"{modality}: left out ({reason})")
+    for modality, info in meta["knn_method"].items():
+        detail = ", ".join(f"{k} {v}" for k, v in info.items() if k != "method")
+        console.print(f"{modality} kNN: {info['method']}" + (f" ({detail})" if detail else ""))
     influence = meta["influence"]
     top = ", ".join(f"{p['user_id']} ({p['score']:.4g})" for p in influence["popular"][:10])
     console.print(

@@ -250,11 +250,19 @@ class GraphSettings(Settings):
         description="textual-textual edges: cosine of centred pooled features",
     )
     exact_max: int = Field(
-        20000, ge=2, description="exact kNN up to this many nodes, else approximate"
+        50000, ge=2, description="exact kNN up to this many nodes, else approximate"
     )
     index: Literal["ivf", "hnsw"] = Field("ivf", description="approximate index beyond exact_max")
     ivf_nlist: int | None = Field(None, ge=1, description="IVF lists; None: sqrt(N)")
-    ivf_nprobe: int = Field(16, ge=1, description="IVF lists searched per query")
+    ivf_nprobe: int = Field(8, ge=1, description="IVF lists searched per query, to start with")
+    target_recall: float | None = Field(
+        0.95,
+        gt=0.0,
+        le=1.0,
+        description="IVF: double nprobe until the recall measured on sampled queries reaches "
+        "this; None keeps ivf_nprobe",
+    )
+    recall_queries: int = Field(1000, ge=10, description="sampled queries for the recall check")
     hnsw_m: int = Field(32, ge=4, description="HNSW links per node")
     hnsw_ef_search: int = Field(128, ge=1, description="HNSW search breadth")
     query_chunk: int = Field(4096, ge=1, description="queries per faiss search call (memory bound)")

@@ -164,7 +164,7 @@ def build_graph(
         "settings": settings.model_dump(mode="json"),
     }
     skipped: dict[str, str] = {}
-    knn_methods: dict[str, str] = {}
+    knn_methods: dict[str, dict[str, object]] = {}
     vectors: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for modality in MODALITIES:
         folder = modality_dir(dataset, modality)
@@ -198,8 +198,10 @@ def build_graph(
             ef_search=settings.hnsw_ef_search,
             chunk=settings.query_chunk,
             seed=settings.seed,
+            target_recall=settings.target_recall,
+            recall_queries=settings.recall_queries,
         )
-        knn_methods[modality] = result.method
+        knn_methods[modality] = result.describe()
         index, weight = knn_edges(result.neighbours, result.similarities, spec.threshold)
         edges[(modality, "similar", modality)] = symmetric(index, weight, n_posts)
         forward = np.stack([post_user, np.arange(n_posts)])

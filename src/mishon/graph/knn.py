@@ -50,6 +50,16 @@ class KnnResult:
     neighbours: np.ndarray  # int64 [N, k]
     similarities: np.ndarray  # float32 [N, k]
     method: str
+    nprobe: int | None = None  # IVF: lists searched
+    recall: float | None = None  # IVF: recall against exact search on sampled queries
+
+    def describe(self) -> dict[str, object]:
+        info: dict[str, object] = {"method": self.method}
+        if self.nprobe is not None:
+            info["nprobe"] = self.nprobe
+        if self.recall is not None:
+            info["sampled_recall"] = round(self.recall, 4)
+        return info
 
 
 def train_lists(data: np.ndarray, nlist: int, seed: int) -> np.ndarray:
@@ -127,9 +137,15 @@ def knn(
     ef_search: int = 128,
     chunk: int = 4096,
     seed: int = 0,
+    target_recall: float | None = None,
+    recall_queries: int = 1000,
     progress: ProgressFn | None = None,
 ) -> KnnResult:
-    """The k nearest other vectors of every present vector (self excluded)."""
+    """The k nearest other vectors of every present vector (self excluded).
+
+    With IVF and `target_recall`, the search is repeated with twice the lists probed until the
+    recall on `recall_queries` sampled queries (against exact search) reaches the target.
+    """
     n = len(vectors)
     neighbours = np.full((n, k), -1, dtype=np.int64)
     similarities = np.zeros((n, k), dtype=np.float32)
@@ -139,8 +155,24 @@ def knn(
         return KnnResult(neighbours, similarities, chosen)
     data = np.ascontiguousarray(vectors[rows], dtype=np.float32)
     want = min(k + 1, len(rows))
+    probes: int | None = None
+    measured: float | None = None
     if chosen == "ivf":
-        all_scores, all_found = _ivf_search(data, want, nlist, nprobe, seed, progress)
+        lists = nlist or max(1, int(math.sqrt(len(rows))))
+        probes = min(nprobe, lists)
+        sample, truth = (
+            _exact_sample(data, want, recall_queries, seed) if target_recall else (None, None)
+        )
+        while True:
+            all_scores, all_found = _ivf_search(data, want, lists, probes, seed, progress)
+            if sample is None:
+                break
+            measured = recall_at_k(
+                _without_self(all_found[sample], sample), _without_self(truth, sample)
+            )
+            if measured >= target_recall or probes >= lists:
+                break
+            probes = min(2 * probes, lists)
         search = None
     elif chosen == "exact":
         search = _exact_searcher(data, want)
@@ -170,7 +202,21 @@ def knn(
         similarities[targets, :width] = np.where(valid, best, 0.0)
         if progress is not None and search is not None:
             progress(len(sims))
-    return KnnResult(neighbours, similarities, chosen)
+    return KnnResult(neighbours, similarities, chosen, probes, measured)
+
+
+def _exact_sample(
+    data: np.ndarray, want: int, count: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded sample of query rows and their exact top-`want` (self included)."""
+    rng = np.random.default_rng(seed + 1)
+    sample = np.sort(rng.choice(len(data), size=min(count, len(data)), replace=False))
+    _, found = _exact_searcher(data, want)(data[sample])
+    return sample, found
+
+
+def _without_self(found: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    return np.where(found == queries[:, None], -1, found)
 
 
 def recall_at_k(approx: np.ndarray, exact: np.ndarray) -> float:

@@ -44,7 +44,7 @@ def rss_mb() -> float:
 
 
 class PeakRss:
-    """Samples this process's resident memory every 20 ms; `take()` returns and resets the peak."""
+    """Samples this process's resident memory every 5 ms; `take()` returns and resets the peak."""
 
     def __init__(self) -> None:
         self.peak = rss_mb()
@@ -55,7 +55,7 @@ class PeakRss:
     def _run(self) -> None:
         while self.running:
             self.peak = max(self.peak, rss_mb())
-            time.sleep(0.02)
+            time.sleep(0.005)
 
     def take(self) -> float:
         peak, self.peak = max(self.peak, rss_mb()), rss_mb()

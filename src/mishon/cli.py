@@ -629,5 +629,76 @@ def graph(
     )
 
 
+# --------------------------------------------------------------------------- evaluation
+
+
+@app.command("baselines")
+@reports_errors
+def baselines(
+    dataset: Annotated[Path, typer.Argument(help="Dataset directory with a split (and features).")],
+    split: Annotated[
+        str | None, typer.Option(help="Split name [the dataset's only split].")
+    ] = None,
+    part: Annotated[str, typer.Option(help="Evaluate on test, or valid for tuning.")] = "test",
+    only: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated subset of popularity,decayed,history,content-knn."),
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the results here.")
+    ] = None,
+) -> None:
+    """Evaluate the baselines (popularity, time-decayed popularity, user history, content kNN)."""
+    from mishon.data.store import write_json
+    from mishon.evaluate.data import load_split_data
+    from mishon.evaluate.run import evaluate
+    from mishon.graph.build import default_split
+    from mishon.model.baselines import BASELINES
+
+    if part not in ("test", "valid"):
+        raise MishonError(f"--part must be test or valid, not {part!r}")
+    names = [n.strip() for n in only.split(",")] if only else list(BASELINES)
+    unknown = [n for n in names if n not in BASELINES]
+    if unknown:
+        raise MishonError(f"unknown baseline(s) {unknown}; choose from {list(BASELINES)}")
+    data = load_split_data(dataset, split or default_split(dataset))
+    results = []
+    for name in names:
+        recommender = BASELINES[name]()
+        if name == "content-knn" and not (dataset / "features").is_dir():
+            console.print("content kNN: skipped (no features: run `mishon extract`)")
+            continue
+        with err_console.status(f"{recommender.name}: fitting and ranking"):
+            recommender.fit(data)
+            results.append(evaluate(recommender, data, part))
+    first = results[0]
+    console.print(
+        f"{data.split_name!r} {part}: {first['cases']['all']:,} cases "
+        f"({first['cases']['warm']:,} warm, {first['cases']['cold']:,} cold-start)"
+    )
+    for subset in ("all", "warm", "cold"):
+        if not first["cases"][subset]:
+            continue
+        table = Table(title=f"{subset} {part} posts")
+        table.add_column("baseline")
+        for k in (1, 3, 5, 10):
+            table.add_column(f"F1@{k}", justify="right")
+        for column in ("HR@5", "NDCG@5", "MAP@10", "coverage"):
+            table.add_column(column, justify="right")
+        for result in results:
+            m = result[subset]
+            table.add_row(
+                result["recommender"],
+                *(f"{m[f'F1@{k}']:.4f}" for k in (1, 3, 5, 10)),
+                f"{m['HR@5']:.4f}",
+                f"{m['NDCG@5']:.4f}",
+                f"{m['MAP@10']:.4f}",
+                f"{result['vocabulary_coverage']:.3f}",
+            )
+        console.print(table)
+    if json_out is not None:
+        write_json(results, json_out)
+
+
 def run() -> None:  # pragma: no cover - console entry point convenience
     sys.exit(app())

@@ -153,7 +153,10 @@ def knn(
     chosen = "exact" if len(rows) <= exact_max else method
     if len(rows) < 2 or k == 0:
         return KnnResult(neighbours, similarities, chosen)
-    data = np.ascontiguousarray(vectors[rows], dtype=np.float32)
+    if len(rows) == n and vectors.dtype == np.float32 and vectors.flags.c_contiguous:
+        data = vectors  # every vector present: no copy
+    else:
+        data = np.ascontiguousarray(vectors[rows], dtype=np.float32)
     want = min(k + 1, len(rows))
     probes: int | None = None
     measured: float | None = None

@@ -65,9 +65,12 @@ def pooled_vectors(store: FeatureStore, rows: np.ndarray) -> tuple[np.ndarray, n
         means[target] = summed / np.maximum(count, 1)[:, None]
         present[target] = count > 0
         position += len(values)
+    # In place throughout: at paper scale an extra [N, D] temporary is a gigabyte.
     if present.any():
-        means[present] -= means[present].mean(axis=0)
-    norms = np.linalg.norm(means, axis=1, keepdims=True)
-    means = np.where(norms > 1e-12, means / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
-    present &= norms[:, 0] > 1e-12
+        centre = means.sum(axis=0) / present.sum()  # absent rows are zero, so this is their mean
+        np.subtract(means, centre, out=means, where=present[:, None])
+    norms = np.sqrt(np.einsum("nd,nd->n", means, means))
+    present &= norms > 1e-12
+    np.divide(means, norms[:, None], out=means, where=present[:, None])
+    means[~present] = 0.0
     return means, present

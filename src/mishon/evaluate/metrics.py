@@ -1,0 +1,70 @@
+"""Ranking metrics of DESIGN section 7, for top-K hashtag lists against true hashtag sets.
+
+For a test post with true set Y and top-K list R:
+- HR@K = 1 if |R ∩ Y| > 0;  P@K = |R ∩ Y| / K;  R@K = |R ∩ Y| / |Y|;
+- P@K and R@K are averaged over posts, and F1@K is the harmonic mean of the two averages;
+- NDCG@K with binary gains, normalised by the ideal DCG of min(|Y|, K) hits;
+- MAP@K: average precision at the ranks of the hits within the top K, divided by min(|Y|, K).
+A true hashtag that the recommender cannot produce (outside its vocabulary) is simply a miss:
+it stays in |Y|. Posts with an empty Y are not test cases and must not be passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+DEFAULT_KS: tuple[int, ...] = (1, 3, 5, 10)
+
+
+def hit_matrix(
+    recommended: Sequence[Sequence[str]], truth: Sequence[set[str]], depth: int
+) -> np.ndarray:
+    """bool [posts, depth]: whether the hashtag at each rank is true (False past the end)."""
+    hits = np.zeros((len(truth), depth), dtype=bool)
+    for row, (ranked, true) in enumerate(zip(recommended, truth, strict=True)):
+        if not true:
+            raise ValueError(
+                f"test case {row} has no true hashtag; unlabeled posts are not test cases"
+            )
+        for rank, tag in enumerate(list(ranked)[:depth]):
+            hits[row, rank] = tag in true
+    return hits
+
+
+def ranking_metrics(
+    recommended: Sequence[Sequence[str]], truth: Sequence[set[str]], ks: Sequence[int] = DEFAULT_KS
+) -> dict[str, float]:
+    """{"HR@1": ..., "P@1": ..., "R@1": ..., "F1@1": ..., "NDCG@1": ..., ..., "MAP@K": ...}."""
+    if not truth:
+        return {}
+    depth = max(ks)
+    hits = hit_matrix(recommended, truth, depth)
+    sizes = np.array([len(t) for t in truth], dtype=np.float64)
+    discounts = 1.0 / np.log2(np.arange(2, depth + 2))
+    results: dict[str, float] = {}
+    for k in ks:
+        top = hits[:, :k]
+        found = top.sum(axis=1)
+        precision = float((found / k).mean())
+        recall = float((found / sizes).mean())
+        dcg = (top * discounts[:k]).sum(axis=1)
+        ideal = np.array([discounts[: int(min(s, k))].sum() for s in sizes])
+        cumulative = np.cumsum(top, axis=1)
+        precision_at_hits = np.where(top, cumulative / np.arange(1, k + 1), 0.0).sum(axis=1)
+        results[f"HR@{k}"] = float((found > 0).mean())
+        results[f"P@{k}"] = precision
+        results[f"R@{k}"] = recall
+        results[f"F1@{k}"] = (
+            2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        )
+        results[f"NDCG@{k}"] = float((dcg / ideal).mean())
+        results[f"MAP@{k}"] = float((precision_at_hits / np.minimum(sizes, k)).mean())
+    return results
+
+
+def vocabulary_coverage(truth: Sequence[set[str]], vocabulary: set[str]) -> float:
+    """Share of the true hashtag occurrences that are in `vocabulary` (an upper bound on recall)."""
+    total = sum(len(t) for t in truth)
+    return sum(len(t & vocabulary) for t in truth) / total if total else 0.0

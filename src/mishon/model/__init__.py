@@ -1,0 +1,1 @@
+"""Recommenders: the baselines and (later) MISHON, behind one small contract."""

@@ -1,0 +1,173 @@
+"""Baselines evaluated by the same code as MISHON (DESIGN section 6).
+
+Each recommender is fitted on the training posts of a split (their hashtags, users, times and,
+for content kNN, their features) and ranks hashtags for any post of the split. Only training
+hashtags are ever read.
+
+- popularity: the most used training hashtags, the same list for every post;
+- time-decayed popularity: each training use weighs 0.5 ** (age / half-life), the age measured
+  from the last training post (in days with timestamps, else in training posts);
+- user history: the user's own training hashtags by frequency (ties by recency), then
+  popularity to fill the list;
+- content kNN: the hashtags of the m most similar training posts, weighted by similarity, where
+  similarity is the mean over modalities of the cosine of pooled, centred features.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from mishon.evaluate.data import SplitData
+from mishon.features.store import MANIFEST, FeatureStore, modality_dir
+from mishon.graph.pooled import pooled_vectors
+
+
+class Recommender(Protocol):
+    name: str
+
+    def fit(self, data: SplitData) -> None: ...
+
+    def recommend(self, positions: np.ndarray, k: int) -> list[list[str]]: ...
+
+
+def _ranked(counts: Counter[str] | dict[str, float], k: int) -> list[str]:
+    return [tag for tag, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:k]]
+
+
+class Popularity:
+    name = "popularity"
+
+    def fit(self, data: SplitData) -> None:
+        train = data.posts.loc[data.is_train, "hashtags"]
+        self.counts = Counter(t for tags in train for t in tags)
+        self.vocabulary = set(self.counts)
+
+    def top(self, k: int) -> list[str]:
+        return _ranked(self.counts, k)
+
+    def recommend(self, positions: np.ndarray, k: int) -> list[list[str]]:
+        top = self.top(k)
+        return [top for _ in positions]
+
+
+class DecayedPopularity(Popularity):
+    name = "time-decayed popularity"
+
+    def __init__(self, half_life_days: float = 14.0, half_life_posts: float = 0.1) -> None:
+        self.half_life_days = half_life_days
+        self.half_life_posts = half_life_posts  # share of training posts, without timestamps
+
+    def fit(self, data: SplitData) -> None:
+        train = data.is_train
+        times = data.time_key()[train]
+        if "created_at" in data.posts and data.posts["created_at"].notna().all():
+            age = (times.max() - times) / 86400.0
+            half_life = self.half_life_days
+        else:
+            age = np.argsort(np.argsort(-times)).astype(np.float64)  # posts since this one
+            half_life = max(1.0, self.half_life_posts * len(times))
+        weights = 0.5 ** (age / half_life)
+        scores: dict[str, float] = defaultdict(float)
+        for tags, weight in zip(data.posts.loc[train, "hashtags"], weights, strict=True):
+            for tag in tags:
+                scores[tag] += float(weight)
+        self.counts = scores  # type: ignore[assignment]
+        self.vocabulary = set(scores)
+
+
+class UserHistory:
+    name = "user history"
+
+    def fit(self, data: SplitData) -> None:
+        self.popularity = Popularity()
+        self.popularity.fit(data)
+        self.vocabulary = self.popularity.vocabulary
+        self.users = data.posts["user_id"].astype(str).to_numpy()
+        train = data.is_train
+        times = data.time_key()
+        self.history: dict[str, dict[str, tuple[int, float]]] = defaultdict(dict)
+        for user, tags, time in zip(
+            self.users[train], data.posts.loc[train, "hashtags"], times[train], strict=True
+        ):
+            for tag in tags:
+                count, last = self.history[user].get(tag, (0, -np.inf))
+                self.history[user][tag] = (count + 1, max(last, time))
+
+    def recommend(self, positions: np.ndarray, k: int) -> list[list[str]]:
+        fallback = self.popularity.top(k + 50)
+        lists = []
+        for position in positions:
+            own = self.history.get(self.users[position], {})
+            ranked = [
+                t
+                for t, _ in sorted(
+                    own.items(), key=lambda item: (-item[1][0], -item[1][1], item[0])
+                )
+            ]
+            seen = set(ranked[:k])
+            ranked = ranked[:k] + [t for t in fallback if t not in seen][: max(0, k - len(ranked))]
+            lists.append(ranked)
+        return lists
+
+
+class ContentKNN:
+    name = "content kNN"
+
+    def __init__(self, neighbours: int = 20) -> None:
+        self.neighbours = neighbours
+
+    def fit(self, data: SplitData) -> None:
+        self.vectors: list[tuple[np.ndarray, np.ndarray]] = []
+        for modality in ("visual", "acoustic", "textual"):
+            folder = modality_dir(data.dataset, modality)
+            if (folder / MANIFEST).is_file():
+                vectors, present = pooled_vectors(FeatureStore.open(folder), data.rows)
+                if present.any():
+                    self.vectors.append((vectors, present))
+        if not self.vectors:
+            raise ValueError(f"content kNN needs features: run `mishon extract {data.dataset}`")
+        labelled = data.posts["hashtags"].str.len().to_numpy() > 0
+        self.train = np.flatnonzero(data.is_train & labelled)
+        self.tags = data.posts["hashtags"].to_numpy()
+        self.vocabulary = {t for i in self.train for t in self.tags[i]}
+
+    def similarity(self, positions: np.ndarray) -> np.ndarray:
+        """[queries, training posts]: mean cosine over the modalities both posts have."""
+        total = torch.zeros(len(positions), len(self.train))
+        count = torch.zeros(len(positions), len(self.train))
+        for vectors, present in self.vectors:
+            query = torch.from_numpy(vectors[positions])
+            keys = torch.from_numpy(vectors[self.train])
+            both = (
+                torch.from_numpy(present[positions]).float()[:, None]
+                * torch.from_numpy(present[self.train]).float()[None, :]
+            )
+            total += (query @ keys.T) * both
+            count += both
+        return (total / count.clamp_min(1)).numpy()
+
+    def recommend(self, positions: np.ndarray, k: int) -> list[list[str]]:
+        lists = []
+        for start in range(0, len(positions), 512):
+            block = positions[start : start + 512]
+            sims = self.similarity(block)
+            for row in range(len(block)):
+                nearest = np.argsort(-sims[row], kind="stable")[: self.neighbours]
+                scores: dict[str, float] = defaultdict(float)
+                for j in nearest:
+                    for tag in self.tags[self.train[j]]:
+                        scores[tag] += max(float(sims[row, j]), 0.0) + 1e-6
+                lists.append(_ranked(scores, k))
+        return lists
+
+
+BASELINES = {
+    "popularity": Popularity,
+    "decayed": DecayedPopularity,
+    "history": UserHistory,
+    "content-knn": ContentKNN,
+}

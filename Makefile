@@ -31,6 +31,7 @@ demo: $(STAMP)
 	$(BIN)/mishon extract $(DEMO_DIR)/synth
 	$(BIN)/mishon features validate $(DEMO_DIR)/synth
 	$(BIN)/mishon graph $(DEMO_DIR)/synth --split temporal --out $(DEMO_DIR)/run --overwrite
+	$(BIN)/mishon baselines $(DEMO_DIR)/synth --split temporal
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -149,7 +149,8 @@ def run_graph(root: Path, exact_recall_queries: int) -> dict:
         "posts": len(graph.post_ids),
         "users": graph.num_nodes["user"],
         "total_s": round(total, 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "peak_rss_mb": round(max(peaks.values())),
+        "ru_maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "stages_s": stages,
         "stage_peak_rss_mb": peaks,
         "knn_method": graph.meta["knn_method"],
@@ -337,6 +338,11 @@ def main() -> None:
         shutil.rmtree(root)
     if args.work is None:
         shutil.rmtree(work)
+
+
+def make_dataset_json(root: Path, n: int) -> dict:
+    make_dataset(root, n)
+    return {}
 
 
 def run_graph_json(root: Path, n: int) -> dict:

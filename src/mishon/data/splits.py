@@ -20,10 +20,8 @@ from mishon.config import SplitSettings
 from mishon.data.schema import EXCLUDED_LABEL, POSTS_FILE, label_sort_key
 from mishon.errors import InputError, MishonError, Problem
 
-BaseStrategy = str
 
-
-def default_strategy(posts: pd.DataFrame) -> BaseStrategy:
+def default_strategy(posts: pd.DataFrame) -> str:
     """given where the dataset ships a split, temporal where every post has a time, else random."""
     if "split" in posts and posts["split"].notna().all():
         return "given"

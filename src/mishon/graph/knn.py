@@ -214,7 +214,11 @@ def _exact_sample(
     """Seeded sample of query rows and their exact top-`want` (self included)."""
     rng = np.random.default_rng(seed + 1)
     sample = np.sort(rng.choice(len(data), size=min(count, len(data)), replace=False))
-    _, found = _exact_searcher(data, want)(data[sample])
+    search = _exact_searcher(data, want)
+    step = max(1, EXACT_BLOCK_FLOATS // len(data))  # [step, N] scores at a time, not [count, N]
+    found = np.concatenate(
+        [search(data[sample[i : i + step]])[1] for i in range(0, len(sample), step)]
+    )
     return sample, found
 
 

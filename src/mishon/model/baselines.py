@@ -55,7 +55,7 @@ class Popularity:
 
 
 class DecayedPopularity(Popularity):
-    name = "time-decayed popularity"
+    name = "decayed popularity"
 
     def __init__(self, half_life_days: float = 14.0, half_life_posts: float = 0.1) -> None:
         self.half_life_days = half_life_days

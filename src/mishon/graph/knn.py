@@ -108,7 +108,8 @@ def _ivf_search(
                 continue
             keys = matrix[candidates]
             ids = torch.from_numpy(candidates)
-            block = max(1, EXACT_BLOCK_FLOATS // len(candidates))
+            # bounds both the gathered queries [block, D] and their scores [block, members]
+            block = max(1, EXACT_BLOCK_FLOATS // max(len(candidates), data.shape[1]))
             for start in range(0, len(queries), block):
                 rows = torch.from_numpy(queries[start : start + block])
                 scores = matrix[rows] @ keys.T

@@ -690,10 +690,10 @@ def baselines(
             m = result[subset]
             table.add_row(
                 result["recommender"],
-                *(f"{m[f'F1@{k}']:.4f}" for k in (1, 3, 5, 10)),
-                f"{m['HR@5']:.4f}",
-                f"{m['NDCG@5']:.4f}",
-                f"{m['MAP@10']:.4f}",
+                *(f"{m[f'F1@{k}']:.3f}" for k in (1, 3, 5, 10)),
+                f"{m['HR@5']:.3f}",
+                f"{m['NDCG@5']:.3f}",
+                f"{m['MAP@10']:.3f}",
             )
         console.print(table)
     if json_out is not None:

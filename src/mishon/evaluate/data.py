@@ -26,6 +26,7 @@ class SplitData:
     split_name: str
     posts: pd.DataFrame  # columns of posts.parquet plus "split"
     rows: np.ndarray  # row of each post in posts.parquet (to index feature stores)
+    all_post_ids: list[str]  # every post of posts.parquet, in order (feature stores follow it)
 
     @property
     def is_train(self) -> np.ndarray:
@@ -59,4 +60,4 @@ def load_split_data(dataset: Path, split_name: str) -> SplitData:
     rows = np.flatnonzero(keep)
     frame = posts.iloc[rows].reset_index(drop=True)
     frame["split"] = labels.iloc[rows].to_numpy()
-    return SplitData(dataset, split_name, frame, rows)
+    return SplitData(dataset, split_name, frame, rows, posts["post_id"].astype(str).tolist())

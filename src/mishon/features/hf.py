@@ -39,9 +39,7 @@ def _quiet_transformers() -> None:
     logging.disable_progress_bar()
 
 
-def resolve_model(
-    model: str, modality: Modality, allow_download: bool
-) -> tuple[str, dict[str, Any]]:
+def resolve_model(model: str, allow_download: bool) -> tuple[str, dict[str, Any]]:
     """(where to load from, from_pretrained keyword arguments) for a folder or a hub id."""
     folder = Path(model).expanduser()
     if folder.is_dir():
@@ -54,7 +52,7 @@ def resolve_model(
 def load_pretrained(loader: Any, model: str, modality: Modality, allow_download: bool) -> Any:
     """`loader.from_pretrained` with a message that says how to provide missing weights."""
     _quiet_transformers()
-    source, kwargs = resolve_model(model, modality, allow_download)
+    source, kwargs = resolve_model(model, allow_download)
     try:
         return loader.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:

@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 
 from mishon.config import GraphSettings
-from mishon.data.schema import EXCLUDED_LABEL
-from mishon.data.store import list_splits, read_posts, read_split, read_users
+from mishon.data.store import list_splits, read_users
 from mishon.errors import MishonError
+from mishon.evaluate.data import load_split_data
 from mishon.features.store import MANIFEST, FeatureStore, modality_dir
 from mishon.graph.influence import link_cold_users, measure_influence, user_profiles
 from mishon.graph.jaccard import jaccard_topk, user_hashtag_matrix
@@ -98,8 +98,8 @@ def _summary(graph: HeteroGraph) -> dict[str, Any]:
     }
     edges: dict[str, dict[str, Any]] = {}
     for (src, rel, dst), (index, _) in graph.edges.items():
-        np.add.at(degrees[dst], index[1], 1)
         counts = np.bincount(index[1], minlength=graph.num_nodes[dst])
+        degrees[dst] += counts
         edges[f"{src}-{rel}-{dst}"] = {
             "edges": int(index.shape[1]),
             "in_degree": {
@@ -135,18 +135,9 @@ def build_graph(
 
     report("reading posts and split")
     split_name = split_name or default_split(dataset)
-    posts = read_posts(dataset)
-    all_post_ids = posts["post_id"].astype(str).tolist()
-    split = read_split(dataset, split_name)
-    labels = posts["post_id"].map(split.set_index("post_id")["split"])
-    if labels.isna().any():
-        missing = posts["post_id"][labels.isna()].iloc[0]
-        raise MishonError(
-            f"split {split_name!r} does not cover post {missing!r}: rerun `mishon data split`"
-        )
-    rows = np.flatnonzero((labels != EXCLUDED_LABEL).to_numpy())
-    posts = posts.iloc[rows].reset_index(drop=True)
-    post_split = labels.iloc[rows].to_numpy().astype(str)
+    data = load_split_data(dataset, split_name)
+    posts, rows = data.posts, data.rows
+    post_split = posts["split"].to_numpy().astype(str)
     user_ids = pd.unique(posts["user_id"].astype(str)).tolist()
     user_of = {u: i for i, u in enumerate(user_ids)}
     post_user = posts["user_id"].astype(str).map(user_of).to_numpy(dtype=np.int64)
@@ -173,7 +164,7 @@ def build_graph(
             continue
         report(f"pooling {modality} features")
         store = FeatureStore.open(folder)
-        if store.post_ids != all_post_ids:
+        if store.post_ids != data.all_post_ids:
             raise MishonError(
                 f"{folder} does not match posts.parquet: rerun `mishon extract --overwrite`"
             )

@@ -632,6 +632,52 @@ def graph(
 # --------------------------------------------------------------------------- evaluation
 
 
+def print_results(results: list[dict[str, Any]], part: str, title: str = "") -> None:
+    """One table per subset (all, warm, cold-start): F1@K, HR@5, NDCG@5, MAP@10 per row."""
+    first = results[0]
+    console.print(
+        f"{title}{part}: {first['cases']['all']:,} cases "
+        f"({first['cases']['warm']:,} warm, {first['cases']['cold']:,} cold-start); "
+        f"training vocabulary covers {first['vocabulary_coverage']:.1%} of their hashtags",
+        highlight=False,
+    )
+    for subset in ("all", "warm", "cold"):
+        if not first["cases"][subset]:
+            continue
+        table = Table(title=f"{subset} {part} posts")
+        table.add_column("recommender", no_wrap=True)
+        for k in (1, 3, 5, 10):
+            table.add_column(f"F1@{k}", justify="right")
+        for column in ("HR@5", "NDCG@5", "MAP@10", "coverage"):
+            table.add_column(column, justify="right")
+        for result in results:
+            m = result[subset]
+            table.add_row(
+                result["recommender"],
+                *(f"{m[f'F1@{k}']:.3f}" for k in (1, 3, 5, 10)),
+                f"{m['HR@5']:.3f}",
+                f"{m['NDCG@5']:.3f}",
+                f"{m['MAP@10']:.3f}",
+                f"{result['vocabulary_coverage']:.1%}",
+            )
+        console.print(table)
+
+
+def _baseline_names(only: str | None, default: tuple[str, ...]) -> list[str]:
+    from mishon.evaluate.compare import BASELINE_NAMES
+
+    names = [n.strip() for n in only.split(",") if n.strip()] if only else list(default)
+    unknown = [n for n in names if n not in BASELINE_NAMES]
+    if unknown:
+        raise MishonError(f"unknown baseline(s) {unknown}; choose from {list(BASELINE_NAMES)}")
+    return names
+
+
+def _check_part(part: str) -> None:
+    if part not in ("test", "valid"):
+        raise MishonError(f"--part must be test or valid, not {part!r}")
+
+
 @app.command("baselines")
 @reports_errors
 def baselines(
@@ -642,62 +688,156 @@ def baselines(
     part: Annotated[str, typer.Option(help="Evaluate on test, or valid for tuning.")] = "test",
     only: Annotated[
         str | None,
-        typer.Option(help="Comma-separated subset of popularity,decayed,history,content-knn."),
+        typer.Option(
+            help="Comma-separated subset of popularity,decayed,history,content-knn,content-only."
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="YAML run settings (model, train) for content-only.")
     ] = None,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the results here.")
     ] = None,
 ) -> None:
-    """Evaluate the baselines (popularity, time-decayed popularity, user history, content kNN)."""
+    """Evaluate the baselines: popularity, time-decayed popularity, user history, content kNN
+    and the content-only network (trained here, without the graph)."""
+    from mishon.config import RunSettings
     from mishon.data.store import write_json
+    from mishon.evaluate.compare import BASELINE_NAMES, fit_baseline
     from mishon.evaluate.data import load_split_data
     from mishon.evaluate.run import evaluate
     from mishon.graph.build import default_split
-    from mishon.model.baselines import BASELINES
 
-    if part not in ("test", "valid"):
-        raise MishonError(f"--part must be test or valid, not {part!r}")
-    names = [n.strip() for n in only.split(",")] if only else list(BASELINES)
-    unknown = [n for n in names if n not in BASELINES]
-    if unknown:
-        raise MishonError(f"unknown baseline(s) {unknown}; choose from {list(BASELINES)}")
-    data = load_split_data(dataset, split or default_split(dataset))
+    _check_part(part)
+    names = _baseline_names(only, BASELINE_NAMES)
+    settings = load_settings(RunSettings, config)
+    data = load_split_data(dataset, split or settings.split or default_split(dataset))
+    has_features = (dataset / "features").is_dir()
     results = []
     for name in names:
-        recommender = BASELINES[name]()
-        if name == "content-knn" and not (dataset / "features").is_dir():
-            console.print("content kNN: skipped (no features: run `mishon extract`)")
+        if name in ("content-knn", "content-only") and not has_features:
+            console.print(f"{name}: skipped (no features: run `mishon extract`)")
             continue
-        with err_console.status(f"{recommender.name}: fitting and ranking"):
-            recommender.fit(data)
-            results.append(evaluate(recommender, data, part))
-    first = results[0]
-    console.print(
-        f"{data.split_name!r} {part}: {first['cases']['all']:,} cases "
-        f"({first['cases']['warm']:,} warm, {first['cases']['cold']:,} cold-start); "
-        f"training vocabulary covers {first['vocabulary_coverage']:.1%} of their hashtags"
-    )
-    for subset in ("all", "warm", "cold"):
-        if not first["cases"][subset]:
-            continue
-        table = Table(title=f"{subset} {part} posts")
-        table.add_column("baseline", no_wrap=True)
-        for k in (1, 3, 5, 10):
-            table.add_column(f"F1@{k}", justify="right")
-        for column in ("HR@5", "NDCG@5", "MAP@10"):
-            table.add_column(column, justify="right")
-        for result in results:
-            m = result[subset]
-            table.add_row(
-                result["recommender"],
-                *(f"{m[f'F1@{k}']:.3f}" for k in (1, 3, 5, 10)),
-                f"{m['HR@5']:.3f}",
-                f"{m['NDCG@5']:.3f}",
-                f"{m['MAP@10']:.3f}",
-            )
-        console.print(table)
+        with err_console.status(f"{name}: fitting and ranking"):
+            results.append(evaluate(fit_baseline(name, data, settings), data, part))
+    print_results(results, part, f"{data.split_name!r} ")
     if json_out is not None:
         write_json(results, json_out)
+
+
+# --------------------------------------------------------------------------- training
+
+
+@app.command("train")
+@reports_errors
+def train(
+    dataset: Annotated[Path, typer.Argument(help="Dataset directory with features and a split.")],
+    out: Annotated[Path, typer.Option("--out", help="Run directory, e.g. runs/NAME.")],
+    config: Annotated[
+        Path | None, typer.Option(help="YAML run settings: split, graph, model, train.")
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option(help="Split name [config, else the only one].")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Most epochs [config: 300].")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed [config: 0].")] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in OUT from its last checkpoint.")
+    ] = False,
+) -> None:
+    """Build the graph (or reuse the run's) and train MISHON, keeping the best validation F1@K."""
+    from mishon.config import RunSettings
+    from mishon.train.run import train_model
+
+    base = load_settings(RunSettings, config)
+    overrides: dict[str, Any] = {"split": split}
+    train_overrides = {"epochs": epochs, "seed": seed}
+    if any(v is not None for v in train_overrides.values()):
+        overrides["train"] = {
+            **base.train.model_dump(),
+            **{k: v for k, v in train_overrides.items() if v is not None},
+        }
+    settings = load_settings(RunSettings, config, overrides)
+    select = f"valid F1@{settings.train.select_k}"
+    with progress_bar() as bar:
+        task = bar.add_task("preparing", total=settings.train.epochs)
+
+        def on_epoch(row: dict[str, Any]) -> None:
+            valid = f", {select} {row['valid_f1']:.4f}" if "valid_f1" in row else ""
+            bar.update(
+                task,
+                completed=row["epoch"],
+                description=f"loss {row['loss']:.4f}{valid} (best {row['best']:.4f} "
+                f"at {row['best_epoch']})",
+            )
+
+        _, inputs, _, state = train_model(
+            dataset,
+            settings,
+            out,
+            resume=resume,
+            stage=lambda name: bar.update(task, description=name),
+            progress=on_epoch,
+        )
+    why = (
+        f"no better {select} in {settings.train.patience} epochs"
+        if state.stopped == "patience"
+        else "epoch limit"
+    )
+    console.print(
+        f"trained {state.epoch} epochs ({why}); best {select} {state.best_score:.4f} "
+        f"at epoch {state.best_epoch}; vocabulary {len(inputs.vocabulary):,} hashtags; "
+        f"run in {out}",
+        highlight=False,
+    )
+
+
+@app.command("evaluate")
+@reports_errors
+def evaluate_run(
+    run: Annotated[Path, typer.Argument(help="Run directory written by `mishon train`.")],
+    part: Annotated[str, typer.Option(help="Evaluate on test, or valid for tuning.")] = "test",
+    baselines: Annotated[
+        str | None,
+        typer.Option(
+            help="Also evaluate these baselines (comma-separated, or 'all') in the same table."
+        ),
+    ] = None,
+    dataset: Annotated[
+        Path | None, typer.Option(help="The run's dataset, if it has moved since training.")
+    ] = None,
+) -> None:
+    """Metrics @1/3/5/10 of a trained run on all, warm and cold-start posts -> evaluation.json."""
+    from mishon.data.store import write_json
+    from mishon.evaluate.compare import BASELINE_NAMES, fit_baseline, relative_to_best
+    from mishon.evaluate.run import evaluate
+    from mishon.train.run import MishonRecommender, load_run
+
+    _check_part(part)
+    names = _baseline_names(None if baselines == "all" else baselines, BASELINE_NAMES)
+    if baselines is None:
+        names = []
+    with err_console.status("loading the run"):
+        loaded = load_run(run, dataset)
+    data = loaded.data
+    with err_console.status("MISHON: ranking"):
+        results = [evaluate(MishonRecommender(loaded.network, loaded.inputs), data, part)]
+    for name in names:
+        with err_console.status(f"{name}: fitting and ranking"):
+            results.append(evaluate(fit_baseline(name, data, loaded.settings), data, part))
+    print_results(results, part, f"{run} on {data.split_name!r} ")
+    summary: dict[str, Any] = {"run": str(run), "part": part, "results": results}
+    if names:
+        summary["relative_f1_at_5"] = {
+            subset: relative_to_best(results, "MISHON", subset=subset)
+            for subset in ("all", "warm", "cold")
+            if results[0]["cases"][subset]
+        }
+        for subset, ratio in summary["relative_f1_at_5"].items():
+            if ratio is not None:
+                console.print(f"{subset}: MISHON F1@5 = {ratio:.3f} x the best baseline")
+    write_json(summary, run / f"evaluation-{part}.json")
+    console.print(f"written: {run / f'evaluation-{part}.json'}")
 
 
 def run() -> None:  # pragma: no cover - console entry point convenience

@@ -275,3 +275,51 @@ class GraphSettings(Settings):
     popular_min_posts: int = Field(3, ge=1, description="training posts a popular user needs")
     cold_links: int = Field(5, ge=0, description="popular users each cold-start user is linked to")
     seed: int = Field(0, description="seed of the approximate index's k-means")
+
+
+Aggregator = Literal["mean", "max", "min", "sum", "product"]
+
+
+class ModelSettings(Settings):
+    """The MISHON network (DESIGN section 6); the switches are the paper's ablations."""
+
+    hidden: int = Field(128, ge=4, description="d: size of every node state and the fusion layer")
+    attention_dim: int = Field(32, ge=1, description="size of the attention scoring space")
+    attention: bool = Field(True, description="attention over units; False: their plain mean")
+    graph: bool = Field(True, description="GraphSAGE over the graph; False: content-only model")
+    layers: int = Field(2, ge=1, le=4, description="GraphSAGE layers")
+    aggregator: Aggregator = Field("mean", description="neighbour aggregation of every SAGEConv")
+    user_user_edges: bool = Field(True, description="keep user-user edges (Jaccard + cold links)")
+    modality_edges: bool = Field(True, description="keep modality-modality kNN edges")
+    user_embedding: bool = Field(True, description="learned embedding for users seen in training")
+    dropout: float = Field(0.2, ge=0.0, lt=1.0, description="dropout after each layer")
+    min_count: int = Field(
+        2, ge=1, description="training uses a hashtag needs to enter the vocabulary"
+    )
+
+
+class TrainSettings(Settings):
+    """Full-batch training (`mishon train`): one Adam step per epoch over every training post."""
+
+    epochs: int = Field(300, ge=1, description="most epochs (full-batch steps)")
+    lr: float = Field(0.01, gt=0.0, description="Adam learning rate")
+    weight_decay: float = Field(0.0, ge=0.0, description="Adam L2 penalty")
+    patience: int = Field(
+        30, ge=1, description="stop after this many epochs without a better valid F1@K"
+    )
+    eval_every: int = Field(5, ge=1, description="epochs between validation passes")
+    select_k: int = Field(5, ge=1, description="K of the validation F1@K used for selection")
+    loss_chunk: int = Field(
+        4096, ge=1, description="posts per output-layer chunk (bounds the [posts, V] logits)"
+    )
+    seed: int = Field(0, description="seed of initialisation and dropout")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads; None: torch default")
+
+
+class RunSettings(Settings):
+    """Everything `mishon train` reads from its --config YAML file."""
+
+    split: str | None = Field(None, description="split name; None: the dataset's only split")
+    graph: GraphSettings = Field(default_factory=GraphSettings, description="graph building")
+    model: ModelSettings = Field(default_factory=ModelSettings, description="the network")
+    train: TrainSettings = Field(default_factory=TrainSettings, description="the optimisation")

@@ -1,0 +1,150 @@
+"""The MISHON network (DESIGN section 6): encoders, heterogeneous GraphSAGE, fusion, softmax.
+
+- encoder: per modality, attention over the post's units (or their mean) projected to d;
+- user input: a learned embedding for users with training posts, plus the mean of the content
+  vectors of all their posts (a cold-start user has only the content part);
+- GraphSAGE: one SAGEConv per edge type (HeteroConv, relations summed), over transposed sparse
+  CSR adjacency, each layer followed by LayerNorm, ReLU and dropout, added to its input;
+- fusion: the post's refined modality vectors and its user's vector, concatenated, a dense
+  layer, then a dense layer with softmax over the hashtag vocabulary.
+
+The model contract is `encode(inputs)` -> fused post vectors [N, d], `loss(fused, ...)`
+and `scores(fused)`; the trainer and the evaluator stay outside.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+from torch_geometric.nn import HeteroConv, SAGEConv
+
+from mishon.config import ModelSettings
+from mishon.model.attention import MeanPooling, ModalityAttention
+from mishon.model.inputs import EdgeType, ModelInputs
+
+PYG_AGGREGATOR = {"mean": "mean", "max": "max", "min": "min", "sum": "sum", "product": "mul"}
+
+
+def kept_edge_types(edge_types: list[EdgeType], settings: ModelSettings) -> list[EdgeType]:
+    """The edge types the settings' ablation switches leave in."""
+    kept = []
+    for src, rel, dst in edge_types:
+        if src == dst == "user" and not settings.user_user_edges:
+            continue
+        if src == dst != "user" and not settings.modality_edges:
+            continue
+        kept.append((src, rel, dst))
+    return kept
+
+
+class MishonNetwork(nn.Module):
+    def __init__(
+        self,
+        settings: ModelSettings,
+        unit_dims: dict[str, int],
+        num_users: int,
+        vocabulary_size: int,
+        edge_types: list[EdgeType],
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        d = settings.hidden
+        self.modalities = list(unit_dims)
+        self.input_norms = nn.ModuleDict(
+            {m: nn.LayerNorm(dim, elementwise_affine=False) for m, dim in unit_dims.items()}
+        )
+        self.encoders = nn.ModuleDict(
+            {
+                m: ModalityAttention(dim, d, settings.attention_dim)
+                if settings.attention
+                else MeanPooling(dim, d)
+                for m, dim in unit_dims.items()
+            }
+        )
+        self.user_embedding = nn.Embedding(num_users, d) if settings.user_embedding else None
+        if self.user_embedding is not None:
+            nn.init.normal_(self.user_embedding.weight, std=0.1)
+        self.edge_types = kept_edge_types(edge_types, settings) if settings.graph else []
+        node_types = ["user", *self.modalities]
+        self.convs = nn.ModuleList()
+        self.norms = nn.ModuleList()
+        if self.edge_types:
+            aggr = PYG_AGGREGATOR[settings.aggregator]
+            for _ in range(settings.layers):
+                self.convs.append(
+                    HeteroConv({t: SAGEConv(d, d, aggr=aggr) for t in self.edge_types}, aggr="sum")
+                )
+                self.norms.append(nn.ModuleDict({t: nn.LayerNorm(d) for t in node_types}))
+        self.fusion = nn.Linear(len(node_types) * d, d)
+        self.output = nn.Linear(d, vocabulary_size)
+        self.dropout = nn.Dropout(settings.dropout)
+
+    def node_inputs(self, inputs: ModelInputs) -> dict[str, torch.Tensor]:
+        """Initial node states: encoded modality vectors and user vectors."""
+        states: dict[str, torch.Tensor] = {}
+        content = torch.zeros(inputs.num_posts, self.settings.hidden)
+        present_count = torch.zeros(inputs.num_posts, 1)
+        for m in self.modalities:
+            units = inputs.modalities[m]
+            vectors, present = self.encoders[m](self.input_norms[m](units.units), units.mask)
+            states[m] = vectors
+            content = content + vectors
+            present_count = present_count + present[:, None].float()
+        content = content / present_count.clamp_min(1)
+        user = torch.zeros(inputs.num_users, self.settings.hidden).index_add(
+            0, inputs.post_user, content
+        )
+        posts_per_user = torch.bincount(inputs.post_user, minlength=inputs.num_users)
+        user = user / posts_per_user.clamp_min(1)[:, None].float()
+        if self.user_embedding is not None:
+            user = user + self.user_embedding.weight * inputs.user_trained[:, None].float()
+        states["user"] = user
+        return states
+
+    def propagate(
+        self, states: dict[str, torch.Tensor], inputs: ModelInputs
+    ) -> dict[str, torch.Tensor]:
+        """GraphSAGE layers over the kept edge types (identity for the content-only model)."""
+        adjacency = {t: inputs.adjacency[t] for t in self.edge_types if t in inputs.adjacency}
+        for conv, norms in zip(self.convs, self.norms, strict=True):
+            messages = conv(states, adjacency)
+            states = {
+                t: x + self.dropout(F.relu(norms[t](messages[t]))) if t in messages else x
+                for t, x in states.items()
+            }
+        return states
+
+    def encode(self, inputs: ModelInputs) -> torch.Tensor:
+        """Fused vectors [N, d] of every post of the graph."""
+        states = self.propagate(self.node_inputs(inputs), inputs)
+        parts = [states[m] for m in self.modalities] + [states["user"][inputs.post_user]]
+        return self.dropout(F.relu(self.fusion(torch.cat(parts, dim=1))))
+
+    def scores(self, fused: torch.Tensor) -> torch.Tensor:
+        """Logits [rows, V] over the vocabulary (softmax gives the hashtag distribution)."""
+        return self.output(fused)
+
+    def loss(
+        self, fused: torch.Tensor, inputs: ModelInputs, positions: torch.Tensor, chunk: int
+    ) -> torch.Tensor:
+        """Mean cross-entropy of `positions` against their target distributions.
+
+        The [posts, V] logits exist one chunk at a time: each chunk's are recomputed in the
+        backward pass (activation checkpointing) instead of being kept.
+        """
+        total = fused.new_zeros(())
+        for start in range(0, len(positions), chunk):
+            block = positions[start : start + chunk]
+            row, column, weight = inputs.targets.rows(block)
+            total = total + checkpoint(
+                self._chunk_loss, fused[block], row, column, weight, use_reentrant=False
+            )
+        return total / max(len(positions), 1)
+
+    def _chunk_loss(
+        self, fused: torch.Tensor, row: torch.Tensor, column: torch.Tensor, weight: torch.Tensor
+    ) -> torch.Tensor:
+        log_probs = torch.log_softmax(self.scores(fused), dim=1)
+        return -(log_probs[row, column] * weight).sum()

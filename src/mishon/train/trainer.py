@@ -1,0 +1,197 @@
+"""Full-batch training with Adam and early stopping on validation F1@K.
+
+One epoch is one optimisation step over every training post (the whole graph is encoded each
+time). Every `eval_every` epochs the model ranks the validation posts; the best F1@K keeps its
+weights, and training stops after `patience` epochs without a better one. With an output
+directory, each validation also writes the resumable state (weights, Adam state, RNG state,
+counters) and the history, so a crash loses at most `eval_every` epochs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from mishon.config import TrainSettings
+from mishon.data.store import atomic_path, write_json
+from mishon.errors import MishonError
+from mishon.evaluate.data import SplitData
+from mishon.evaluate.metrics import ranking_metrics
+from mishon.model.inputs import ModelInputs
+from mishon.model.network import MishonNetwork
+
+BEST_WEIGHTS = "model.safetensors"
+LAST_WEIGHTS = "last.safetensors"
+OPTIMIZER = "optimizer.pt"
+STATE = "trainer.json"
+HISTORY = "history.csv"
+HISTORY_FIELDS = ("epoch", "loss", "valid_f1", "valid_recall", "valid_ndcg", "seconds")
+
+ProgressFn = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class TrainState:
+    """Counters that, with the weights and the optimiser, let training resume exactly."""
+
+    epoch: int = 0
+    best_epoch: int = 0
+    best_score: float = -1.0
+    stale_epochs: int = 0
+    stopped: str | None = None  # "patience" (early stopping) or "epochs" (the limit)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def top_k(network: MishonNetwork, fused: torch.Tensor, positions: np.ndarray, k: int) -> np.ndarray:
+    """Vocabulary indices [len(positions), k] of the best-scored hashtags, best first."""
+    ranked = []
+    with torch.no_grad():
+        for start in range(0, len(positions), 4096):
+            block = torch.from_numpy(positions[start : start + 4096])
+            ranked.append(torch.topk(network.scores(fused[block]), k, dim=1).indices)
+    if not ranked:
+        return np.zeros((0, k), dtype=np.int64)
+    return torch.cat(ranked).numpy()
+
+
+def encode_eval(network: MishonNetwork, inputs: ModelInputs) -> torch.Tensor:
+    """Fused post vectors in evaluation mode (no dropout, no gradient)."""
+    was_training = network.training
+    network.eval()
+    with torch.no_grad():
+        fused = network.encode(inputs)
+    network.train(was_training)
+    return fused
+
+
+def validation_metrics(
+    network: MishonNetwork, inputs: ModelInputs, data: SplitData, k: int
+) -> dict[str, float] | None:
+    """F1, recall and NDCG @k on the labelled validation posts (None if there are none)."""
+    cases = data.cases("valid")
+    if not len(cases):
+        return None
+    fused = encode_eval(network, inputs)
+    k = min(k, len(inputs.vocabulary))
+    tags = inputs.vocabulary.tags
+    ranked = [[tags[i] for i in row] for row in top_k(network, fused, cases, k)]
+    truth = [set(t) for t in data.posts["hashtags"].to_numpy()[cases]]
+    m = ranking_metrics(ranked, truth, (k,))
+    return {"f1": m[f"F1@{k}"], "recall": m[f"R@{k}"], "ndcg": m[f"NDCG@{k}"]}
+
+
+class Trainer:
+    """Trains `network` on `inputs`; selects on the validation posts of `data`."""
+
+    def __init__(
+        self,
+        network: MishonNetwork,
+        inputs: ModelInputs,
+        data: SplitData,
+        settings: TrainSettings,
+        out: Path | None = None,
+    ) -> None:
+        self.network = network
+        self.inputs = inputs
+        self.data = data
+        self.settings = settings
+        self.out = out
+        self.optimizer = torch.optim.Adam(
+            network.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
+        )
+        self.state = TrainState()
+        self.best_weights = {k: v.detach().clone() for k, v in network.state_dict().items()}
+        self.positions = inputs.train_positions()
+        if not len(self.positions):
+            raise MishonError("no training post has an in-vocabulary hashtag: nothing to learn")
+
+    def resume(self) -> bool:
+        """Load the last saved state from the output directory; False if there is none."""
+        if self.out is None or not (self.out / STATE).is_file():
+            return False
+        saved = json.loads((self.out / STATE).read_text("utf-8"))
+        self.network.load_state_dict(load_file(str(self.out / LAST_WEIGHTS)))
+        self.best_weights = load_file(str(self.out / BEST_WEIGHTS))
+        self.optimizer.load_state_dict(torch.load(self.out / OPTIMIZER, weights_only=True))
+        torch.set_rng_state(load_file(str(self.out / "rng.safetensors"))["torch"])
+        self.state = TrainState(**saved)
+        if self.state.stopped == "epochs" and self.state.epoch < self.settings.epochs:
+            self.state.stopped = None  # resumed with a higher epoch limit
+        return True
+
+    def fit(self, progress: ProgressFn | None = None) -> TrainState:
+        """Train until `epochs`, early stopping, or a finished state; returns the final state."""
+        s, state = self.settings, self.state
+        has_valid = len(self.data.cases("valid")) > 0
+        while state.stopped is None and state.epoch < s.epochs:
+            started = time.perf_counter()
+            self.network.train()
+            self.optimizer.zero_grad(set_to_none=True)
+            fused = self.network.encode(self.inputs)
+            loss = self.network.loss(fused, self.inputs, self.positions, s.loss_chunk)
+            if not torch.isfinite(loss):
+                raise MishonError(f"the loss became {loss.item()} at epoch {state.epoch + 1}")
+            loss.backward()
+            self.optimizer.step()
+            state.epoch += 1
+            row: dict[str, Any] = {"epoch": state.epoch, "loss": round(loss.item(), 6)}
+            last = state.epoch == s.epochs
+            if state.epoch % s.eval_every == 0 or last:
+                metrics = validation_metrics(self.network, self.inputs, self.data, s.select_k)
+                if metrics is not None:
+                    row.update({f"valid_{k}": round(v, 6) for k, v in metrics.items()})
+                score = metrics["f1"] if metrics else float(state.epoch)  # no valid: keep last
+                if score > state.best_score:
+                    state.best_score, state.best_epoch, state.stale_epochs = score, state.epoch, 0
+                    self.best_weights = {
+                        k: v.detach().clone() for k, v in self.network.state_dict().items()
+                    }
+                else:
+                    state.stale_epochs += s.eval_every
+                    if has_valid and state.stale_epochs >= s.patience:
+                        state.stopped = "patience"
+            row["seconds"] = round(time.perf_counter() - started, 3)
+            state.history.append(row)
+            if "valid_f1" in row or last:
+                if last and state.stopped is None:
+                    state.stopped = "epochs"
+                self.save()
+            if progress is not None:
+                progress({**row, "best_epoch": state.best_epoch, "best": state.best_score})
+        self.network.load_state_dict(self.best_weights)
+        return state
+
+    def save(self) -> None:
+        """Write best and last weights, optimiser, RNG state, counters and history."""
+        if self.out is None:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        for name, weights in (
+            (BEST_WEIGHTS, self.best_weights),
+            (LAST_WEIGHTS, self.network.state_dict()),
+        ):
+            with atomic_path(self.out / name) as tmp:
+                save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp))
+        with atomic_path(self.out / OPTIMIZER) as tmp:
+            torch.save(self.optimizer.state_dict(), tmp)
+        with atomic_path(self.out / "rng.safetensors") as tmp:
+            save_file({"torch": torch.get_rng_state()}, str(tmp))
+        write_history(self.state.history, self.out / HISTORY)
+        write_json(asdict(self.state), self.out / STATE)
+
+
+def write_history(rows: list[dict[str, Any]], path: Path) -> None:
+    """The per-epoch history as CSV (validation columns empty on epochs without validation)."""
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)

@@ -1,0 +1,182 @@
+"""The MISHON network, its training loop and run directories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch_geometric.nn import SAGEConv
+from typer.testing import CliRunner
+
+from mishon.cli import app
+from mishon.config import RunSettings, SplitSettings
+from mishon.data.schema import POSTS_SCHEMA
+from mishon.data.splits import make_split
+from mishon.data.store import read_posts, write_split, write_table
+from mishon.evaluate.compare import fit_baseline
+from mishon.evaluate.run import evaluate
+from mishon.features.base import Modality
+from mishon.features.imported import import_vectors
+from mishon.model.inputs import Targets, Vocabulary, adjacency
+from mishon.train.run import MishonRecommender, load_run, train_model
+
+TOPICS = 4
+
+
+def planted_dataset(root: Path, users: int = 16, posts_per_user: int = 8, seed: int = 0) -> Path:
+    """Users with a favourite topic; each post carries its topic's tag and its user's own tag.
+
+    The textual vector is the topic's direction plus noise, so content tells the topic tag and
+    the user tells the personal tag: popularity can get neither, MISHON can learn both.
+    """
+    rng = np.random.default_rng(seed)
+    directions = rng.normal(size=(TOPICS, 16)).astype(np.float32)
+    rows, vectors = [], []
+    for u in range(users):
+        for p in range(posts_per_user):
+            topic = int(rng.integers(TOPICS))
+            split = (
+                "train"
+                if p < posts_per_user - 2
+                else ("valid" if p == posts_per_user - 2 else "test")
+            )
+            rows.append(
+                {
+                    "post_id": f"u{u}p{p}",
+                    "user_id": f"u{u}",
+                    "hashtags": [f"topic{topic}", f"mine{u}"],
+                    "split": split,
+                }
+            )
+            vectors.append(directions[topic] + 0.3 * rng.normal(size=16))
+    root.mkdir(parents=True)
+    posts = pd.DataFrame(rows)
+    write_table(posts, root / "posts.parquet", POSTS_SCHEMA)
+    assignment, meta = make_split(read_posts(root), SplitSettings(strategy="given"))
+    write_split(root, "given", assignment, meta)
+    np.save(root.parent / "v.npy", np.stack(vectors).astype(np.float32))
+    (root.parent / "ids.txt").write_text("\n".join(posts["post_id"]) + "\n")
+    import_vectors(root, Modality.TEXTUAL, root.parent / "v.npy", root.parent / "ids.txt")
+    return root
+
+
+def small_settings(**train: object) -> RunSettings:
+    return RunSettings.model_validate(
+        {
+            "graph": {"textual": {"k": 5, "threshold": 0.2}, "user": {"k": 3}},
+            "model": {"hidden": 32, "attention_dim": 8, "min_count": 1, "dropout": 0.1},
+            "train": {"epochs": 60, "eval_every": 5, "patience": 30, "lr": 0.02, **train},
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return planted_dataset(tmp_path_factory.mktemp("planted") / "ds")
+
+
+def test_vocabulary_keeps_frequent_training_hashtags_most_used_first() -> None:
+    vocabulary = Vocabulary.from_training([["a", "b"], ["b"], ["c"], ["b", "a"]], min_count=2)
+    assert vocabulary.tags == ["b", "a"]
+
+
+def test_targets_are_uniform_over_known_hashtags() -> None:
+    vocabulary = Vocabulary(["a", "b", "c"])
+    targets = Targets.build([["a", "c", "zz"], [], ["b"]], vocabulary)
+    row, column, weight = targets.rows(torch.tensor([2, 0]))
+    assert row.tolist() == [0, 1, 1]
+    assert column.tolist() == [1, 0, 2]
+    assert weight.tolist() == pytest.approx([1.0, 0.5, 0.5])
+    assert targets.has_target().tolist() == [True, False, True]
+
+
+@pytest.mark.parametrize("aggr", ["mean", "max", "min", "sum", "mul"])
+def test_csr_adjacency_gives_the_edge_index_result(aggr: str) -> None:
+    torch.manual_seed(0)
+    x_src, x_dst = torch.randn(6, 4), torch.randn(5, 4)
+    index = np.array([[0, 1, 2, 3, 5, 5, 0], [1, 1, 4, 0, 0, 2, 4]])
+    conv = SAGEConv((4, 4), 3, aggr=aggr)
+    expected = conv((x_src, x_dst), torch.from_numpy(index))
+    got = conv((x_src, x_dst), adjacency(index, 6, 5))
+    torch.testing.assert_close(got, expected)
+
+
+def test_chunked_loss_matches_one_chunk(planted: Path) -> None:
+    network, inputs, _, _ = train_model(planted, small_settings(epochs=1), None)
+    network.train(False)
+    positions = inputs.train_positions()
+    losses, grads = [], []
+    for chunk in (7, 10_000):
+        network.zero_grad()
+        loss = network.loss(network.encode(inputs), inputs, positions, chunk)
+        loss.backward()
+        losses.append(loss.item())
+        grads.append(network.output.weight.grad.clone())
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_training_beats_popularity_on_a_planted_dataset(planted: Path) -> None:
+    network, inputs, data, state = train_model(planted, small_settings(), None)
+    mishon = evaluate(MishonRecommender(network, inputs), data)
+    popularity = evaluate(fit_baseline("popularity", data), data)
+    assert state.best_epoch > 0
+    assert mishon["all"]["F1@3"] > popularity["all"]["F1@3"] + 0.2
+    # the personal tag needs the user, the topic tag the content: both should be found
+    assert mishon["all"]["R@3"] > 0.8
+
+
+@pytest.mark.parametrize("aggregator", ["max", "product"])
+def test_other_aggregators_train_to_finite_losses(planted: Path, aggregator: str) -> None:
+    settings = small_settings(epochs=3)
+    settings.model.aggregator = aggregator
+    _, _, _, state = train_model(planted, settings, None)
+    assert all(np.isfinite(row["loss"]) for row in state.history)
+
+
+def test_saved_run_predicts_like_the_trained_model(planted: Path, tmp_path: Path) -> None:
+    network, inputs, data, _ = train_model(planted, small_settings(epochs=20), tmp_path / "run")
+    loaded = load_run(tmp_path / "run")
+    cases = data.cases("test")
+    assert MishonRecommender(loaded.network, loaded.inputs).recommend(cases, 5) == (
+        MishonRecommender(network, inputs).recommend(cases, 5)
+    )
+    assert (tmp_path / "run" / "history.csv").read_text().startswith("epoch,loss,valid_f1")
+
+
+def test_resume_continues_exactly(planted: Path, tmp_path: Path) -> None:
+    straight, *_ = train_model(planted, small_settings(epochs=10, patience=100), tmp_path / "a")
+    settings = small_settings(epochs=5, patience=100)
+    train_model(planted, settings, tmp_path / "b")
+    with pytest.raises(Exception, match="already holds a training run"):
+        train_model(planted, settings, tmp_path / "b")
+    resumed, *_ = train_model(
+        planted, small_settings(epochs=10, patience=100), tmp_path / "b", resume=True
+    )
+    for name, value in straight.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[name], value, msg=name)
+    history = (tmp_path / "b" / "history.csv").read_text().splitlines()
+    assert len(history) == 11 and history[-1].startswith("10,")
+
+
+def test_cli_train_and_evaluate(planted: Path, tmp_path: Path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text(small_settings(epochs=10).model_dump_json())  # JSON is valid YAML
+    runner = CliRunner()
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(planted), "--out", str(out), "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "best valid F1@5" in result.output
+    result = runner.invoke(app, ["evaluate", str(out), "--baselines", "popularity,history"])
+    assert result.exit_code == 0, result.output
+    assert "MISHON" in result.output and "user history" in result.output
+    assert (out / "evaluation-test.json").is_file()
+    result = runner.invoke(app, ["train", str(planted), "--out", str(out)])
+    assert result.exit_code == 1 and "--resume" in result.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  aggregator: median\n")
+    result = runner.invoke(app, ["train", str(planted), "--out", str(out), "--config", str(bad)])
+    assert result.exit_code == 1 and "model.aggregator" in result.output

@@ -2,75 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from torch_geometric.nn import SAGEConv
 from typer.testing import CliRunner
 
 from mishon.cli import app
-from mishon.config import RunSettings, SplitSettings
-from mishon.data.schema import POSTS_SCHEMA
-from mishon.data.splits import make_split
-from mishon.data.store import read_posts, write_split, write_table
 from mishon.evaluate.compare import fit_baseline
 from mishon.evaluate.run import evaluate
-from mishon.features.base import Modality
-from mishon.features.imported import import_vectors
 from mishon.model.inputs import Targets, Vocabulary, adjacency
 from mishon.train.run import MishonRecommender, load_run, train_model
 
-TOPICS = 4
-
-
-def planted_dataset(root: Path, users: int = 16, posts_per_user: int = 8, seed: int = 0) -> Path:
-    """Users with a favourite topic; each post carries its topic's tag and its user's own tag.
-
-    The textual vector is the topic's direction plus noise, so content tells the topic tag and
-    the user tells the personal tag: popularity can get neither, MISHON can learn both.
-    """
-    rng = np.random.default_rng(seed)
-    directions = rng.normal(size=(TOPICS, 16)).astype(np.float32)
-    rows, vectors = [], []
-    for u in range(users):
-        for p in range(posts_per_user):
-            topic = int(rng.integers(TOPICS))
-            split = (
-                "train"
-                if p < posts_per_user - 2
-                else ("valid" if p == posts_per_user - 2 else "test")
-            )
-            rows.append(
-                {
-                    "post_id": f"u{u}p{p}",
-                    "user_id": f"u{u}",
-                    "hashtags": [f"topic{topic}", f"mine{u}"],
-                    "split": split,
-                }
-            )
-            vectors.append(directions[topic] + 0.3 * rng.normal(size=16))
-    root.mkdir(parents=True)
-    posts = pd.DataFrame(rows)
-    write_table(posts, root / "posts.parquet", POSTS_SCHEMA)
-    assignment, meta = make_split(read_posts(root), SplitSettings(strategy="given"))
-    write_split(root, "given", assignment, meta)
-    np.save(root.parent / "v.npy", np.stack(vectors).astype(np.float32))
-    (root.parent / "ids.txt").write_text("\n".join(posts["post_id"]) + "\n")
-    import_vectors(root, Modality.TEXTUAL, root.parent / "v.npy", root.parent / "ids.txt")
-    return root
-
-
-def small_settings(**train: object) -> RunSettings:
-    return RunSettings.model_validate(
-        {
-            "graph": {"textual": {"k": 5, "threshold": 0.2}, "user": {"k": 3}},
-            "model": {"hidden": 32, "attention_dim": 8, "min_count": 1, "dropout": 0.1},
-            "train": {"epochs": 60, "eval_every": 5, "patience": 30, "lr": 0.02, **train},
-        }
-    )
+from .planted import planted_dataset, small_settings
 
 
 @pytest.fixture(scope="module")
@@ -180,3 +127,31 @@ def test_cli_train_and_evaluate(planted: Path, tmp_path: Path) -> None:
     bad.write_text("model:\n  aggregator: median\n")
     result = runner.invoke(app, ["train", str(planted), "--out", str(out), "--config", str(bad)])
     assert result.exit_code == 1 and "model.aggregator" in result.output
+
+
+def test_experiment_writes_tables_and_plot_and_skips_finished_work(
+    planted: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text(small_settings(epochs=5).model_dump_json())
+    out = tmp_path / "ablation"
+    args = ["experiment", "ablation", str(planted), "--out", str(out), "--config", str(config)]
+    result = CliRunner().invoke(app, [*args, "--seeds", "2"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "ablation.json").read_text())
+    assert [row["variant"] for row in summary["rows"]] == [
+        "MISHON",
+        "no attention",
+        "no graph (content-only)",
+        "no user-user edges",
+        "no modality-modality edges",
+    ]
+    assert all(row["seeds"] == [0, 1] for row in summary["rows"])
+    assert (out / "ablation.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| MISHON |" in (out / "ablation.md").read_text()
+    finished = sorted((out / "variants").iterdir())
+    assert len(finished) == 10
+    stamps = [p.stat().st_mtime_ns for p in finished]
+    result = CliRunner().invoke(app, [*args, "--seeds", "2"])
+    assert result.exit_code == 0, result.output
+    assert [p.stat().st_mtime_ns for p in finished] == stamps

@@ -840,5 +840,37 @@ def evaluate_run(
     console.print(f"written: {run / f'evaluation-{part}.json'}")
 
 
+@app.command("experiment")
+@reports_errors
+def experiment(
+    name: Annotated[str, typer.Argument(help="ablation, aggregators, thresholds or coldstart.")],
+    dataset: Annotated[Path, typer.Argument(help="Dataset directory with features and a split.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the tables, plot and results.")],
+    config: Annotated[
+        Path | None, typer.Option(help="YAML run settings the variants start from.")
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option(help="Split name [config, else the only one].")
+    ] = None,
+    seeds: Annotated[int, typer.Option(min=1, help="Seeds per variant (mean and sd).")] = 3,
+) -> None:
+    """Train and evaluate the variants of one of the paper's experiments; finished variants are
+    kept in OUT/variants and skipped when the command is run again."""
+    from mishon.config import RunSettings
+    from mishon.experiments import EXPERIMENTS, markdown_table, run_experiment
+
+    if name not in EXPERIMENTS:
+        raise MishonError(f"unknown experiment {name!r}; choose from {list(EXPERIMENTS)}")
+    settings = load_settings(RunSettings, config, {"split": split})
+    with err_console.status(f"{name}: starting") as status:
+        summary = run_experiment(
+            name, dataset, settings, out, seeds, stage=lambda text: status.update(text)
+        )
+    console.print(markdown_table(summary), highlight=False, markup=False)
+    console.print(
+        f"written: {out / (name + '.md')}, {out / (name + '.json')}, {out / (name + '.png')}"
+    )
+
+
 def run() -> None:  # pragma: no cover - console entry point convenience
     sys.exit(app())

@@ -76,7 +76,18 @@ def read_units(
         units[position : position + len(values)] = torch.from_numpy(values.astype(np.float32))
         mask[position : position + len(values)] = torch.from_numpy(present.astype(bool))
         position += len(values)
-    return ModalityUnits(units, mask)
+    return ModalityUnits(normalise_units(units), mask)
+
+
+def normalise_units(units: torch.Tensor) -> torch.Tensor:
+    """Each unit vector standardised over its features (a LayerNorm without parameters).
+
+    Extractors differ in scale (CNN activations are all positive, token embeddings are not);
+    done once here rather than on every forward pass, in place to spare a copy.
+    """
+    mean = units.mean(dim=-1, keepdim=True)
+    variance = units.var(dim=-1, unbiased=False, keepdim=True)
+    return units.sub_(mean).div_(torch.sqrt(variance + 1e-5))
 
 
 @dataclass

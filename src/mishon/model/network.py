@@ -1,6 +1,7 @@
 """The MISHON network (DESIGN section 6): encoders, heterogeneous GraphSAGE, fusion, softmax.
 
-- encoder: per modality, attention over the post's units (or their mean) projected to d;
+- encoder: per modality, attention over the post's units (or their mean) projected to d (the
+  units arrive standardised: `inputs.normalise_units`);
 - user input: a learned embedding for users with training posts, plus the mean of the content
   vectors of all their posts (a cold-start user has only the content part);
 - GraphSAGE: one SAGEConv per edge type (HeteroConv, relations summed), over transposed sparse
@@ -52,9 +53,6 @@ class MishonNetwork(nn.Module):
         self.settings = settings
         d = settings.hidden
         self.modalities = list(unit_dims)
-        self.input_norms = nn.ModuleDict(
-            {m: nn.LayerNorm(dim, elementwise_affine=False) for m, dim in unit_dims.items()}
-        )
         self.encoders = nn.ModuleDict(
             {
                 m: ModalityAttention(dim, d, settings.attention_dim)
@@ -88,7 +86,7 @@ class MishonNetwork(nn.Module):
         present_count = torch.zeros(inputs.num_posts, 1)
         for m in self.modalities:
             units = inputs.modalities[m]
-            vectors, present = self.encoders[m](self.input_norms[m](units.units), units.mask)
+            vectors, present = self.encoders[m](units.units, units.mask)
             states[m] = vectors
             content = content + vectors
             present_count = present_count + present[:, None].float()

@@ -1,0 +1,266 @@
+"""The paper's experiments as runs of model variants (`mishon experiment NAME DATA`).
+
+Each experiment is a list of variants of one base RunSettings. Every variant is trained with
+`seeds` seeds (selection on the validation posts, as always) and evaluated on valid and test;
+each (variant, seed) result is written as soon as it exists, so a rerun skips finished work.
+The summary gives mean and standard deviation over seeds, as JSON, a Markdown table and a PNG.
+
+- ablation: full MISHON, no attention, no graph (content-only), no user-user edges,
+  no modality-modality edges;
+- aggregators: mean, max, min, sum, product;
+- thresholds: modality-edge similarity thresholds, and neighbours k;
+- coldstart: social-influence linking vs no linking vs content-only, on cold-start users
+  (use a cold-start split).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mishon.config import EdgeSettings, RunSettings
+from mishon.data.store import atomic_path, write_json
+from mishon.evaluate.run import evaluate
+from mishon.graph.build import HeteroGraph, build_graph, default_split
+from mishon.train.run import MishonRecommender, train_model
+
+FIGURES = ("F1@1", "F1@3", "F1@5", "F1@10", "NDCG@5", "HR@5")
+Stage = Callable[[str], None]
+
+
+@dataclass
+class Variant:
+    """One configuration of an experiment; `x` places it on a plot's axis where numeric."""
+
+    name: str
+    settings: RunSettings
+    x: float | None = None
+
+
+def _with(base: RunSettings, model: dict[str, Any] | None = None, graph: Any = None) -> RunSettings:
+    update: dict[str, Any] = {}
+    if model:
+        update["model"] = base.model.model_copy(update=model)
+    if graph is not None:
+        update["graph"] = graph
+    return base.model_copy(update=update, deep=True)
+
+
+def ablation(base: RunSettings) -> list[Variant]:
+    return [
+        Variant("MISHON", base),
+        Variant("no attention", _with(base, {"attention": False})),
+        Variant("no graph (content-only)", _with(base, {"graph": False})),
+        Variant("no user-user edges", _with(base, {"user_user_edges": False})),
+        Variant("no modality-modality edges", _with(base, {"modality_edges": False})),
+    ]
+
+
+def aggregators(base: RunSettings) -> list[Variant]:
+    return [
+        Variant(a, _with(base, {"aggregator": a})) for a in ("mean", "max", "min", "sum", "product")
+    ]
+
+
+def _modality_edges(base: RunSettings, k: int, threshold: float) -> RunSettings:
+    edge = EdgeSettings(k=k, threshold=threshold)
+    graph = base.graph.model_copy(update={"visual": edge, "acoustic": edge, "textual": edge})
+    return _with(base, graph=graph)
+
+
+def thresholds(base: RunSettings) -> list[Variant]:
+    k = base.graph.textual.k
+    variants = [
+        Variant(f"threshold {t:g}, k {k}", _modality_edges(base, k, t), t)
+        for t in (0.0, 0.1, 0.2, 0.3, 0.5)
+    ]
+    t = base.graph.textual.threshold
+    variants += [Variant(f"threshold {t:g}, k {n}", _modality_edges(base, n, t)) for n in (5, 20)]
+    return variants
+
+
+def coldstart(base: RunSettings) -> list[Variant]:
+    unlinked = base.graph.model_copy(update={"cold_links": 0})
+    return [
+        Variant("MISHON, social-influence linking", base),
+        Variant("MISHON, no linking", _with(base, graph=unlinked)),
+        Variant("content-only", _with(base, {"graph": False})),
+    ]
+
+
+EXPERIMENTS: dict[str, Callable[[RunSettings], list[Variant]]] = {
+    "ablation": ablation,
+    "aggregators": aggregators,
+    "thresholds": thresholds,
+    "coldstart": coldstart,
+}
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
+
+
+def run_variant(dataset: Path, variant: Variant, seed: int, graph: HeteroGraph) -> dict[str, Any]:
+    """Train one variant with one seed; its valid and test results (all, warm, cold)."""
+    train = variant.settings.train.model_copy(update={"seed": seed})
+    settings = variant.settings.model_copy(update={"train": train})
+    network, inputs, data, state = train_model(dataset, settings, None, graph=graph)
+    recommender = MishonRecommender(network, inputs, name=variant.name)
+    return {
+        "variant": variant.name,
+        "seed": seed,
+        "best_epoch": state.best_epoch,
+        "epochs": state.epoch,
+        "valid": evaluate(recommender, data, "valid"),
+        "test": evaluate(recommender, data, "test"),
+    }
+
+
+def run_experiment(
+    name: str,
+    dataset: Path,
+    base: RunSettings,
+    out: Path,
+    seeds: int = 3,
+    stage: Stage | None = None,
+) -> dict[str, Any]:
+    """Run experiment `name` on `dataset` into `out`; returns (and writes) its summary."""
+    report = stage or (lambda _text: None)
+    variants = EXPERIMENTS[name](base)
+    split = base.split or default_split(dataset)
+    base = base.model_copy(update={"split": split})
+    finished = out / "variants"
+    finished.mkdir(parents=True, exist_ok=True)
+    graphs: dict[str, HeteroGraph] = {}
+    results: list[dict[str, Any]] = []
+    total = len(variants) * seeds
+    for number, (variant, seed) in enumerate(
+        ((v, base.train.seed + s) for v in variants for s in range(seeds)), start=1
+    ):
+        path = finished / f"{_slug(variant.name)}-seed{seed}.json"
+        if path.is_file():
+            results.append(json.loads(path.read_text("utf-8")))
+            continue
+        key = variant.settings.graph.model_dump_json()
+        if key not in graphs:
+            report(f"[{number}/{total}] {variant.name}: building its graph")
+            graphs.clear()  # one graph in memory at a time
+            graphs[key] = build_graph(dataset, split, variant.settings.graph)
+        report(f"[{number}/{total}] {variant.name}, seed {seed}: training")
+        result = run_variant(dataset, variant, seed, graphs[key])
+        result["x"] = variant.x
+        write_json(result, path)
+        results.append(result)
+    summary = summarise(name, dataset, split, variants, results, seeds)
+    write_json(summary, out / f"{name}.json")
+    with atomic_path(out / f"{name}.md") as tmp:
+        tmp.write_text(markdown_table(summary), "utf-8")
+    plot(summary, out / f"{name}.png")
+    return summary
+
+
+def _mean_sd(values: list[float]) -> dict[str, float]:
+    return {
+        "mean": statistics.fmean(values),
+        "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+    }
+
+
+def summarise(
+    name: str,
+    dataset: Path,
+    split: str,
+    variants: list[Variant],
+    results: list[dict[str, Any]],
+    seeds: int,
+) -> dict[str, Any]:
+    rows = []
+    for variant in variants:
+        mine = [r for r in results if r["variant"] == variant.name]
+        test = mine[0]["test"]
+        row: dict[str, Any] = {
+            "variant": variant.name,
+            "x": variant.x,
+            "seeds": [r["seed"] for r in mine],
+            "valid F1@5": _mean_sd([r["valid"]["all"]["F1@5"] for r in mine]),
+        }
+        for subset in ("all", "warm", "cold"):
+            if not test["cases"][subset]:
+                continue
+            for figure in FIGURES:
+                row[f"{subset} {figure}"] = _mean_sd([r["test"][subset][figure] for r in mine])
+        rows.append(row)
+    first = results[0]["test"]
+    return {
+        "experiment": name,
+        "dataset": str(dataset),
+        "split": split,
+        "seeds": seeds,
+        "cases": first["cases"],
+        "vocabulary_coverage": first["vocabulary_coverage"],
+        "rows": rows,
+    }
+
+
+def _cell(value: dict[str, float] | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value['mean']:.4f} ± {value['sd']:.4f}"
+
+
+def markdown_table(summary: dict[str, Any]) -> str:
+    """The summary as a Markdown table: mean ± sd over seeds, test unless marked valid."""
+    subsets = [s for s in ("all", "warm", "cold") if summary["cases"][s]]
+    columns = ["valid F1@5"] + [f"all {f}" for f in FIGURES[:4]] + ["all NDCG@5"]
+    columns += [f"{s} F1@5" for s in subsets if s != "all"]
+    lines = [
+        f"# {summary['experiment']} on {summary['dataset']} (split {summary['split']})",
+        "",
+        f"Test cases: {summary['cases']['all']:,} ({summary['cases']['warm']:,} warm, "
+        f"{summary['cases']['cold']:,} cold-start); mean ± sd over {summary['seeds']} seed(s). "
+        "Columns are test figures except 'valid F1@5', the selection figure.",
+        "",
+        "| variant | " + " | ".join(columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+    for row in summary["rows"]:
+        lines.append(
+            f"| {row['variant']} | " + " | ".join(_cell(row.get(c)) for c in columns) + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(summary: dict[str, Any], path: Path) -> None:
+    """Bars of test F1@5 (all posts, and cold-start where there are any) with ±sd."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = summary["rows"]
+    subsets = ["all"] + (["cold"] if summary["cases"]["cold"] else [])
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(rows)), 4.0))
+    width = 0.8 / len(subsets)
+    for offset, subset in enumerate(subsets):
+        values = [row[f"{subset} F1@5"] for row in rows]
+        ax.bar(
+            [i + offset * width for i in range(len(rows))],
+            [v["mean"] for v in values],
+            width,
+            yerr=[v["sd"] for v in values],
+            capsize=3,
+            label=f"{subset} test posts",
+        )
+    ax.set_xticks([i + width * (len(subsets) - 1) / 2 for i in range(len(rows))])
+    ax.set_xticklabels([row["variant"] for row in rows], rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("F1@5")
+    ax.set_title(f"{summary['experiment']} ({summary['seeds']} seed(s), mean ± sd)")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)

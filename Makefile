@@ -30,8 +30,9 @@ demo: $(STAMP)
 	$(BIN)/mishon data stats $(DEMO_DIR)/synth
 	$(BIN)/mishon extract $(DEMO_DIR)/synth
 	$(BIN)/mishon features validate $(DEMO_DIR)/synth
-	$(BIN)/mishon graph $(DEMO_DIR)/synth --split temporal --out $(DEMO_DIR)/run --overwrite
-	$(BIN)/mishon baselines $(DEMO_DIR)/synth --split temporal
+	rm -rf $(DEMO_DIR)/run
+	$(BIN)/mishon train $(DEMO_DIR)/synth --config configs/demo.yaml --out $(DEMO_DIR)/run
+	$(BIN)/mishon evaluate $(DEMO_DIR)/run --baselines all
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -20,13 +20,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from memory import PeakRss
 from mishon.config import GraphSettings, SplitSettings
 from mishon.data.schema import POSTS_SCHEMA, USERS_SCHEMA
 from mishon.data.splits import make_split
@@ -36,30 +36,6 @@ from mishon.features.store import DONE, FeatureStore, StoreSpec, modality_dir
 SHAPES = {"visual": (8, 1280), "acoustic": (8, 128), "textual": (32, 384)}
 USERS = 6786
 HASHTAGS = 15751
-
-
-def rss_mb() -> float:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-class PeakRss:
-    """Samples this process's resident memory every 5 ms; `take()` returns and resets the peak."""
-
-    def __init__(self) -> None:
-        self.peak = rss_mb()
-        self.running = True
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while self.running:
-            self.peak = max(self.peak, rss_mb())
-            time.sleep(0.005)
-
-    def take(self) -> float:
-        peak, self.peak = max(self.peak, rss_mb()), rss_mb()
-        return peak
 
 
 def make_dataset(root: Path, n: int, seed: int = 0) -> None:

@@ -155,3 +155,22 @@ def test_experiment_writes_tables_and_plot_and_skips_finished_work(
     result = CliRunner().invoke(app, [*args, "--seeds", "2"])
     assert result.exit_code == 0, result.output
     assert [p.stat().st_mtime_ns for p in finished] == stamps
+
+
+def test_default_config_file_is_the_documented_defaults() -> None:
+    result = CliRunner().invoke(app, ["config"])
+    assert result.exit_code == 0, result.output
+    shipped = (Path(__file__).parents[1] / "configs" / "default.yaml").read_text()
+    assert result.output.strip() == shipped.strip()
+    assert "aggregator: mean  # (mean|max|min|sum|product)" in shipped
+
+
+def test_content_only_baseline_trains_without_edges(planted: Path) -> None:
+    from mishon.evaluate.data import load_split_data
+
+    data = load_split_data(planted, "given")
+    recommender = fit_baseline("content-only", data, small_settings(epochs=40))
+    assert recommender.name == "content-only"
+    assert recommender.network.edge_types == []
+    result = evaluate(recommender, data)
+    assert result["all"]["F1@3"] > evaluate(fit_baseline("popularity", data), data)["all"]["F1@3"]

@@ -47,7 +47,8 @@ features_app = typer.Typer(
 )
 app.add_typer(features_app, name="features")
 
-console = Console()
+# Piped output (logs, CI) would get 80 columns and truncated tables: give it room instead.
+console = Console(width=None if sys.stdout.isatty() else 140)
 err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -838,6 +839,19 @@ def evaluate_run(
                 console.print(f"{subset}: MISHON F1@5 = {ratio:.3f} x the best baseline")
     write_json(summary, run / f"evaluation-{part}.json")
     console.print(f"written: {run / f'evaluation-{part}.json'}")
+
+
+@app.command("config")
+@reports_errors
+def show_config(
+    config: Annotated[
+        Path | None, typer.Argument(help="A YAML run settings file to check and complete.")
+    ] = None,
+) -> None:
+    """Print the run settings (defaults, or CONFIG completed with them) as documented YAML."""
+    from mishon.config import RunSettings, documented_yaml
+
+    print(documented_yaml(load_settings(RunSettings, config)))
 
 
 @app.command("experiment")

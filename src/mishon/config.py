@@ -296,6 +296,9 @@ class ModelSettings(Settings):
     min_count: int = Field(
         2, ge=1, description="training uses a hashtag needs to enter the vocabulary"
     )
+    encode_chunk: int = Field(
+        8192, ge=1, description="posts per encoder chunk (bounds the [posts, L, D] activations)"
+    )
 
 
 class TrainSettings(Settings):
@@ -323,3 +326,37 @@ class RunSettings(Settings):
     graph: GraphSettings = Field(default_factory=GraphSettings, description="graph building")
     model: ModelSettings = Field(default_factory=ModelSettings, description="the network")
     train: TrainSettings = Field(default_factory=TrainSettings, description="the optimisation")
+
+
+def documented_yaml(settings: Settings, indent: int = 0) -> str:
+    """`settings` as YAML with each key's description as a comment (the config file reference)."""
+    lines: list[str] = []
+    pad = " " * indent
+    for name, info in type(settings).model_fields.items():
+        value = getattr(settings, name)
+        comment = f"  # ({_type_name(info.annotation)}) {info.description or ''}".rstrip()
+        if isinstance(value, Settings):
+            lines.append(f"{pad}{name}:{comment}")
+            lines.append(documented_yaml(value, indent + 2))
+        else:
+            dumped = yaml.safe_dump(value, default_flow_style=True, width=1000).strip()
+            dumped = dumped.removesuffix("\n...").removesuffix("...").strip()
+            lines.append(f"{pad}{name}: {dumped}{comment}")
+    return "\n".join(lines)
+
+
+def _type_name(annotation: Any) -> str:
+    """A short, readable name of a field's type: int, float | None, mean|max|..."""
+    import types
+    import typing
+
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return "|".join(str(a) for a in typing.get_args(annotation))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return "null"
+    if origin is not None:
+        return getattr(origin, "__name__", str(origin))
+    return getattr(annotation, "__name__", str(annotation))

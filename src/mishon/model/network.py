@@ -86,7 +86,7 @@ class MishonNetwork(nn.Module):
         present_count = torch.zeros(inputs.num_posts, 1)
         for m in self.modalities:
             units = inputs.modalities[m]
-            vectors, present = self.encoders[m](units.units, units.mask)
+            vectors, present = self.encode_modality(m, units.units, units.mask)
             states[m] = vectors
             content = content + vectors
             present_count = present_count + present[:, None].float()
@@ -100,6 +100,27 @@ class MishonNetwork(nn.Module):
             user = user + self.user_embedding.weight * inputs.user_trained[:, None].float()
         states["user"] = user
         return states
+
+    def encode_modality(
+        self, modality: str, units: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder output for all posts, a chunk at a time, in float32.
+
+        While training, each chunk's activations are recomputed in the backward pass instead of
+        kept, so memory holds the float16 units and the [N, d] outputs, not [N, L, *] tensors.
+        """
+        encoder = self.encoders[modality]
+        chunk = self.settings.encode_chunk
+        vectors, present = [], []
+        for start in range(0, len(units), chunk):
+            args = (units[start : start + chunk], mask[start : start + chunk])
+            if torch.is_grad_enabled():
+                v, p = checkpoint(_encode_chunk, encoder, *args, use_reentrant=False)
+            else:
+                v, p = _encode_chunk(encoder, *args)
+            vectors.append(v)
+            present.append(p)
+        return torch.cat(vectors), torch.cat(present)
 
     def propagate(
         self, states: dict[str, torch.Tensor], inputs: ModelInputs
@@ -146,3 +167,9 @@ class MishonNetwork(nn.Module):
     ) -> torch.Tensor:
         log_probs = torch.log_softmax(self.scores(fused), dim=1)
         return -(log_probs[row, column] * weight).sum()
+
+
+def _encode_chunk(
+    encoder: nn.Module, units: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    return encoder(units.float(), mask)

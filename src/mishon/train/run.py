@@ -55,7 +55,7 @@ def graph_for(
         graph = load_graph(out)
         same = (
             graph.meta.get("split") == split
-            and graph.meta.get("dataset") == str(dataset)
+            and Path(graph.meta.get("dataset", "")).resolve() == dataset.resolve()
             and graph.meta.get("settings") == settings.graph.model_dump(mode="json")
         )
         if same:

@@ -1,0 +1,144 @@
+"""Benchmark: seconds per training epoch and peak RSS at INSVIDEO's size.
+
+213,847 posts (80% training), 6,786 users, a 15,751-hashtag vocabulary, synthetic units
+(visual 8 x 512, acoustic 8 x 128, textual 16 x 384, float16 as the trainer keeps them) and a
+graph with the default degrees (10 kNN neighbours per modality node, both directions; 10 user
+neighbours; every post linked to its user). The inputs are built in memory, not read from a
+dataset, so the figures are the training step's alone: one full-batch epoch is the encoders,
+two GraphSAGE layers, fusion, the chunked softmax cross-entropy, backward and one Adam step.
+
+Usage: python benchmarks/train.py [--posts 213847] [--users 6786] [--hashtags 15751] [--epochs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+from memory import PeakRss
+from mishon.config import ModelSettings, TrainSettings
+from mishon.graph.build import coalesce, symmetric
+from mishon.model.inputs import ModalityUnits, ModelInputs, Targets, Vocabulary, adjacency
+from mishon.model.network import MishonNetwork
+
+SHAPES = {"visual": (8, 512), "acoustic": (8, 128), "textual": (16, 384)}
+
+
+def random_knn(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    rows = np.repeat(np.arange(n), k)
+    return np.stack([rows, rng.integers(0, n, size=n * k)])
+
+
+def make_inputs(posts: int, users: int, hashtags: int, seed: int = 0) -> ModelInputs:
+    rng = np.random.default_rng(seed)
+    post_user = np.sort(rng.integers(0, users, size=posts))
+    train = rng.random(posts) < 0.8
+    modalities = {}
+    for name, (units, dim) in SHAPES.items():
+        values = torch.empty((posts, units, dim), dtype=torch.float16)
+        for start in range(0, posts, 16384):
+            block = values[start : start + 16384]
+            block.copy_(torch.randn(block.shape, generator=torch.Generator().manual_seed(start)))
+        mask = torch.ones((posts, units), dtype=torch.bool)
+        modalities[name] = ModalityUnits(values, mask)
+    matrices = {}
+    ones = np.ones
+    for name in SHAPES:
+        index, _ = symmetric(random_knn(posts, 10, rng), ones(posts * 10, np.float32), posts)
+        matrices[(name, "similar", name)] = adjacency(index, posts, posts)
+        forward = np.stack([post_user, np.arange(posts)])
+        index, _ = coalesce(forward, ones(posts, np.float32), users, posts)
+        matrices[("user", "posted", name)] = adjacency(index, users, posts)
+        matrices[(name, "posted_by", "user")] = adjacency(index[::-1].copy(), posts, users)
+    index, _ = symmetric(random_knn(users, 10, rng), ones(users * 10, np.float32), users)
+    matrices[("user", "similar", "user")] = adjacency(index, users, users)
+    # Zipf-like hashtag use, 1 to 4 per post, training posts only (as build_inputs does).
+    popularity = 1.0 / np.arange(1, hashtags + 1) ** 0.9
+    popularity /= popularity.sum()
+    counts = rng.integers(1, 5, size=posts)
+    drawn = rng.choice(hashtags, size=int(counts.sum()), p=popularity)
+    tags, start = [], 0
+    for count, is_train in zip(counts, train, strict=True):
+        tags.append([f"t{i}" for i in drawn[start : start + count]] if is_train else [])
+        start += count
+    vocabulary = Vocabulary([f"t{i}" for i in range(hashtags)])
+    trained = torch.zeros(users, dtype=torch.bool)
+    trained[torch.from_numpy(post_user[train])] = True
+    return ModelInputs(
+        modalities=modalities,
+        post_user=torch.from_numpy(post_user),
+        user_trained=trained,
+        num_users=users,
+        adjacency=matrices,
+        vocabulary=vocabulary,
+        targets=Targets.build(tags, vocabulary),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--posts", type=int, default=213847)
+    parser.add_argument("--users", type=int, default=6786)
+    parser.add_argument("--hashtags", type=int, default=15751)
+    parser.add_argument("--epochs", type=int, default=3)
+    args = parser.parse_args()
+    peak = PeakRss()
+    started = time.perf_counter()
+    inputs = make_inputs(args.posts, args.users, args.hashtags)
+    build_s = time.perf_counter() - started
+    input_peak = peak.take()
+    model, train = ModelSettings(), TrainSettings()
+    torch.manual_seed(0)
+    network = MishonNetwork(
+        model,
+        {m: u.units.shape[2] for m, u in inputs.modalities.items()},
+        inputs.num_users,
+        len(inputs.vocabulary),
+        list(inputs.adjacency),
+    )
+    optimizer = torch.optim.Adam(network.parameters(), lr=train.lr)
+    positions = inputs.train_positions()
+    epochs = []
+    for epoch in range(1, args.epochs + 1):
+        stages: dict[str, float] = {}
+        clock = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        fused = network.encode(inputs)
+        stages["encode_s"] = time.perf_counter() - clock
+        loss = network.loss(fused, inputs, positions, train.loss_chunk)
+        stages["loss_s"] = time.perf_counter() - clock - stages["encode_s"]
+        loss.backward()
+        optimizer.step()
+        total = time.perf_counter() - clock
+        stages["backward_and_step_s"] = total - stages["encode_s"] - stages["loss_s"]
+        row = {"epoch": epoch, "seconds": round(total, 2), "loss": round(loss.item(), 4)}
+        row.update({k: round(v, 2) for k, v in stages.items()})
+        row["peak_rss_mb"] = round(peak.take())
+        epochs.append(row)
+        print(json.dumps(row), flush=True)
+    steady = [e["seconds"] for e in epochs[1:]] or [epochs[0]["seconds"]]
+    print(
+        json.dumps(
+            {
+                "posts": args.posts,
+                "train_posts": len(positions),
+                "users": args.users,
+                "hashtags": args.hashtags,
+                "shapes": SHAPES,
+                "threads": torch.get_num_threads(),
+                "build_inputs_s": round(build_s, 1),
+                "inputs_peak_rss_mb": round(input_peak),
+                "seconds_per_epoch": round(float(np.median(steady)), 2),
+                "peak_rss_mb": max(e["peak_rss_mb"] for e in epochs),
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

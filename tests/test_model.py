@@ -174,3 +174,21 @@ def test_content_only_baseline_trains_without_edges(planted: Path) -> None:
     assert recommender.network.edge_types == []
     result = evaluate(recommender, data)
     assert result["all"]["F1@3"] > evaluate(fit_baseline("popularity", data), data)["all"]["F1@3"]
+
+
+def test_mean_sage_conv_matches_sage_conv_with_gradients() -> None:
+    from mishon.model.sparse import MeanSAGEConv
+
+    torch.manual_seed(0)
+    index = np.array([[0, 1, 2, 3, 5, 5, 0], [1, 1, 4, 0, 0, 2, 4]])
+    reference, fast = SAGEConv((4, 4), 3, aggr="mean"), MeanSAGEConv(4, 3)
+    fast.load_state_dict(reference.state_dict())
+    grads = []
+    for conv, edges in ((reference, torch.from_numpy(index)), (fast, adjacency(index, 6, 5))):
+        x_src = torch.randn(6, 4, generator=torch.Generator().manual_seed(1), requires_grad=True)
+        x_dst = torch.randn(5, 4, generator=torch.Generator().manual_seed(2))
+        out = conv((x_src, x_dst), edges)
+        (out * torch.arange(15.0).view(5, 3)).sum().backward()
+        grads.append((out.detach(), x_src.grad))
+    torch.testing.assert_close(grads[1][0], grads[0][0])
+    torch.testing.assert_close(grads[1][1], grads[0][1])

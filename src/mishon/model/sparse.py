@@ -1,0 +1,55 @@
+"""Neighbour mean over a CSR adjacency with a cached transpose for the backward pass.
+
+torch.sparse.mm(adj, x, reduce="mean") transposes (sorts) the adjacency on every backward
+call; over the whole graph that sort cost more than the products themselves. The adjacency
+is fixed during training, so its transpose is built once per tensor and kept on it.
+The result and gradients equal SAGEConv's own (tests/test_model.py).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch_geometric.nn import SAGEConv
+
+CACHE_ATTRIBUTE = "_mishon_transpose_and_degree"
+
+
+def _transpose_and_degree(adj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    # kept on the tensor itself: sparse tensors cannot be weakly referenced as dictionary keys
+    cached = getattr(adj, CACHE_ATTRIBUTE, None)
+    if cached is None:
+        crow = adj.crow_indices()
+        degree = (crow[1:] - crow[:-1]).clamp_min(1).to(adj.dtype)[:, None]
+        transpose = adj.to_sparse_coo().t().coalesce().to_sparse_csr()
+        cached = (transpose, degree)
+        setattr(adj, CACHE_ATTRIBUTE, cached)
+    return cached
+
+
+class _NeighbourMean(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        transpose, degree = _transpose_and_degree(adj)
+        ctx.transpose, ctx.degree = transpose, degree
+        return torch.sparse.mm(adj, x) / degree
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        return torch.sparse.mm(ctx.transpose, grad / ctx.degree), None
+
+
+def neighbour_mean(adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Row-wise mean of `x` over the columns of the CSR `adj` (rows without neighbours: 0)."""
+    return _NeighbourMean.apply(x, adj)
+
+
+class MeanSAGEConv(SAGEConv):
+    """SAGEConv with mean aggregation whose CSR path uses `neighbour_mean`."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(in_channels, out_channels, aggr="mean")
+
+    def message_and_aggregate(self, adj_t, x):  # type: ignore[no-untyped-def]
+        if isinstance(adj_t, torch.Tensor) and adj_t.layout == torch.sparse_csr:
+            return neighbour_mean(adj_t, x[0])
+        return super().message_and_aggregate(adj_t, x)

@@ -48,6 +48,14 @@ def iter_npy_rows(
 
 def pooled_vectors(store: FeatureStore, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(float32 [len(rows), D] centred unit vectors, bool [len(rows)] present) for store rows."""
+    vectors, present, _ = pooled_vectors_and_centre(store, rows)
+    return vectors, present
+
+
+def pooled_vectors_and_centre(
+    store: FeatureStore, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`pooled_vectors` plus the centre subtracted (float32 [D]), to place new posts alike."""
     rows = np.asarray(rows, dtype=np.int64)
     order = np.argsort(rows, kind="stable")
     sorted_rows = rows[order]
@@ -66,6 +74,7 @@ def pooled_vectors(store: FeatureStore, rows: np.ndarray) -> tuple[np.ndarray, n
         present[target] = count > 0
         position += len(values)
     # In place throughout: at paper scale an extra [N, D] temporary is a gigabyte.
+    centre = np.zeros(dim, dtype=np.float32)
     if present.any():
         centre = means.sum(axis=0) / present.sum()  # absent rows are zero, so this is their mean
         np.subtract(means, centre, out=means, where=present[:, None])
@@ -73,4 +82,13 @@ def pooled_vectors(store: FeatureStore, rows: np.ndarray) -> tuple[np.ndarray, n
     present &= norms > 1e-12
     np.divide(means, norms[:, None], out=means, where=present[:, None])
     means[~present] = 0.0
-    return means, present
+    return means, present, centre.astype(np.float32)
+
+
+def pool_units(units: np.ndarray, mask: np.ndarray, centre: np.ndarray) -> np.ndarray | None:
+    """One new post's units [L, D] -> its centred unit vector, as `pooled_vectors` would give."""
+    if not mask.any():
+        return None
+    vector = units[mask].astype(np.float32).mean(axis=0) - centre
+    norm = float(np.sqrt(vector @ vector))
+    return vector / norm if norm > 1e-12 else None

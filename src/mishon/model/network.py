@@ -132,20 +132,35 @@ class MishonNetwork(nn.Module):
         self, states: dict[str, torch.Tensor], inputs: ModelInputs
     ) -> dict[str, torch.Tensor]:
         """GraphSAGE layers over the kept edge types (identity for the content-only model)."""
+        return self.layer_states(states, inputs)[-1]
+
+    def layer_states(
+        self, states: dict[str, torch.Tensor], inputs: ModelInputs
+    ) -> list[dict[str, torch.Tensor]]:
+        """Node states before the first layer and after each (what inductive steps reuse)."""
         adjacency = {t: inputs.adjacency[t] for t in self.edge_types if t in inputs.adjacency}
+        layers = [states]
         for conv, norms in zip(self.convs, self.norms, strict=True):
             messages = conv(states, adjacency)
             states = {
-                t: x + self.dropout(F.relu(norms[t](messages[t]))) if t in messages else x
+                t: self.update(norms[t], x, messages[t]) if t in messages else x
                 for t, x in states.items()
             }
-        return states
+            layers.append(states)
+        return layers
+
+    def update(self, norm: nn.Module, state: torch.Tensor, messages: torch.Tensor) -> torch.Tensor:
+        """A node's next state: its state plus the normalised, activated relation sum."""
+        return state + self.dropout(F.relu(norm(messages)))
+
+    def fuse(self, modality_states: list[torch.Tensor], user_states: torch.Tensor) -> torch.Tensor:
+        """Fused post vectors from the refined modality vectors and the post's user vector."""
+        return self.dropout(F.relu(self.fusion(torch.cat([*modality_states, user_states], dim=1))))
 
     def encode(self, inputs: ModelInputs) -> torch.Tensor:
         """Fused vectors [N, d] of every post of the graph."""
         states = self.propagate(self.node_inputs(inputs), inputs)
-        parts = [states[m] for m in self.modalities] + [states["user"][inputs.post_user]]
-        return self.dropout(F.relu(self.fusion(torch.cat(parts, dim=1))))
+        return self.fuse([states[m] for m in self.modalities], states["user"][inputs.post_user])
 
     def scores(self, fused: torch.Tensor) -> torch.Tensor:
         """Logits [rows, V] over the vocabulary (softmax gives the hashtag distribution)."""

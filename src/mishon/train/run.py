@@ -142,6 +142,7 @@ class TrainedRun:
     inputs: ModelInputs
     network: MishonNetwork
     info: dict[str, Any]
+    graph: HeteroGraph
 
 
 def load_run(run: Path, dataset: Path | None = None) -> TrainedRun:
@@ -157,7 +158,7 @@ def load_run(run: Path, dataset: Path | None = None) -> TrainedRun:
     network = make_network(settings, inputs)
     network.load_state_dict(load_file(str(run / BEST_WEIGHTS)))
     network.eval()
-    return TrainedRun(run, settings, data, inputs, network, info)
+    return TrainedRun(run, settings, data, inputs, network, info, graph)
 
 
 class MishonRecommender:

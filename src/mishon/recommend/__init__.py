@@ -1,0 +1,1 @@
+"""Recommending for new posts and users from a trained run."""

@@ -1,0 +1,308 @@
+"""Recommending for a post that is not in the graph, without retraining (DESIGN section 8).
+
+At load, the trained network's node states before and after every GraphSAGE layer are computed
+once for the whole graph and kept. A new post is then placed like a graph post would be:
+- each of its modality nodes gets its k most similar graph posts of that modality (the cosine
+  of pooled, centred vectors, the graph's own threshold) as neighbours;
+- a known user keeps its cached states; a new user is a cold-start user: its input is the new
+  post's content, and it is linked to the popular users whose posts' content is most similar
+  (the social-influence links of `mishon graph`);
+- only the new nodes are computed, layer by layer, from their neighbours' cached states.
+The new post does not change the cached states of its neighbours (they would shift slightly
+if it joined the graph for good; retraining or a graph rebuild takes it in).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mishon.features.store import FeatureStore, modality_dir
+from mishon.graph.influence import link_cold_users, user_profiles
+from mishon.graph.pooled import pool_units, pooled_vectors_and_centre
+from mishon.model.inputs import EdgeType, normalise_units
+from mishon.train.run import TrainedRun
+
+POST_SIMILAR = "similar"
+
+
+@dataclass
+class NewPost:
+    """Raw extractor units per modality ([L, D] float, [L] bool) and the poster, if known."""
+
+    units: dict[str, tuple[np.ndarray, np.ndarray]]
+    user_id: str | None = None
+
+
+@dataclass
+class Neighbour:
+    kind: str  # "post" (a modality neighbour) or "user" (a linked popular user)
+    id: str
+    similarity: float
+    modality: str | None = None
+    hashtags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Recommendation:
+    hashtags: list[tuple[str, float]]  # (hashtag, probability), best first
+    user_known: bool
+    neighbours: list[Neighbour]
+    reasons: dict[str, list[str]]  # hashtag -> short reasons
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "hashtags": [
+                {"hashtag": t, "score": round(s, 6), "reasons": self.reasons.get(t, [])}
+                for t, s in self.hashtags
+            ],
+            "user_known": self.user_known,
+            "neighbours": [n.__dict__ for n in self.neighbours],
+        }
+
+
+class InductiveRecommender:
+    """Top-K hashtags with explanations for new posts of known or new users."""
+
+    def __init__(self, run: TrainedRun) -> None:
+        self.run = run
+        network, inputs, data = run.network, run.inputs, run.data
+        network.eval()
+        self.network = network
+        with torch.no_grad():
+            self.states = network.layer_states(network.node_inputs(inputs), inputs)
+        self.edge_types: list[EdgeType] = [t for t in network.edge_types if t in inputs.adjacency]
+        self.tags = inputs.vocabulary.tags
+        self.post_ids = data.posts["post_id"].astype(str).tolist()
+        train = data.is_train
+        self.train_hashtags = [
+            list(tags) if is_train else []
+            for tags, is_train in zip(data.posts["hashtags"], train, strict=True)
+        ]
+        graph_settings = run.settings.graph
+        self.user_ids = list(dict.fromkeys(data.posts["user_id"].astype(str)))
+        self.user_index = {u: i for i, u in enumerate(self.user_ids)}
+        post_user = inputs.post_user.numpy()
+        self.user_history: dict[int, dict[str, int]] = {}
+        for position in np.flatnonzero(train):
+            history = self.user_history.setdefault(int(post_user[position]), {})
+            for tag in self.train_hashtags[position]:
+                history[tag] = history.get(tag, 0) + 1
+        # pooled vectors of the graph posts, to find a new post's neighbours
+        self.pooled: dict[str, tuple[torch.Tensor, np.ndarray, np.ndarray]] = {}
+        popular_profiles = []
+        for modality in network.modalities:
+            store = FeatureStore.open(modality_dir(data.dataset, modality))
+            vectors, present, centre = pooled_vectors_and_centre(store, data.rows)
+            self.pooled[modality] = (torch.from_numpy(vectors), present, centre)
+            popular_profiles.append(
+                user_profiles(vectors, present & train, post_user, len(self.user_ids))
+            )
+        self.popular_profiles = popular_profiles
+        popular = run.graph.meta["influence"]["popular"]
+        self.popular = np.array([self.user_index[p["user_id"]] for p in popular], dtype=np.int64)
+        self.edge_settings = {m: getattr(graph_settings, m) for m in network.modalities}
+        self.cold_links = graph_settings.cold_links
+
+    # ----------------------------------------------------------------- neighbours
+
+    def modality_neighbours(
+        self, modality: str, vector: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Graph posts of `modality` most similar to a pooled vector: (positions, similarities)."""
+        vectors, present, _ = self.pooled[modality]
+        spec = self.edge_settings[modality]
+        similarity = (vectors @ torch.from_numpy(vector.astype(np.float32))).numpy()
+        similarity[~present] = -np.inf
+        k = min(spec.k, int(present.sum()))
+        if k == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        top = np.argpartition(-similarity, k - 1)[:k]
+        top = top[np.lexsort((top, -similarity[top]))]
+        keep = similarity[top] >= spec.threshold
+        return top[keep], similarity[top][keep]
+
+    def existing_sources(self, position: int) -> dict[str, np.ndarray]:
+        """The graph's own modality in-neighbours of a post already in the graph."""
+        sources = {}
+        for modality in self.network.modalities:
+            adjacency = self.run.inputs.adjacency.get((modality, POST_SIMILAR, modality))
+            if adjacency is None:
+                sources[modality] = np.zeros(0, dtype=np.int64)
+                continue
+            crow, col = adjacency.crow_indices(), adjacency.col_indices()
+            sources[modality] = col[crow[position] : crow[position + 1]].numpy()
+        return sources
+
+    # ----------------------------------------------------------------- computation
+
+    def _step(
+        self,
+        layer: int,
+        destination: str,
+        state: torch.Tensor,
+        sources: dict[EdgeType, torch.Tensor],
+    ) -> torch.Tensor:
+        """The next state of one new node from its sources' states (one row each)."""
+        conv = self.network.convs[layer]
+        total = None
+        for edge_type in self.edge_types:
+            if edge_type[2] != destination:
+                continue
+            x_src = sources.get(edge_type, state.new_zeros((0, state.shape[1])))
+            edge_index = torch.stack(
+                [torch.arange(len(x_src)), torch.zeros(len(x_src), dtype=torch.int64)]
+            )
+            out = conv.convs[edge_type]((x_src, state), edge_index)
+            total = out if total is None else total + out
+        if total is None:
+            return state
+        return state + F.relu(self.network.norms[layer][destination](total))
+
+    def _encode_new(self, post: NewPost) -> dict[str, torch.Tensor]:
+        states = {}
+        for modality in self.network.modalities:
+            units, mask = post.units.get(modality, (None, None))
+            if units is None:
+                states[modality] = torch.zeros((1, self.network.settings.hidden))
+                continue
+            tensor = normalise_units(torch.from_numpy(np.asarray(units, np.float32)).clone())
+            tensor = tensor.to(torch.float16).float()[None]  # as the trained inputs were stored
+            vectors, _ = self.network.encoders[modality](tensor, torch.from_numpy(mask)[None])
+            states[modality] = vectors
+        return states
+
+    @torch.no_grad()
+    def scores_for(
+        self,
+        initial: dict[str, torch.Tensor],
+        neighbours: dict[str, np.ndarray],
+        user: int | None,
+        links: np.ndarray,
+    ) -> torch.Tensor:
+        """Hashtag probabilities [V] of one post from its initial modality states."""
+        modalities = self.network.modalities
+        current = dict(initial)
+        if user is None:
+            present = [current[m] for m in modalities if current[m].abs().sum() > 0]
+            user_state = (
+                torch.stack(present).mean(0)
+                if present
+                else torch.zeros_like(current[modalities[0]])
+            )
+        else:
+            user_state = self.states[0]["user"][user : user + 1]
+        for layer, cached in enumerate(self.states[:-1]):
+            user_now = user_state if user is None else cached["user"][user : user + 1]
+            nxt = {}
+            for m in modalities:
+                sources = {
+                    (m, POST_SIMILAR, m): cached[m][torch.from_numpy(neighbours[m])],
+                    ("user", "posted", m): user_now,
+                }
+                nxt[m] = self._step(layer, m, current[m], sources)
+            if user is None:
+                sources = {(m, "posted_by", "user"): current[m] for m in modalities}
+                sources[("user", "similar", "user")] = cached["user"][torch.from_numpy(links)]
+                user_state = self._step(layer, "user", user_state, sources)
+            current = nxt
+        final_user = user_state if user is None else self.states[-1]["user"][user : user + 1]
+        fused = self.network.fuse([current[m] for m in modalities], final_user)
+        return torch.softmax(self.network.scores(fused)[0], dim=0)
+
+    def recommend_existing(self, position: int, k: int) -> list[tuple[str, float]]:
+        """A graph post through the inductive path with its own graph neighbours (a check)."""
+        initial = {m: self.states[0][m][position : position + 1] for m in self.network.modalities}
+        user = int(self.run.inputs.post_user[position])
+        probabilities = self.scores_for(
+            initial, self.existing_sources(position), user, np.zeros(0, np.int64)
+        )
+        return self._top(probabilities, k)
+
+    def _top(self, probabilities: torch.Tensor, k: int) -> list[tuple[str, float]]:
+        values, indices = torch.topk(probabilities, min(k, len(self.tags)))
+        return [
+            (self.tags[i], float(v)) for v, i in zip(values.tolist(), indices.tolist(), strict=True)
+        ]
+
+    def recommend(self, post: NewPost, k: int = 10, explain: int = 5) -> Recommendation:
+        """Top-`k` hashtags for a new post, with the neighbours and reasons behind them."""
+        # a user of the graph keeps its cached states; anyone else is a new, cold-start user
+        user = self.user_index.get(post.user_id) if post.user_id is not None else None
+        known = user is not None
+        initial = self._encode_new(post)
+        neighbours, found = {}, []
+        profiles = []
+        for modality in self.network.modalities:
+            units, mask = post.units.get(modality, (None, None))
+            _, _, centre = self.pooled[modality]
+            vector = None if units is None else pool_units(np.asarray(units), mask, centre)
+            profiles.append(vector)
+            if vector is None:
+                neighbours[modality] = np.zeros(0, dtype=np.int64)
+                continue
+            positions, similarities = self.modality_neighbours(modality, vector)
+            neighbours[modality] = positions
+            found += [
+                Neighbour(
+                    "post",
+                    self.post_ids[p],
+                    round(float(s), 4),
+                    modality,
+                    self.train_hashtags[p],
+                )
+                for p, s in zip(positions.tolist(), similarities.tolist(), strict=True)
+            ]
+        links = np.zeros(0, dtype=np.int64)
+        linked: list[Neighbour] = []
+        if not known:
+            links, linked = self._link_new_user(profiles)
+        probabilities = self.scores_for(initial, neighbours, user if known else None, links)
+        top = self._top(probabilities, k)
+        found.sort(key=lambda n: -n.similarity)
+        reasons = self._reasons(top, found, user if known else None, linked)
+        return Recommendation(top, known, found[: explain * 2] + linked, reasons)
+
+    def _link_new_user(
+        self, profiles: list[np.ndarray | None]
+    ) -> tuple[np.ndarray, list[Neighbour]]:
+        cold_profiles = []
+        for vector, (pop_vectors, _) in zip(profiles, self.popular_profiles, strict=True):
+            has = np.zeros(1, dtype=bool)
+            values = np.zeros((1, pop_vectors.shape[1]), dtype=np.float32)
+            if vector is not None:
+                values[0], has[0] = vector, True
+            cold_profiles.append((values, has))
+        # link_cold_users indexes cold profiles by user: the new user is row 0 of its own
+        links = link_cold_users(
+            np.array([0]), self.popular, cold_profiles, self.popular_profiles, self.cold_links
+        )
+        chosen = np.array([p for _, p, _ in links], dtype=np.int64)
+        return chosen, [Neighbour("user", self.user_ids[p], round(s, 4)) for _, p, s in links]
+
+    def _reasons(
+        self,
+        top: list[tuple[str, float]],
+        found: list[Neighbour],
+        user: int | None,
+        linked: list[Neighbour],
+    ) -> dict[str, list[str]]:
+        reasons: dict[str, list[str]] = {}
+        history = self.user_history.get(user, {}) if user is not None else {}
+        linked_history = {n.id: self.user_history.get(self.user_index[n.id], {}) for n in linked}
+        for tag, _ in top:
+            why = []
+            if history.get(tag):
+                why.append(f"the user used it in {history[tag]} training post(s)")
+            similar = [n for n in found if tag in n.hashtags]
+            for n in similar[:3]:
+                why.append(f"similar {n.modality} post {n.id} ({n.similarity:.2f}) has it")
+            for n in linked:
+                if linked_history[n.id].get(tag):
+                    why.append(f"linked popular user {n.id} used it {linked_history[n.id][tag]}x")
+            reasons[tag] = why
+        return reasons

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,25 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     vocab.write_text("\n".join(WORDS) + "\n")
     BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(root / "bert")
     return {name: root / name for name in ("vit", "wav2vec2", "bert")}
+
+
+@pytest.fixture(scope="session")
+def tiny_extracted(
+    tmp_path_factory: pytest.TempPathFactory, tiny_corpus: tuple[Path, World]
+) -> Path:
+    """The tiny corpus with features from the offline extractors (few units, to stay fast)."""
+    from mishon.config import ExtractorSettings, ExtractSettings
+    from mishon.features.extract import extract_features
+
+    dataset = tmp_path_factory.mktemp("extracted") / "ds"
+    shutil.copytree(tiny_corpus[0], dataset)
+    extract_features(
+        dataset,
+        ExtractSettings(
+            visual=ExtractorSettings(name="efficientnet-lite0", units=2),
+            acoustic=ExtractorSettings(name="logmel", units=4),
+            textual=ExtractorSettings(name="minilm", units=8),
+            workers=0,
+        ),
+    )
+    return dataset

@@ -142,22 +142,10 @@ def test_validation_and_test_hashtags_never_reach_the_graph(tmp_path: Path) -> N
 
 @pytest.fixture(scope="module")
 def synthetic_graph(
-    tmp_path_factory: pytest.TempPathFactory, tiny_corpus: tuple[Path, World]
+    tmp_path_factory: pytest.TempPathFactory, tiny_extracted: Path
 ) -> tuple[Path, object]:
-    from mishon.config import ExtractorSettings, ExtractSettings
-    from mishon.features.extract import extract_features
-
     dataset = tmp_path_factory.mktemp("g") / "ds"
-    shutil.copytree(tiny_corpus[0], dataset)
-    extract_features(
-        dataset,
-        ExtractSettings(
-            visual=ExtractorSettings(name="efficientnet-lite0", units=2),
-            acoustic=ExtractorSettings(name="logmel", units=4),
-            textual=ExtractorSettings(name="minilm", units=8),
-            workers=0,
-        ),
-    )
+    shutil.copytree(tiny_extracted, dataset)
     assignment, meta = make_split(
         read_posts(dataset), SplitSettings(strategy="cold-start", cold_user_fraction=0.34, seed=2)
     )

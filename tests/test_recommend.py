@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from mishon.cli import app
 from mishon.features.store import FeatureStore, modality_dir
 from mishon.recommend.inductive import InductiveRecommender, NewPost
 from mishon.train.run import MishonRecommender, load_run, train_model
@@ -64,7 +68,7 @@ def test_a_new_user_is_linked_to_popular_users(trained: InductiveRecommender) ->
     linked = [n for n in result.neighbours if n.kind == "user"]
     assert linked and all(n.id in trained.user_index for n in linked)
     # the content alone still finds the topic's tag
-    topic = [t for t in trained.run.data.posts["hashtags"][0] if t.startswith("topic")][0]
+    topic = next(t for t in trained.run.data.posts["hashtags"][0] if t.startswith("topic"))
     assert topic in [t for t, _ in result.hashtags]
 
 
@@ -72,3 +76,32 @@ def test_a_post_without_any_modality_still_gets_hashtags(trained: InductiveRecom
     result = trained.recommend(NewPost({}, user_id=None), k=4)
     assert len(result.hashtags) == 4 and not result.user_known
     assert result.as_dict()["hashtags"][0]["score"] > 0
+
+
+def test_cli_recommend_for_a_video_and_caption(tiny_extracted: Path, tmp_path: Path) -> None:
+    dataset = tmp_path / "ds"
+    shutil.copytree(tiny_extracted, dataset)
+    runner = CliRunner()
+    assert (
+        runner.invoke(app, ["data", "split", str(dataset), "--strategy", "random"]).exit_code == 0
+    )
+    config = tmp_path / "run.yaml"
+    settings = small_settings(epochs=5)
+    settings.graph.popular_min_posts = 1
+    config.write_text(settings.model_dump_json())
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(dataset), "--out", str(run), "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    clip = sorted((dataset / "media").iterdir())[0]
+    args = ["recommend", str(run), "--video", str(clip), "--caption", "sunny day #beach", "-k", "3"]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.output)
+    assert len(answer["hashtags"]) == 3 and answer["user_known"] is False
+    assert {"visual_s", "textual_s"} <= set(answer["timings_s"])
+    result = runner.invoke(app, [*args, "--user", "nobody"])
+    assert result.exit_code == 0 and "a new user (cold start)" in result.output
+    result = runner.invoke(app, ["recommend", str(run), "--video", str(tmp_path / "no.mp4")])
+    assert result.exit_code == 1 and "does not exist" in result.output
+    result = runner.invoke(app, ["recommend", str(run)])
+    assert result.exit_code == 1 and "--video, --caption or both" in result.output

@@ -841,6 +841,55 @@ def evaluate_run(
     console.print(f"written: {run / f'evaluation-{part}.json'}")
 
 
+@app.command("recommend")
+@reports_errors
+def recommend(
+    run: Annotated[Path, typer.Argument(help="Run directory written by `mishon train`.")],
+    video: Annotated[Path | None, typer.Option(help="The new post's video file.")] = None,
+    caption: Annotated[str | None, typer.Option(help="The new post's caption.")] = None,
+    user: Annotated[
+        str | None, typer.Option(help="Poster's user id; unknown or absent: a new user.")
+    ] = None,
+    k: Annotated[int, typer.Option("-k", "--k", min=1, help="Hashtags to recommend.")] = 10,
+    dataset: Annotated[
+        Path | None, typer.Option(help="The run's dataset, if it has moved since training.")
+    ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print JSON instead of a table.")
+    ] = False,
+) -> None:
+    """Top-K hashtags for a new post (video and/or caption) with the reasons behind them, from
+    the trained graph's cached states: no retraining."""
+    from mishon.recommend.featurize import PostFeaturizer
+    from mishon.recommend.inductive import InductiveRecommender, NewPost
+    from mishon.train.run import load_run
+
+    if video is None and not caption:
+        raise MishonError("give the post's --video, --caption or both")
+    if video is not None and not video.is_file():
+        raise MishonError(f"video {video} does not exist")
+    with err_console.status("loading the run"):
+        recommender = InductiveRecommender(load_run(run, dataset))
+        featurizer = PostFeaturizer(recommender.run.data.dataset, recommender.network.modalities)
+    with err_console.status("extracting features and ranking"):
+        units, timings, notes = featurizer.featurize(video, caption)
+        result = recommender.recommend(NewPost(units, user), k)
+    if json_out:
+        print(json.dumps({**result.as_dict(), "notes": notes, "timings_s": timings}, indent=2))
+        return
+    who = f"known user {user}" if result.user_known else "a new user (cold start)"
+    console.print(f"for {who}; modalities used: {', '.join(units) or 'none'}", highlight=False)
+    for note in notes:
+        console.print(f"note: {note}", highlight=False)
+    table = Table(title=f"top {k} hashtags")
+    for column in ("#", "hashtag", "score", "why"):
+        table.add_column(column, justify="right" if column in ("#", "score") else "left")
+    for rank, (tag, score) in enumerate(result.hashtags, start=1):
+        reasons = "; ".join(result.reasons.get(tag, [])) or "learned association"
+        table.add_row(str(rank), f"#{tag}", f"{score:.4f}", reasons)
+    console.print(table)
+
+
 @app.command("config")
 @reports_errors
 def show_config(

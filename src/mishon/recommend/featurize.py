@@ -1,0 +1,90 @@
+"""Features of one new post (a video file and a caption) with the extractors of a run's dataset.
+
+Each modality uses the extractor, unit count and weights recorded in the dataset's feature
+store manifest, so a new post's units are comparable with the graph's. Hashtags written in the
+caption are taken out of the text first, as the importers do.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mishon.config import ExtractorSettings, ExtractSettings
+from mishon.data.hashtags import extract_from_caption
+from mishon.errors import MishonError
+from mishon.features.base import Extractor, Modality
+from mishon.features.extract import DecodeRequest, decode_post
+from mishon.features.registry import create_extractor
+from mishon.features.store import modality_dir, read_store_manifest
+
+OFFLINE = {"efficientnet-lite0", "logmel", "minilm"}  # no weights option to pass
+
+
+class PostFeaturizer:
+    """Extractors for `modalities` as the dataset's stores were made; `featurize` runs them."""
+
+    def __init__(self, dataset: Path, modalities: list[str], device: str = "cpu") -> None:
+        self.extractors: dict[str, Extractor] = {}
+        for modality in modalities:
+            manifest = read_store_manifest(modality_dir(dataset, modality))
+            if manifest is None:
+                raise MishonError(f"{dataset} has no {modality} feature store")
+            name = manifest["extractor"]
+            model = None
+            if name not in OFFLINE:
+                model = manifest["model_id"]
+            if name == "imported":
+                raise MishonError(
+                    f"the {modality} features of {dataset} were imported vectors: a new post's "
+                    "features must be given, not extracted"
+                )
+            spec = ExtractorSettings(name=name, model=model, units=manifest["units"])
+            self.extractors[modality] = create_extractor(
+                Modality(modality), spec, ExtractSettings(device=device)
+            )
+        visual = self.extractors.get("visual")
+        acoustic = self.extractors.get("acoustic")
+        self.request = DecodeRequest(
+            frames=visual.units if visual else 0,
+            frame_size=getattr(visual, "frame_size", 0) if visual else 0,
+            sample_rate=getattr(acoustic, "sample_rate", 16000) if acoustic else None,
+            max_audio_s=60.0,
+        )
+
+    def featurize(
+        self, video: Path | None, caption: str | None
+    ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, float], list[str]]:
+        """(units per modality, seconds per stage, notes) for one post; a missing or undecodable
+        input leaves its modality out (noted), it never fails the post."""
+        timings: dict[str, float] = {}
+        notes: list[str] = []
+        clock = time.perf_counter()
+        decoded = decode_post(str(video) if video is not None else None, self.request)
+        if video is not None and self.request.frames:
+            timings["decode_s"] = time.perf_counter() - clock
+        for error in (decoded.frame_error, decoded.audio_error):
+            if error:
+                notes.append(error)
+        text = None
+        if caption and caption.strip():
+            text, _ = extract_from_caption(caption)
+            text = text.strip() or None
+        units: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for modality, extractor in self.extractors.items():
+            source = {
+                "visual": decoded.frames,
+                "acoustic": decoded.audio,
+                "textual": text,
+            }[modality]
+            if source is None:
+                notes.append(f"no {modality} input")
+                continue
+            clock = time.perf_counter()
+            values, mask = extractor.encode([source])
+            timings[f"{modality}_s"] = time.perf_counter() - clock
+            if mask[0].any():
+                units[modality] = (values[0], mask[0])
+        return units, timings, notes

@@ -890,6 +890,37 @@ def recommend(
     console.print(table)
 
 
+@app.command("serve")
+@reports_errors
+def serve(
+    run: Annotated[Path, typer.Argument(help="Run directory written by `mishon train`.")],
+    host: Annotated[str | None, typer.Option(help="Interface to bind [127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port [8000].")] = None,
+    max_upload_mb: Annotated[float | None, typer.Option(help="Largest upload [50].")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Seconds per recommendation [60].")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML file of ServeSettings keys.")] = None,
+    dataset: Annotated[
+        Path | None, typer.Option(help="The run's dataset, if it has moved since training.")
+    ] = None,
+) -> None:
+    """Serve recommendations over HTTP: the page at /, the API under /v1, its docs at /docs."""
+    import uvicorn
+
+    from mishon.config import ServeSettings
+    from mishon.serve.app import create_app
+    from mishon.serve.service import HashtagService
+
+    settings = load_settings(
+        ServeSettings,
+        config,
+        {"host": host, "port": port, "max_upload_mb": max_upload_mb, "timeout_s": timeout},
+    )
+    with err_console.status("loading the run"):
+        service = HashtagService(run, settings, dataset)
+    console.print(f"serving {run} on http://{settings.host}:{settings.port}/", highlight=False)
+    uvicorn.run(create_app(service), host=settings.host, port=settings.port, log_level="info")
+
+
 @app.command("config")
 @reports_errors
 def show_config(

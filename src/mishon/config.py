@@ -360,3 +360,29 @@ def _type_name(annotation: Any) -> str:
     if origin is not None:
         return getattr(origin, "__name__", str(origin))
     return getattr(annotation, "__name__", str(annotation))
+
+
+class ServeSettings(Settings):
+    """The HTTP service (`mishon serve`)."""
+
+    host: str = Field(
+        "127.0.0.1", description="interface to bind; loopback unless exposed on purpose"
+    )
+    port: int = Field(8000, ge=1, le=65535, description="TCP port")
+    max_upload_mb: float = Field(50.0, gt=0, description="largest accepted video upload")
+    max_caption_chars: int = Field(5000, ge=1, description="longest accepted caption")
+    timeout_s: float = Field(60.0, gt=0, description="a recommendation taking longer answers 504")
+    max_concurrent: int = Field(
+        4, ge=1, description="recommendations computed at once; others wait"
+    )
+    max_k: int = Field(100, ge=1, description="largest k a request may ask for")
+    history_weight: float = Field(
+        0.3, ge=0.0, le=1.0, description="share of the score from the user's recorded posts"
+    )
+    popularity_weight: float = Field(
+        0.05, ge=0.0, le=1.0, description="share of the score from recently recorded posts"
+    )
+    media_types: list[str] = Field(
+        default_factory=lambda: ["video/mp4", "video/quicktime", "video/webm", "video/x-matroska"],
+        description="accepted upload content types",
+    )

@@ -105,3 +105,22 @@ def test_cli_recommend_for_a_video_and_caption(tiny_extracted: Path, tmp_path: P
     assert result.exit_code == 1 and "does not exist" in result.output
     result = runner.invoke(app, ["recommend", str(run)])
     assert result.exit_code == 1 and "--video, --caption or both" in result.output
+
+
+def test_post_index_ivf_probing_every_list_equals_exact_search() -> None:
+    from mishon.config import EdgeSettings
+    from mishon.recommend.neighbours import PostIndex
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(3000, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    present = rng.random(3000) > 0.1
+    edges = EdgeSettings(k=7, threshold=0.1)
+    exact = PostIndex(vectors, present, edges, exact_max=10_000, nprobe=1)
+    ivf = PostIndex(vectors, present, edges, exact_max=100, nprobe=10_000)
+    assert exact.method == "exact" and ivf.method.startswith("ivf")
+    for query in vectors[:20]:
+        (a, sa), (b, sb) = exact.search(query), ivf.search(query)
+        assert set(a.tolist()) == set(b.tolist()) and present[a].all()
+        assert (sa >= 0.1).all()
+        np.testing.assert_allclose(np.sort(sa), np.sort(sb), rtol=1e-5)

@@ -25,6 +25,7 @@ from mishon.features.store import FeatureStore, modality_dir
 from mishon.graph.influence import link_cold_users, user_profiles
 from mishon.graph.pooled import pool_units, pooled_vectors_and_centre
 from mishon.model.inputs import EdgeType, normalise_units
+from mishon.recommend.neighbours import PostIndex
 from mishon.train.run import TrainedRun
 
 POST_SIMILAR = "similar"
@@ -68,7 +69,12 @@ class Recommendation:
 class InductiveRecommender:
     """Top-K hashtags with explanations for new posts of known or new users."""
 
-    def __init__(self, run: TrainedRun) -> None:
+    def __init__(
+        self,
+        run: TrainedRun,
+        pooled: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
+    ) -> None:
+        """`pooled` (vectors, present, centre per modality) defaults to the feature stores'."""
         self.run = run
         network, inputs, data = run.network, run.inputs, run.data
         network.eval()
@@ -93,19 +99,31 @@ class InductiveRecommender:
             for tag in self.train_hashtags[position]:
                 history[tag] = history.get(tag, 0) + 1
         # pooled vectors of the graph posts, to find a new post's neighbours
-        self.pooled: dict[str, tuple[torch.Tensor, np.ndarray, np.ndarray]] = {}
+        self.pooled: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self.indexes: dict[str, PostIndex] = {}
         popular_profiles = []
+        knn_meta = run.graph.meta.get("knn_method", {})
         for modality in network.modalities:
-            store = FeatureStore.open(modality_dir(data.dataset, modality))
-            vectors, present, centre = pooled_vectors_and_centre(store, data.rows)
-            self.pooled[modality] = (torch.from_numpy(vectors), present, centre)
+            if pooled is not None:
+                vectors, present, centre = pooled[modality]
+            else:
+                store = FeatureStore.open(modality_dir(data.dataset, modality))
+                vectors, present, centre = pooled_vectors_and_centre(store, data.rows)
+            self.pooled[modality] = (vectors, present, centre)
+            self.indexes[modality] = PostIndex(
+                vectors,
+                present,
+                getattr(graph_settings, modality),
+                graph_settings.exact_max,
+                int(knn_meta.get(modality, {}).get("nprobe", graph_settings.ivf_nprobe)),
+                graph_settings.seed,
+            )
             popular_profiles.append(
                 user_profiles(vectors, present & train, post_user, len(self.user_ids))
             )
         self.popular_profiles = popular_profiles
         popular = run.graph.meta["influence"]["popular"]
         self.popular = np.array([self.user_index[p["user_id"]] for p in popular], dtype=np.int64)
-        self.edge_settings = {m: getattr(graph_settings, m) for m in network.modalities}
         self.cold_links = graph_settings.cold_links
 
     # ----------------------------------------------------------------- neighbours
@@ -114,17 +132,7 @@ class InductiveRecommender:
         self, modality: str, vector: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """Graph posts of `modality` most similar to a pooled vector: (positions, similarities)."""
-        vectors, present, _ = self.pooled[modality]
-        spec = self.edge_settings[modality]
-        similarity = (vectors @ torch.from_numpy(vector.astype(np.float32))).numpy()
-        similarity[~present] = -np.inf
-        k = min(spec.k, int(present.sum()))
-        if k == 0:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        top = np.argpartition(-similarity, k - 1)[:k]
-        top = top[np.lexsort((top, -similarity[top]))]
-        keep = similarity[top] >= spec.threshold
-        return top[keep], similarity[top][keep]
+        return self.indexes[modality].search(vector)
 
     def existing_sources(self, position: int) -> dict[str, np.ndarray]:
         """The graph's own modality in-neighbours of a post already in the graph."""

@@ -33,6 +33,8 @@ demo: $(STAMP)
 	rm -rf $(DEMO_DIR)/run
 	$(BIN)/mishon train $(DEMO_DIR)/synth --config configs/demo.yaml --out $(DEMO_DIR)/run
 	$(BIN)/mishon evaluate $(DEMO_DIR)/run --baselines all
+	$(BIN)/mishon report $(DEMO_DIR)/run
+	@echo "Next: $(BIN)/mishon serve $(DEMO_DIR)/run   (then open http://127.0.0.1:8000/)"
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -121,6 +121,13 @@ def test_cli_train_and_evaluate(planted: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "MISHON" in result.output and "user history" in result.output
     assert (out / "evaluation-test.json").is_file()
+    result = runner.invoke(app, ["report", str(out)])
+    assert result.exit_code == 0, result.output
+    page = (out / "report.html").read_text()
+    for section in ("Training", "Test metrics", "Recall by hashtag frequency", "Graph"):
+        assert f"<h2>{section}</h2>" in page
+    for image in ("report-training.png", "report-metrics.png", "report-frequency.png"):
+        assert (out / image).read_bytes()[:4] == b"\x89PNG" and image in page
     result = runner.invoke(app, ["train", str(planted), "--out", str(out)])
     assert result.exit_code == 1 and "--resume" in result.output
     bad = tmp_path / "bad.yaml"

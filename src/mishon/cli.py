@@ -921,6 +921,23 @@ def serve(
     uvicorn.run(create_app(service), host=settings.host, port=settings.port, log_level="info")
 
 
+@app.command("report")
+@reports_errors
+def report(
+    run: Annotated[Path, typer.Argument(help="Run directory, evaluated with --baselines.")],
+    dataset: Annotated[
+        Path | None, typer.Option(help="The run's dataset, if it has moved since training.")
+    ] = None,
+) -> None:
+    """Write RUN/report.html with PNG plots: training curves, metrics @K against the
+    baselines, warm vs cold-start users, recall by hashtag frequency, graph summary."""
+    from mishon.report import write_report
+
+    with err_console.status("writing the report"):
+        path = write_report(run, dataset)
+    console.print(f"report: {path}", highlight=False)
+
+
 @app.command("config")
 @reports_errors
 def show_config(

@@ -100,6 +100,10 @@ def test_resume_continues_exactly(planted: Path, tmp_path: Path) -> None:
     train_model(planted, settings, tmp_path / "b")
     with pytest.raises(Exception, match="already holds a training run"):
         train_model(planted, settings, tmp_path / "b")
+    other = small_settings(epochs=10, patience=100)
+    other.model.hidden = 16
+    with pytest.raises(Exception, match="other model settings"):
+        train_model(planted, other, tmp_path / "b", resume=True)
     resumed, *_ = train_model(
         planted, small_settings(epochs=10, patience=100), tmp_path / "b", resume=True
     )

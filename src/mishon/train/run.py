@@ -91,6 +91,8 @@ def train_model(
     if out is not None and (out / STATE).is_file() and not resume:
         raise MishonError(f"{out} already holds a training run: pass --resume or another --out")
     dataset = dataset.resolve()
+    if resume and out is not None and (out / RUN_FILE).is_file():
+        _check_resumable(out, settings)
     if graph is None:
         graph = graph_for(dataset, settings, out, report)
     report("loading features")
@@ -109,6 +111,21 @@ def train_model(
     report("training")
     state = trainer.fit(progress)
     return network, inputs, data, state
+
+
+def _check_resumable(out: Path, settings: RunSettings) -> None:
+    """Resuming may change the optimisation's limits, not what is being trained."""
+    saved = RunSettings.model_validate(json.loads((out / RUN_FILE).read_text("utf-8"))["settings"])
+    changed = [
+        name for name in ("graph", "model") if getattr(saved, name) != getattr(settings, name)
+    ]
+    if settings.split not in (None, saved.split):
+        changed.append("split")
+    if changed:
+        raise MishonError(
+            f"cannot resume {out} with other {' and '.join(changed)} settings: "
+            f"pass --config {out / CONFIG}"
+        )
 
 
 def write_run_files(

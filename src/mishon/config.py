@@ -292,7 +292,10 @@ class ModelSettings(Settings):
     user_user_edges: bool = Field(True, description="keep user-user edges (Jaccard + cold links)")
     modality_edges: bool = Field(True, description="keep modality-modality kNN edges")
     user_embedding: bool = Field(True, description="learned embedding for users seen in training")
-    dropout: float = Field(0.2, ge=0.0, lt=1.0, description="dropout after each layer")
+    dropout: float = Field(0.2, ge=0.0, lt=1.0, description="dropout on the fused post vector")
+    graph_dropout: float = Field(
+        0.0, ge=0.0, lt=1.0, description="dropout on each GraphSAGE layer's messages"
+    )
     min_count: int = Field(
         2, ge=1, description="training uses a hashtag needs to enter the vocabulary"
     )

@@ -5,7 +5,7 @@
 - user input: a learned embedding for users with training posts, plus the mean of the content
   vectors of all their posts (a cold-start user has only the content part);
 - GraphSAGE: one SAGEConv per edge type (HeteroConv, relations summed), over transposed sparse
-  CSR adjacency, each layer followed by LayerNorm, ReLU and dropout, added to its input;
+  CSR adjacency, each layer followed by LayerNorm, ReLU and (graph) dropout, added to its input;
 - fusion: the post's refined modality vectors and its user's vector, concatenated, a dense
   layer, then a dense layer with softmax over the hashtag vocabulary.
 
@@ -84,6 +84,7 @@ class MishonNetwork(nn.Module):
         self.fusion = nn.Linear(len(node_types) * d, d)
         self.output = nn.Linear(d, vocabulary_size)
         self.dropout = nn.Dropout(settings.dropout)
+        self.graph_dropout = nn.Dropout(settings.graph_dropout)
 
     def node_inputs(self, inputs: ModelInputs) -> dict[str, torch.Tensor]:
         """Initial node states: encoded modality vectors and user vectors."""
@@ -151,7 +152,7 @@ class MishonNetwork(nn.Module):
 
     def update(self, norm: nn.Module, state: torch.Tensor, messages: torch.Tensor) -> torch.Tensor:
         """A node's next state: its state plus the normalised, activated relation sum."""
-        return state + self.dropout(F.relu(norm(messages)))
+        return state + self.graph_dropout(F.relu(norm(messages)))
 
     def fuse(self, modality_states: list[torch.Tensor], user_states: torch.Tensor) -> torch.Tensor:
         """Fused post vectors from the refined modality vectors and the post's user vector."""

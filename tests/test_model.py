@@ -51,6 +51,20 @@ def test_csr_adjacency_gives_the_edge_index_result(aggr: str) -> None:
     torch.testing.assert_close(got, expected)
 
 
+def test_checkpointed_encoders_give_the_same_loss_and_gradients(planted: Path) -> None:
+    network, inputs, _, _ = train_model(planted, small_settings(epochs=1), None)
+    network.train(False)
+    positions = inputs.train_positions()
+    results = []
+    for above in (0, 10**12):  # recompute everything, then nothing
+        network.settings.checkpoint_above = above
+        network.settings.encode_chunk = 7
+        network.zero_grad()
+        network.loss(network.encode(inputs), inputs, positions, 64).backward()
+        results.append(network.encoders["textual"].score_proj.weight.grad.clone())
+    torch.testing.assert_close(results[0], results[1])
+
+
 def test_chunked_loss_matches_one_chunk(planted: Path) -> None:
     network, inputs, _, _ = train_model(planted, small_settings(epochs=1), None)
     network.train(False)

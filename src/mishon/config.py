@@ -302,6 +302,12 @@ class ModelSettings(Settings):
     encode_chunk: int = Field(
         8192, ge=1, description="posts per encoder chunk (bounds the [posts, L, D] activations)"
     )
+    checkpoint_above: int = Field(
+        2**29,
+        ge=0,
+        description="recompute encoder activations in backward for modalities with more unit "
+        "values (posts x L x D) than this; below, keep them (faster, 4 bytes each)",
+    )
 
 
 class TrainSettings(Settings):

@@ -113,15 +113,17 @@ class MishonNetwork(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Encoder output for all posts, a chunk at a time, in float32.
 
-        While training, each chunk's activations are recomputed in the backward pass instead of
-        kept, so memory holds the float16 units and the [N, d] outputs, not [N, L, *] tensors.
+        While training a large modality (`checkpoint_above`), each chunk's activations are
+        recomputed in the backward pass instead of kept, so memory holds the float16 units and
+        the [N, d] outputs, not [N, L, *] float32 tensors.
         """
         encoder = self.encoders[modality]
         chunk = self.settings.encode_chunk
+        recompute = torch.is_grad_enabled() and units.numel() > self.settings.checkpoint_above
         vectors, present = [], []
         for start in range(0, len(units), chunk):
             args = (units[start : start + chunk], mask[start : start + chunk])
-            if torch.is_grad_enabled():
+            if recompute:
                 v, p = checkpoint(_encode_chunk, encoder, *args, use_reentrant=False)
             else:
                 v, p = _encode_chunk(encoder, *args)

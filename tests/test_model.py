@@ -217,3 +217,30 @@ def test_mean_sage_conv_matches_sage_conv_with_gradients() -> None:
         grads.append((out.detach(), x_src.grad))
     torch.testing.assert_close(grads[1][0], grads[0][0])
     torch.testing.assert_close(grads[1][1], grads[0][1])
+
+
+def test_a_failing_variant_is_recorded_and_the_others_still_run(
+    planted: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mishon import experiments
+    from mishon.errors import MishonError
+
+    real = experiments.run_variant
+
+    def flaky(dataset, variant, seed, graph):  # type: ignore[no-untyped-def]
+        if variant.name == "product":
+            raise MishonError("the loss became nan at epoch 2")
+        return real(dataset, variant, seed, graph)
+
+    monkeypatch.setattr(experiments, "run_variant", flaky)
+    summary = experiments.run_experiment(
+        "aggregators", planted, small_settings(epochs=3), tmp_path / "agg", seeds=1
+    )
+    rows = {row["variant"]: row for row in summary["rows"]}
+    assert rows["product"]["failed"] == "the loss became nan at epoch 2"
+    assert rows["mean"]["all F1@5"]["mean"] >= 0.0
+    assert (
+        "| product | failed: the loss became nan at epoch 2 |"
+        in (tmp_path / "agg" / "aggregators.md").read_text()
+    )
+    assert not (tmp_path / "agg" / "variants" / "product-seed0.json").exists()

@@ -24,6 +24,7 @@ from typing import Any
 
 from mishon.config import EdgeSettings, RunSettings
 from mishon.data.store import atomic_path, write_json
+from mishon.errors import MishonError
 from mishon.evaluate.run import evaluate
 from mishon.graph.build import HeteroGraph, build_graph, default_split
 from mishon.train.run import MishonRecommender, train_model
@@ -151,7 +152,12 @@ def run_experiment(
             graphs.clear()  # one graph in memory at a time
             graphs[key] = build_graph(dataset, split, variant.settings.graph)
         report(f"[{number}/{total}] {variant.name}, seed {seed}: training")
-        result = run_variant(dataset, variant, seed, graphs[key])
+        try:
+            result = run_variant(dataset, variant, seed, graphs[key])
+        except MishonError as exc:  # e.g. a diverging aggregator: recorded, not fatal
+            report(f"[{number}/{total}] {variant.name}, seed {seed}: failed: {exc}")
+            results.append({"variant": variant.name, "seed": seed, "error": str(exc)})
+            continue  # not written: a rerun tries it again
         result["x"] = variant.x
         write_json(result, path)
         results.append(result)
@@ -180,12 +186,17 @@ def summarise(
 ) -> dict[str, Any]:
     rows = []
     for variant in variants:
-        mine = [r for r in results if r["variant"] == variant.name]
+        mine = [r for r in results if r["variant"] == variant.name and "error" not in r]
+        failed = [r for r in results if r["variant"] == variant.name and "error" in r]
+        if not mine:
+            rows.append({"variant": variant.name, "x": variant.x, "failed": failed[0]["error"]})
+            continue
         test = mine[0]["test"]
         row: dict[str, Any] = {
             "variant": variant.name,
             "x": variant.x,
             "seeds": [r["seed"] for r in mine],
+            "failed_seeds": [r["seed"] for r in failed],
             "valid F1@5": _mean_sd([r["valid"]["all"]["F1@5"] for r in mine]),
         }
         for subset in ("all", "warm", "cold"):
@@ -194,7 +205,9 @@ def summarise(
             for figure in FIGURES:
                 row[f"{subset} {figure}"] = _mean_sd([r["test"][subset][figure] for r in mine])
         rows.append(row)
-    first = results[0]["test"]
+    first = next((r["test"] for r in results if "test" in r), None)
+    if first is None:
+        raise MishonError(f"every variant of {name} failed: {results[0]['error']}")
     return {
         "experiment": name,
         "dataset": str(dataset),
@@ -228,6 +241,11 @@ def markdown_table(summary: dict[str, Any]) -> str:
         "|---|" + "---|" * len(columns),
     ]
     for row in summary["rows"]:
+        if "failed" in row:
+            lines.append(
+                f"| {row['variant']} | failed: {row['failed']} |" + " |" * (len(columns) - 1)
+            )
+            continue
         lines.append(
             f"| {row['variant']} | " + " | ".join(_cell(row.get(c)) for c in columns) + " |"
         )
@@ -241,7 +259,7 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = summary["rows"]
+    rows = [row for row in summary["rows"] if "failed" not in row]
     subsets = ["all"] + (["cold"] if summary["cases"]["cold"] else [])
     fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(rows)), 4.0))
     width = 0.8 / len(subsets)

@@ -314,7 +314,7 @@ class TrainSettings(Settings):
     """Full-batch training (`mishon train`): one Adam step per epoch over every training post."""
 
     epochs: int = Field(300, ge=1, description="most epochs (full-batch steps)")
-    lr: float = Field(0.01, gt=0.0, description="Adam learning rate")
+    lr: float = Field(0.003, gt=0.0, description="Adam learning rate")
     weight_decay: float = Field(0.0, ge=0.0, description="Adam L2 penalty")
     patience: int = Field(
         30, ge=1, description="stop after this many epochs without a better valid F1@K"

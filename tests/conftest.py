@@ -101,3 +101,27 @@ def tiny_extracted(
         ),
     )
     return dataset
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_extracted: Path) -> Path:
+    """A run trained for a few epochs on the extracted tiny corpus (random split).
+
+    Tests that write into a run (the service's records, uploads) copy it first.
+    """
+    from mishon.config import SplitSettings
+    from mishon.data.splits import make_split
+    from mishon.data.store import read_posts, write_split
+    from mishon.train.run import train_model
+
+    from .planted import small_settings
+
+    root = tmp_path_factory.mktemp("tiny-run")
+    dataset = root / "ds"
+    shutil.copytree(tiny_extracted, dataset)
+    assignment, meta = make_split(read_posts(dataset), SplitSettings(strategy="random"))
+    write_split(dataset, "random", assignment, meta)
+    settings = small_settings(epochs=5)
+    settings.graph.popular_min_posts = 1
+    train_model(dataset, settings, root / "run")
+    return root / "run"

@@ -17,14 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from mishon.config import ServeSettings, SplitSettings
-from mishon.data.splits import make_split
-from mishon.data.store import read_posts, write_split
+from mishon.config import ServeSettings
 from mishon.serve.app import create_app
 from mishon.serve.service import HashtagService
-from mishon.train.run import train_model
-
-from .planted import small_settings
 
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome")
 
@@ -53,19 +48,13 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, tiny_extracted: Path) -> Iterator[str]:
+def server(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path) -> Iterator[str]:
     import uvicorn
 
-    root = tmp_path_factory.mktemp("browser")
-    dataset = root / "ds"
-    shutil.copytree(tiny_extracted, dataset)
-    assignment, meta = make_split(read_posts(dataset), SplitSettings(strategy="random"))
-    write_split(dataset, "random", assignment, meta)
-    settings = small_settings(epochs=5)
-    settings.graph.popular_min_posts = 1
-    train_model(dataset, settings, root / "run")
+    run = tmp_path_factory.mktemp("browser") / "run"
+    shutil.copytree(tiny_run, run)
     port = free_port()
-    service = HashtagService(root / "run", ServeSettings(port=port))
+    service = HashtagService(run, ServeSettings(port=port))
     config = uvicorn.Config(create_app(service), host="127.0.0.1", port=port, log_level="warning")
     running = uvicorn.Server(config)
     thread = threading.Thread(target=running.run, daemon=True)

@@ -10,27 +10,16 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from mishon.config import ServeSettings, SplitSettings
-from mishon.data.splits import make_split
-from mishon.data.store import read_posts, write_split
+from mishon.config import ServeSettings
 from mishon.serve.app import create_app
 from mishon.serve.service import HashtagService
-from mishon.train.run import train_model
-
-from .planted import small_settings
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory, tiny_extracted: Path) -> HashtagService:
-    root = tmp_path_factory.mktemp("serve")
-    dataset = root / "ds"
-    shutil.copytree(tiny_extracted, dataset)
-    assignment, meta = make_split(read_posts(dataset), SplitSettings(strategy="random"))
-    write_split(dataset, "random", assignment, meta)
-    settings = small_settings(epochs=5)
-    settings.graph.popular_min_posts = 1
-    train_model(dataset, settings, root / "run")
-    return HashtagService(root / "run", ServeSettings(max_upload_mb=1.0))
+def service(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path) -> HashtagService:
+    run = tmp_path_factory.mktemp("serve") / "run"
+    shutil.copytree(tiny_run, run)
+    return HashtagService(run, ServeSettings(max_upload_mb=1.0))
 
 
 @pytest.fixture(scope="module")

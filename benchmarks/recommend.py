@@ -10,7 +10,11 @@ reasons).
 Part 2, end to end: one 3 s H.264/AAC clip with a caption through the offline extractors
 (decode, EfficientNet-Lite0, log-mel, MiniLM), timed by stage, plus part 1's median.
 
+Part 1 runs with one torch / faiss thread by default: a single query is too small to split,
+and with two threads a busy second core turns thread barriers into 100 ms stalls (measured).
+
 Usage: python benchmarks/recommend.py [--posts 200000] [--hashtags 15000] [--queries 300]
+                                      [--threads 1]
 """
 
 from __future__ import annotations
@@ -126,6 +130,7 @@ def in_process(args: argparse.Namespace) -> dict:
 
 
 def end_to_end(repeats: int) -> dict:
+    torch.set_num_threads(2)  # the extractors do share out a batch of frames
     from mishon.media.encode import write_clip
     from mishon.recommend.featurize import PostFeaturizer
 
@@ -171,7 +176,17 @@ def main() -> None:
     parser.add_argument("--hashtags", type=int, default=15_000)
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=5, help="end-to-end clips")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch and faiss threads for part 1 (one query is too small to share out)",
+    )
     args = parser.parse_args()
+    import faiss
+
+    torch.set_num_threads(args.threads)
+    faiss.omp_set_num_threads(args.threads)
     part1 = in_process(args)
     print(json.dumps({"in_process": part1}, indent=2), flush=True)
     part2 = end_to_end(args.repeats)

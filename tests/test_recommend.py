@@ -124,3 +124,13 @@ def test_post_index_ivf_probing_every_list_equals_exact_search() -> None:
         assert set(a.tolist()) == set(b.tolist()) and present[a].all()
         assert (sa >= 0.1).all()
         np.testing.assert_allclose(np.sort(sa), np.sort(sb), rtol=1e-5)
+
+
+def test_imported_features_cannot_be_extracted_for_a_new_post(
+    trained: InductiveRecommender,
+) -> None:
+    from mishon.errors import MishonError
+    from mishon.recommend.featurize import PostFeaturizer
+
+    with pytest.raises(MishonError, match="imported vectors"):
+        PostFeaturizer(trained.run.data.dataset, ["textual"])

@@ -33,14 +33,12 @@ class PostFeaturizer:
             if manifest is None:
                 raise MishonError(f"{dataset} has no {modality} feature store")
             name = manifest["extractor"]
-            model = None
-            if name not in OFFLINE:
-                model = manifest["model_id"]
             if name == "imported":
                 raise MishonError(
                     f"the {modality} features of {dataset} were imported vectors: a new post's "
                     "features must be given, not extracted"
                 )
+            model = None if name in OFFLINE else manifest["model_id"]
             spec = ExtractorSettings(name=name, model=model, units=manifest["units"])
             self.extractors[modality] = create_extractor(
                 Modality(modality), spec, ExtractSettings(device=device)

@@ -78,7 +78,7 @@ def synthetic_run(posts: int, users: int, hashtags: int) -> tuple[TrainedRun, di
         num_nodes={},
         edges={},
         post_ids=frame["post_id"].tolist(),
-        user_ids=[],
+        user_ids=[f"u{u}" for u in range(users)],
         post_user=post_user,
         post_split=frame["split"].to_numpy(),
         meta={"influence": {"popular": popular}, "knn_method": {}},
@@ -131,30 +131,24 @@ def in_process(args: argparse.Namespace) -> dict:
 
 def end_to_end(repeats: int) -> dict:
     torch.set_num_threads(2)  # the extractors do share out a batch of frames
+    from mishon.config import ExtractorSettings, ExtractSettings
+    from mishon.features.base import Modality
+    from mishon.features.registry import create_extractor
     from mishon.media.encode import write_clip
     from mishon.recommend.featurize import PostFeaturizer
 
-    class OfflineFeaturizer(PostFeaturizer):  # the offline extractors, without a dataset
-        def __init__(self) -> None:
-            from mishon.config import ExtractorSettings, ExtractSettings
-            from mishon.features.base import Modality
-            from mishon.features.extract import DecodeRequest
-            from mishon.features.registry import create_extractor
-
-            specs = {"visual": ("efficientnet-lite0", 8), "acoustic": ("logmel", 8)}
-            specs["textual"] = ("minilm", 32)
-            self.extractors = {
-                m: create_extractor(
-                    Modality(m), ExtractorSettings(name=n, units=u), ExtractSettings()
-                )
-                for m, (n, u) in specs.items()
-            }
-            self.request = DecodeRequest(8, 224, 16000, 60.0)
+    specs = {"visual": ("efficientnet-lite0", 8), "acoustic": ("logmel", 8)}
+    specs["textual"] = ("minilm", 32)
+    featurizer = PostFeaturizer(  # the offline extractors, without a dataset
+        {
+            m: create_extractor(Modality(m), ExtractorSettings(name=n, units=u), ExtractSettings())
+            for m, (n, u) in specs.items()
+        }
+    )
 
     rng = np.random.default_rng(3)
     frames = rng.integers(0, 255, size=(75, 240, 320, 3), dtype=np.uint8)
     audio = (0.1 * np.sin(np.linspace(0, 3 * 440 * 2 * np.pi, 48000))).astype(np.float32)
-    featurizer = OfflineFeaturizer()
     with tempfile.TemporaryDirectory() as folder:
         clip = Path(folder) / "clip.mp4"
         write_clip(clip, frames, 25, audio)

@@ -133,4 +133,4 @@ def test_imported_features_cannot_be_extracted_for_a_new_post(
     from mishon.recommend.featurize import PostFeaturizer
 
     with pytest.raises(MishonError, match="imported vectors"):
-        PostFeaturizer(trained.run.data.dataset, ["textual"])
+        PostFeaturizer.for_dataset(trained.run.data.dataset, ["textual"])

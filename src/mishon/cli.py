@@ -815,9 +815,11 @@ def evaluate_run(
     from mishon.train.run import MishonRecommender, load_run
 
     _check_part(part)
-    names = _baseline_names(None if baselines == "all" else baselines, BASELINE_NAMES)
-    if baselines is None:
-        names = []
+    names = (
+        []
+        if baselines is None
+        else _baseline_names(None if baselines == "all" else baselines, BASELINE_NAMES)
+    )
     with err_console.status("loading the run"):
         loaded = load_run(run, dataset)
     data = loaded.data
@@ -870,7 +872,9 @@ def recommend(
         raise MishonError(f"video {video} does not exist")
     with err_console.status("loading the run"):
         recommender = InductiveRecommender(load_run(run, dataset))
-        featurizer = PostFeaturizer(recommender.run.data.dataset, recommender.network.modalities)
+        featurizer = PostFeaturizer.for_dataset(
+            recommender.run.data.dataset, recommender.network.modalities
+        )
     with err_console.status("extracting features and ranking"):
         units, timings, notes = featurizer.featurize(video, caption)
         result = recommender.recommend(NewPost(units, user), k)

@@ -37,6 +37,18 @@ class DecodeRequest:
     sample_rate: int | None
     max_audio_s: float
 
+    @classmethod
+    def for_extractors(
+        cls, visual: Extractor | None, acoustic: Extractor | None, max_audio_s: float
+    ) -> DecodeRequest:
+        """What the given visual and acoustic extractors need (None: that modality is off)."""
+        return cls(
+            frames=visual.units if visual else 0,
+            frame_size=getattr(visual, "frame_size", 0) if visual else 0,
+            sample_rate=getattr(acoustic, "sample_rate", 16000) if acoustic else None,
+            max_audio_s=max_audio_s,
+        )
+
 
 @dataclass
 class DecodedPost:
@@ -214,13 +226,8 @@ def extract_features(
     for m, e in active.items():
         report.modalities[m] = ModalityReport(e.name, e.units, e.dim)
 
-    visual = active.get(Modality.VISUAL)
-    acoustic = active.get(Modality.ACOUSTIC)
-    request = DecodeRequest(
-        frames=visual.units if visual else 0,
-        frame_size=getattr(visual, "frame_size", 0) if visual else 0,
-        sample_rate=getattr(acoustic, "sample_rate", 16000) if acoustic else None,
-        max_audio_s=settings.max_audio_s,
+    request = DecodeRequest.for_extractors(
+        active.get(Modality.VISUAL), active.get(Modality.ACOUSTIC), settings.max_audio_s
     )
     batches = [
         range(s, min(s + settings.batch_size, len(posts)))

@@ -24,10 +24,20 @@ OFFLINE = {"efficientnet-lite0", "logmel", "minilm"}  # no weights option to pas
 
 
 class PostFeaturizer:
-    """Extractors for `modalities` as the dataset's stores were made; `featurize` runs them."""
+    """Runs extractors (one per modality) on one post; `for_dataset` matches a dataset's."""
 
-    def __init__(self, dataset: Path, modalities: list[str], device: str = "cpu") -> None:
-        self.extractors: dict[str, Extractor] = {}
+    def __init__(self, extractors: dict[str, Extractor], max_audio_s: float = 60.0) -> None:
+        self.extractors = extractors
+        self.request = DecodeRequest.for_extractors(
+            extractors.get("visual"), extractors.get("acoustic"), max_audio_s
+        )
+
+    @classmethod
+    def for_dataset(
+        cls, dataset: Path, modalities: list[str], device: str = "cpu"
+    ) -> PostFeaturizer:
+        """The extractors, unit counts and weights that made the dataset's feature stores."""
+        extractors: dict[str, Extractor] = {}
         for modality in modalities:
             manifest = read_store_manifest(modality_dir(dataset, modality))
             if manifest is None:
@@ -40,17 +50,10 @@ class PostFeaturizer:
                 )
             model = None if name in OFFLINE else manifest["model_id"]
             spec = ExtractorSettings(name=name, model=model, units=manifest["units"])
-            self.extractors[modality] = create_extractor(
+            extractors[modality] = create_extractor(
                 Modality(modality), spec, ExtractSettings(device=device)
             )
-        visual = self.extractors.get("visual")
-        acoustic = self.extractors.get("acoustic")
-        self.request = DecodeRequest(
-            frames=visual.units if visual else 0,
-            frame_size=getattr(visual, "frame_size", 0) if visual else 0,
-            sample_rate=getattr(acoustic, "sample_rate", 16000) if acoustic else None,
-            max_audio_s=60.0,
-        )
+        return cls(extractors)
 
     def featurize(
         self, video: Path | None, caption: str | None

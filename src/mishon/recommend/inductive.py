@@ -97,7 +97,7 @@ class InductiveRecommender:
             for tags, is_train in zip(data.posts["hashtags"], train, strict=True)
         ]
         graph_settings = run.settings.graph
-        self.user_ids = list(dict.fromkeys(data.posts["user_id"].astype(str)))
+        self.user_ids = run.graph.user_ids
         self.user_index = {u: i for i, u in enumerate(self.user_ids)}
         post_user = inputs.post_user.numpy()
         self.user_history: dict[int, dict[str, int]] = {}
@@ -105,8 +105,9 @@ class InductiveRecommender:
             history = self.user_history.setdefault(int(post_user[position]), {})
             for tag in self.train_hashtags[position]:
                 history[tag] = history.get(tag, 0) + 1
-        # pooled vectors of the graph posts, to find a new post's neighbours
-        self.pooled: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        # the graph posts' pooled vectors, indexed to find a new post's neighbours; the centre
+        # places a new post's vector like theirs
+        self.centres: dict[str, np.ndarray] = {}
         self.indexes: dict[str, PostIndex] = {}
         popular_profiles = []
         knn_meta = run.graph.meta.get("knn_method", {})
@@ -116,7 +117,7 @@ class InductiveRecommender:
             else:
                 store = FeatureStore.open(modality_dir(data.dataset, modality))
                 vectors, present, centre = pooled_vectors_and_centre(store, data.rows)
-            self.pooled[modality] = (vectors, present, centre)
+            self.centres[modality] = centre
             self.indexes[modality] = PostIndex(
                 vectors,
                 present,
@@ -261,7 +262,7 @@ class InductiveRecommender:
         profiles = []
         for modality in self.network.modalities:
             units, mask = post.units.get(modality, (None, None))
-            _, _, centre = self.pooled[modality]
+            centre = self.centres[modality]
             vector = None if units is None else pool_units(np.asarray(units), mask, centre)
             profiles.append(vector)
             if vector is None:
@@ -283,10 +284,10 @@ class InductiveRecommender:
         linked: list[Neighbour] = []
         if not known:
             links, linked = self._link_new_user(profiles)
-        probabilities = self.scores_for(initial, neighbours, user if known else None, links)
+        probabilities = self.scores_for(initial, neighbours, user, links)
         top = self._top(probabilities, k)
         found.sort(key=lambda n: -n.similarity)
-        reasons = self._reasons(top, found, user if known else None, linked)
+        reasons = self._reasons(top, found, user, linked)
         return Recommendation(top, known, found[: explain * 2] + linked, reasons)
 
     def _link_new_user(

@@ -37,7 +37,7 @@ class HashtagService:
         self.settings = settings
         loaded = load_run(run, dataset)
         self.recommender = InductiveRecommender(loaded)
-        self.featurizer = PostFeaturizer(loaded.data.dataset, loaded.network.modalities)
+        self.featurizer = PostFeaturizer.for_dataset(loaded.data.dataset, loaded.network.modalities)
         self.records = PostRecords(run / RECORDS)
         self._model_lock = threading.Lock()  # torch modules and extractors: one post at a time
 
@@ -61,7 +61,8 @@ class HashtagService:
             clock = time.perf_counter()
             result = self.recommender.recommend(NewPost(units, user_id), k + CANDIDATES)
             timings["graph_and_model_s"] = time.perf_counter() - clock
-        history = _distribution(self.records.user_counts(user_id)) if user_id else {}
+        user_recorded = self.records.user_counts(user_id) if user_id else Counter()
+        history = _distribution(user_recorded)
         recent = _distribution(self.records.recent_counts())
         w_history = self.settings.history_weight if history else 0.0
         w_recent = self.settings.popularity_weight if recent else 0.0
@@ -75,7 +76,6 @@ class HashtagService:
             for t in candidates
         }
         top = sorted(scored.items(), key=lambda item: (-item[1], item[0]))[:k]
-        user_recorded = self.records.user_counts(user_id) if user_id else Counter()
         hashtags = []
         for tag, score in top:
             reasons = list(result.reasons.get(tag, []))

@@ -32,7 +32,15 @@ from mishon.graph.build import HeteroGraph, build_graph, default_split
 from mishon.graph.io import METADATA, load_graph, save_graph
 from mishon.model.inputs import ModelInputs, Vocabulary, build_inputs
 from mishon.model.network import MishonNetwork
-from mishon.train.trainer import BEST_WEIGHTS, STATE, ProgressFn, Trainer, TrainState, top_k
+from mishon.train.trainer import (
+    BEST_WEIGHTS,
+    STATE,
+    ProgressFn,
+    Trainer,
+    TrainState,
+    encode_eval,
+    top_k,
+)
 
 RUN_FILE = "run.json"
 VOCABULARY = "vocabulary.json"
@@ -182,8 +190,6 @@ class MishonRecommender:
     """A trained network behind the baselines' Recommender interface."""
 
     def __init__(self, network: MishonNetwork, inputs: ModelInputs, name: str = "MISHON") -> None:
-        from mishon.train.trainer import encode_eval
-
         self.name = name
         self.network = network
         self.tags = inputs.vocabulary.tags

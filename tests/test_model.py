@@ -15,6 +15,7 @@ from mishon.cli import app
 from mishon.evaluate.compare import fit_baseline
 from mishon.evaluate.run import evaluate
 from mishon.model.inputs import Targets, Vocabulary, adjacency
+from mishon.model.loss import linear_cross_entropy
 from mishon.train.run import MishonRecommender, load_run, train_model
 
 from .planted import planted_dataset, small_settings
@@ -80,6 +81,32 @@ def test_chunked_loss_matches_one_chunk(planted: Path) -> None:
     torch.testing.assert_close(grads[0], grads[1])
 
 
+@pytest.mark.parametrize("chunk", [3, 64])
+def test_fused_cross_entropy_equals_log_softmax_in_value_and_gradients(chunk: int) -> None:
+    generator = torch.Generator().manual_seed(0)
+    vectors = torch.randn(10, 6, generator=generator, dtype=torch.float64)
+    weight = torch.randn(9, 6, generator=generator, dtype=torch.float64)
+    bias = torch.randn(9, generator=generator, dtype=torch.float64)
+    # post 4 has no target, post 7 a target distribution summing to 0.5 (mass enters the grad)
+    row = torch.tensor([0, 0, 1, 2, 3, 5, 5, 5, 6, 7, 8, 9])
+    column = torch.tensor([1, 4, 0, 8, 2, 3, 4, 5, 8, 6, 0, 7])
+    target = torch.tensor([0.5, 0.5, 1, 1, 1, 0.2, 0.3, 0.5, 1, 0.5, 1, 1], dtype=torch.float64)
+    leaves = [t.clone().requires_grad_() for t in (vectors, weight, bias)]
+    fused = linear_cross_entropy(*leaves, (row, column, target), chunk)
+    (2 * fused).backward()
+    plain = [t.clone().requires_grad_() for t in (vectors, weight, bias)]
+    log_probs = torch.log_softmax(plain[0] @ plain[1].t() + plain[2], dim=1)
+    expected = -(log_probs[row, column] * target).sum()
+    (2 * expected).backward()
+    torch.testing.assert_close(fused, expected)
+    for ours, theirs in zip(leaves, plain, strict=True):
+        torch.testing.assert_close(ours.grad, theirs.grad)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            linear_cross_entropy(vectors, weight, bias, (row, column, target), chunk), expected
+        )
+
+
 def test_training_beats_popularity_on_a_planted_dataset(planted: Path) -> None:
     network, inputs, data, state = train_model(planted, small_settings(), None)
     mishon = evaluate(MishonRecommender(network, inputs), data)
@@ -88,6 +115,50 @@ def test_training_beats_popularity_on_a_planted_dataset(planted: Path) -> None:
     assert mishon["all"]["F1@3"] > popularity["all"]["F1@3"] + 0.2
     # the personal tag needs the user, the topic tag the content: both should be found
     assert mishon["all"]["R@3"] > 0.8
+
+
+def test_hashtag_inputs_hide_each_loss_posts_own_hashtags(planted: Path) -> None:
+    from mishon.train.trainer import label_split
+
+    network, inputs, _, _ = train_model(planted, small_settings(epochs=1), None)
+    network.eval()
+    assert network.uses_hashtag_inputs
+    positions = inputs.train_positions()
+    torch.manual_seed(3)
+    scale, loss_positions = label_split(network, positions, inputs.num_posts)
+    shown = torch.nonzero(scale).flatten()
+    # every training post is either shown (weighted 1 / rate) or a loss post, never both
+    assert sorted(shown.tolist() + loss_positions.tolist()) == sorted(positions.tolist())
+    assert torch.all(scale[shown] == 1 / network.settings.label_rate)
+    with torch.no_grad():
+        before = network.encode(inputs, scale)
+        # another hashtag for a loss post changes nothing of its own prediction
+        post = int(loss_positions[0])
+        first = int(inputs.targets.indptr[post])
+        original = inputs.targets.indices[first].item()
+        inputs.targets.indices[first] = (original + 1) % len(inputs.vocabulary)
+        after = network.encode(inputs, scale)
+        # ... while a shown post's hashtags do reach the graph
+        shown_post = int(shown[0])
+        shown_first = int(inputs.targets.indptr[shown_post])
+        inputs.targets.indices[first] = original
+        inputs.targets.indices[shown_first] += 1
+        changed = network.encode(inputs, scale)
+        inputs.targets.indices[shown_first] -= 1
+    torch.testing.assert_close(after, before)
+    assert not torch.allclose(changed[shown_post], before[shown_post])
+
+
+def test_without_hashtag_inputs_every_training_post_is_a_loss_post(planted: Path) -> None:
+    from mishon.train.trainer import label_split
+
+    settings = small_settings(epochs=1)
+    settings.model.label_inputs = False
+    network, inputs, _, _ = train_model(planted, settings, None)
+    assert network.hashtag_embedding is None
+    scale, loss_positions = label_split(network, inputs.train_positions(), inputs.num_posts)
+    assert scale is None
+    assert torch.equal(loss_positions, inputs.train_positions())
 
 
 @pytest.mark.parametrize("aggregator", ["max", "product"])
@@ -166,6 +237,7 @@ def test_experiment_writes_tables_and_plot_and_skips_finished_work(
     summary = json.loads((out / "ablation.json").read_text())
     assert [row["variant"] for row in summary["rows"]] == [
         "MISHON",
+        "no hashtag inputs (paper)",
         "no attention",
         "no graph (content-only)",
         "no user-user edges",
@@ -175,7 +247,7 @@ def test_experiment_writes_tables_and_plot_and_skips_finished_work(
     assert (out / "ablation.png").read_bytes()[:4] == b"\x89PNG"
     assert "| MISHON |" in (out / "ablation.md").read_text()
     finished = sorted((out / "variants").iterdir())
-    assert len(finished) == 10
+    assert len(finished) == 12
     stamps = [p.stat().st_mtime_ns for p in finished]
     result = CliRunner().invoke(app, [*args, "--seeds", "2"])
     assert result.exit_code == 0, result.output
@@ -201,22 +273,28 @@ def test_content_only_baseline_trains_without_edges(planted: Path) -> None:
     assert result["all"]["F1@3"] > evaluate(fit_baseline("popularity", data), data)["all"]["F1@3"]
 
 
-def test_mean_sage_conv_matches_sage_conv_with_gradients() -> None:
+@pytest.mark.parametrize("sources", [6, 3])  # 3 < 5 destinations: transformed first
+def test_mean_sage_conv_matches_sage_conv_with_gradients(sources: int) -> None:
     from mishon.model.sparse import MeanSAGEConv
 
     torch.manual_seed(0)
+    # destination 3 has no neighbour
     index = np.array([[0, 1, 2, 3, 5, 5, 0], [1, 1, 4, 0, 0, 2, 4]])
+    index[0] %= sources
+    index = np.unique(index, axis=1)
     reference, fast = SAGEConv((4, 4), 3, aggr="mean"), MeanSAGEConv(4, 3)
     fast.load_state_dict(reference.state_dict())
-    grads = []
-    for conv, edges in ((reference, torch.from_numpy(index)), (fast, adjacency(index, 6, 5))):
-        x_src = torch.randn(6, 4, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    results = []
+    for conv, edges in ((reference, torch.from_numpy(index)), (fast, adjacency(index, sources, 5))):
+        x_src = torch.randn(
+            sources, 4, generator=torch.Generator().manual_seed(1), requires_grad=True
+        )
         x_dst = torch.randn(5, 4, generator=torch.Generator().manual_seed(2))
         out = conv((x_src, x_dst), edges)
         (out * torch.arange(15.0).view(5, 3)).sum().backward()
-        grads.append((out.detach(), x_src.grad))
-    torch.testing.assert_close(grads[1][0], grads[0][0])
-    torch.testing.assert_close(grads[1][1], grads[0][1])
+        results.append((out.detach(), x_src.grad, conv.lin_l.weight.grad, conv.lin_l.bias.grad))
+    for ours, theirs in zip(results[1], results[0], strict=True):
+        torch.testing.assert_close(ours, theirs)
 
 
 def test_a_failing_variant_is_recorded_and_the_others_still_run(

@@ -292,6 +292,18 @@ class ModelSettings(Settings):
     user_user_edges: bool = Field(True, description="keep user-user edges (Jaccard + cold links)")
     modality_edges: bool = Field(True, description="keep modality-modality kNN edges")
     user_embedding: bool = Field(True, description="learned embedding for users seen in training")
+    label_inputs: bool = Field(
+        True,
+        description="training posts' hashtags as inputs of their modality nodes, so the graph "
+        "carries them to neighbours and users (hidden on each epoch's loss posts)",
+    )
+    label_rate: float = Field(
+        0.5,
+        gt=0.0,
+        lt=1.0,
+        description="share of training posts whose hashtags are inputs in a training epoch; "
+        "the rest are that epoch's loss posts",
+    )
     dropout: float = Field(0.2, ge=0.0, lt=1.0, description="dropout on the fused post vector")
     graph_dropout: float = Field(
         0.0, ge=0.0, lt=1.0, description="dropout on each GraphSAGE layer's messages"
@@ -303,7 +315,7 @@ class ModelSettings(Settings):
         8192, ge=1, description="posts per encoder chunk (bounds the [posts, L, D] activations)"
     )
     checkpoint_above: int = Field(
-        2**29,
+        2**27,
         ge=0,
         description="recompute encoder activations in backward for modalities with more unit "
         "values (posts x L x D) than this; below, keep them (faster, 4 bytes each)",

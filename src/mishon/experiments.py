@@ -5,8 +5,8 @@ Each experiment is a list of variants of one base RunSettings. Every variant is 
 each (variant, seed) result is written as soon as it exists, so a rerun skips finished work.
 The summary gives mean and standard deviation over seeds, as JSON, a Markdown table and a PNG.
 
-- ablation: full MISHON, no attention, no graph (content-only), no user-user edges,
-  no modality-modality edges;
+- ablation: full MISHON, no hashtag inputs (the paper's model), no attention, no graph
+  (content-only), no user-user edges, no modality-modality edges;
 - aggregators: mean, max, min, sum, product;
 - thresholds: modality-edge similarity thresholds, and neighbours k;
 - coldstart: social-influence linking vs no linking vs content-only, on cold-start users
@@ -54,6 +54,7 @@ def _with(base: RunSettings, model: dict[str, Any] | None = None, graph: Any = N
 def ablation(base: RunSettings) -> list[Variant]:
     return [
         Variant("MISHON", base),
+        Variant("no hashtag inputs (paper)", _with(base, {"label_inputs": False})),
         Variant("no attention", _with(base, {"attention": False})),
         Variant("no graph (content-only)", _with(base, {"graph": False})),
         Variant("no user-user edges", _with(base, {"user_user_edges": False})),
@@ -89,6 +90,7 @@ def coldstart(base: RunSettings) -> list[Variant]:
     return [
         Variant("MISHON, social-influence linking", base),
         Variant("MISHON, no linking", _with(base, graph=unlinked)),
+        Variant("MISHON without hashtag inputs, linking", _with(base, {"label_inputs": False})),
         Variant("content-only", _with(base, {"graph": False})),
     ]
 

@@ -115,6 +115,10 @@ class Targets:
         weights = torch.repeat_interleave(1.0 / sizes.clamp_min(1), pointer[1:] - pointer[:-1])
         return cls(pointer, torch.tensor(indices, dtype=torch.int64), weights)
 
+    def sizes(self) -> torch.Tensor:
+        """Number of targets of each post."""
+        return self.indptr[1:] - self.indptr[:-1]
+
     def has_target(self) -> torch.Tensor:
         return self.indptr[1:] > self.indptr[:-1]
 

@@ -4,6 +4,11 @@
   units arrive standardised: `inputs.normalise_units`);
 - user input: a learned embedding for users with training posts, plus the mean of the content
   vectors of all their posts (a cold-start user has only the content part);
+- hashtag inputs (beyond the paper, `label_inputs`): a training post's modality nodes also get
+  the mean embedding of its hashtags, so GraphSAGE carries known hashtags to similar posts,
+  to their users and over social links. While training, each epoch shows the hashtags of a
+  random `label_rate` share of the training posts (scaled by 1 / label_rate, as dropout does)
+  and takes the loss on the others only, so no post ever sees its own hashtags;
 - GraphSAGE: one SAGEConv per edge type (HeteroConv, relations summed), over transposed sparse
   CSR adjacency, each layer followed by LayerNorm, ReLU and (graph) dropout, added to its input;
 - fusion: the post's refined modality vectors and its user's vector, concatenated, a dense
@@ -24,6 +29,7 @@ from torch_geometric.nn import HeteroConv, SAGEConv
 from mishon.config import ModelSettings
 from mishon.model.attention import MeanPooling, ModalityAttention
 from mishon.model.inputs import EdgeType, ModelInputs
+from mishon.model.loss import linear_cross_entropy
 from mishon.model.sparse import MeanSAGEConv
 
 PYG_AGGREGATOR = {"mean": "mean", "max": "max", "min": "min", "sum": "sum", "product": "mul"}
@@ -71,6 +77,12 @@ class MishonNetwork(nn.Module):
         if self.user_embedding is not None:
             nn.init.normal_(self.user_embedding.weight, std=0.1)
         self.edge_types = kept_edge_types(edge_types, settings) if settings.graph else []
+        # without edges a post's hashtag input reaches only its own (hidden) node: left out
+        self.hashtag_embedding = (
+            nn.Embedding(vocabulary_size, d) if settings.label_inputs and self.edge_types else None
+        )
+        if self.hashtag_embedding is not None:
+            nn.init.normal_(self.hashtag_embedding.weight, std=0.1)
         node_types = ["user", *self.modalities]
         self.convs = nn.ModuleList()
         self.norms = nn.ModuleList()
@@ -86,8 +98,18 @@ class MishonNetwork(nn.Module):
         self.dropout = nn.Dropout(settings.dropout)
         self.graph_dropout = nn.Dropout(settings.graph_dropout)
 
-    def node_inputs(self, inputs: ModelInputs) -> dict[str, torch.Tensor]:
-        """Initial node states: encoded modality vectors and user vectors."""
+    @property
+    def uses_hashtag_inputs(self) -> bool:
+        return self.hashtag_embedding is not None
+
+    def node_inputs(
+        self, inputs: ModelInputs, label_scale: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Initial node states: encoded modality vectors (plus hashtag inputs) and user vectors.
+
+        `label_scale` [N] weighs each post's hashtag input (0 hides it); None shows every
+        training post's hashtags, as at evaluation and recommendation.
+        """
         states: dict[str, torch.Tensor] = {}
         content = torch.zeros(inputs.num_posts, self.settings.hidden)
         present_count = torch.zeros(inputs.num_posts, 1)
@@ -106,7 +128,25 @@ class MishonNetwork(nn.Module):
         if self.user_embedding is not None:
             user = user + self.user_embedding.weight * inputs.user_trained[:, None].float()
         states["user"] = user
+        if self.hashtag_embedding is not None:
+            hashtags = self.hashtag_inputs(inputs, label_scale)
+            for m in self.modalities:
+                states[m] = states[m] + hashtags
         return states
+
+    def hashtag_inputs(self, inputs: ModelInputs, label_scale: torch.Tensor | None) -> torch.Tensor:
+        """[N, d]: each post's target-weighted hashtag embeddings, times its `label_scale`."""
+        targets = inputs.targets
+        weights = targets.weights
+        if label_scale is not None:
+            weights = weights * torch.repeat_interleave(label_scale, targets.sizes())
+        return F.embedding_bag(
+            targets.indices,
+            self.hashtag_embedding.weight,
+            targets.indptr[:-1],
+            mode="sum",
+            per_sample_weights=weights,
+        )
 
     def encode_modality(
         self, modality: str, units: torch.Tensor, mask: torch.Tensor
@@ -153,17 +193,41 @@ class MishonNetwork(nn.Module):
         return layers
 
     def update(self, norm: nn.Module, state: torch.Tensor, messages: torch.Tensor) -> torch.Tensor:
-        """A node's next state: its state plus the normalised, activated relation sum."""
-        return state + self.graph_dropout(F.relu(norm(messages)))
+        """A node's next state: its state plus the normalised, activated relation sum.
 
-    def fuse(self, modality_states: list[torch.Tensor], user_states: torch.Tensor) -> torch.Tensor:
-        """Fused post vectors from the refined modality vectors and the post's user vector."""
-        return self.dropout(F.relu(self.fusion(torch.cat([*modality_states, user_states], dim=1))))
+        While training, the normalisation and activation are recomputed in backward: only the
+        relation sum is kept, not also its normalised and activated copies.
+        """
+        if torch.is_grad_enabled() and messages.requires_grad:
+            activated = checkpoint(_norm_relu, norm, messages, use_reentrant=False)
+        else:
+            activated = _norm_relu(norm, messages)
+        return state + self.graph_dropout(activated)
 
-    def encode(self, inputs: ModelInputs) -> torch.Tensor:
-        """Fused vectors [N, d] of every post of the graph."""
-        states = self.propagate(self.node_inputs(inputs), inputs)
-        return self.fuse([states[m] for m in self.modalities], states["user"][inputs.post_user])
+    def fuse(
+        self,
+        modality_states: list[torch.Tensor],
+        user_states: torch.Tensor,
+        post_user: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Fused post vectors from the refined modality vectors and the post's user vector.
+
+        The dense layer over [modalities..., user] is applied block by block: no concatenated
+        [N, 4d] copy, and the user block is computed once per user, then gathered by
+        `post_user` (when None, `user_states` has one row per post).
+        """
+        blocks = self.fusion.weight.split(self.settings.hidden, dim=1)
+        fused = F.linear(user_states, blocks[-1], self.fusion.bias)
+        if post_user is not None:
+            fused = fused[post_user]
+        for states, block in zip(modality_states, blocks[:-1], strict=True):
+            fused = fused + F.linear(states, block)
+        return self.dropout(F.relu(fused))
+
+    def encode(self, inputs: ModelInputs, label_scale: torch.Tensor | None = None) -> torch.Tensor:
+        """Fused vectors [N, d] of every post of the graph (`label_scale`: see node_inputs)."""
+        states = self.propagate(self.node_inputs(inputs, label_scale), inputs)
+        return self.fuse([states[m] for m in self.modalities], states["user"], inputs.post_user)
 
     def scores(self, fused: torch.Tensor) -> torch.Tensor:
         """Logits [rows, V] over the vocabulary (softmax gives the hashtag distribution)."""
@@ -174,23 +238,21 @@ class MishonNetwork(nn.Module):
     ) -> torch.Tensor:
         """Mean cross-entropy of `positions` against their target distributions.
 
-        The [posts, V] logits exist one chunk at a time: each chunk's are recomputed in the
-        backward pass (activation checkpointing) instead of being kept.
+        The [posts, V] logits exist one chunk of `chunk` posts at a time
+        (`loss.linear_cross_entropy`).
         """
-        total = fused.new_zeros(())
-        for start in range(0, len(positions), chunk):
-            block = positions[start : start + chunk]
-            row, column, weight = inputs.targets.rows(block)
-            total = total + checkpoint(
-                self._chunk_loss, fused[block], row, column, weight, use_reentrant=False
-            )
+        total = linear_cross_entropy(
+            fused[positions],
+            self.output.weight,
+            self.output.bias,
+            inputs.targets.rows(positions),
+            chunk,
+        )
         return total / max(len(positions), 1)
 
-    def _chunk_loss(
-        self, fused: torch.Tensor, row: torch.Tensor, column: torch.Tensor, weight: torch.Tensor
-    ) -> torch.Tensor:
-        log_probs = torch.log_softmax(self.scores(fused), dim=1)
-        return -(log_probs[row, column] * weight).sum()
+
+def _norm_relu(norm: nn.Module, messages: torch.Tensor) -> torch.Tensor:
+    return F.relu(norm(messages))
 
 
 def _encode_chunk(

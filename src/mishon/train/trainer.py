@@ -89,6 +89,26 @@ def validation_metrics(
     return {"f1": m[f"F1@{k}"], "recall": m[f"R@{k}"], "ndcg": m[f"NDCG@{k}"]}
 
 
+def label_split(
+    network: MishonNetwork, positions: torch.Tensor, num_posts: int
+) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """One epoch's hashtag-input weights [num_posts] and loss posts, drawn from `positions`.
+
+    A random `label_rate` share of the training posts shows its hashtags, scaled by
+    1 / label_rate so that a neighbour mean matches evaluation's, where all show; the others
+    hide theirs and are the loss posts. Without hashtag inputs: (None, all of `positions`).
+    """
+    if not network.uses_hashtag_inputs:
+        return None, positions
+    rate = network.settings.label_rate
+    shown = torch.rand(len(positions)) < rate
+    if shown.all():  # a tiny training set: keep at least one loss post
+        shown[0] = False
+    scale = torch.zeros(num_posts)
+    scale[positions[shown]] = 1.0 / rate
+    return scale, positions[~shown]
+
+
 class Trainer:
     """Trains `network` on `inputs`; selects on the validation posts of `data`."""
 
@@ -136,8 +156,11 @@ class Trainer:
             started = time.perf_counter()
             self.network.train()
             self.optimizer.zero_grad(set_to_none=True)
-            fused = self.network.encode(self.inputs)
-            loss = self.network.loss(fused, self.inputs, self.positions, s.loss_chunk)
+            label_scale, loss_positions = label_split(
+                self.network, self.positions, self.inputs.num_posts
+            )
+            fused = self.network.encode(self.inputs, label_scale)
+            loss = self.network.loss(fused, self.inputs, loss_positions, s.loss_chunk)
             if not torch.isfinite(loss):
                 raise MishonError(f"the loss became {loss.item()} at epoch {state.epoch + 1}")
             loss.backward()

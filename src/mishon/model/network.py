@@ -73,16 +73,19 @@ class MishonNetwork(nn.Module):
                 for m, dim in unit_dims.items()
             }
         )
+        # embeddings start at N(0, 1), the scale of the LayerNorm'd messages they are added to:
+        # at std 0.1 the graph drowned them and almost no user-specific hashtag was learned
+        # (docs/benchmarks.md, synthetic corpus)
         self.user_embedding = nn.Embedding(num_users, d) if settings.user_embedding else None
         if self.user_embedding is not None:
-            nn.init.normal_(self.user_embedding.weight, std=0.1)
+            nn.init.normal_(self.user_embedding.weight, std=1.0)
         self.edge_types = kept_edge_types(edge_types, settings) if settings.graph else []
         # without edges a post's hashtag input reaches only its own (hidden) node: left out
         self.hashtag_embedding = (
             nn.Embedding(vocabulary_size, d) if settings.label_inputs and self.edge_types else None
         )
         if self.hashtag_embedding is not None:
-            nn.init.normal_(self.hashtag_embedding.weight, std=0.1)
+            nn.init.normal_(self.hashtag_embedding.weight, std=1.0)
         node_types = ["user", *self.modalities]
         self.convs = nn.ModuleList()
         self.norms = nn.ModuleList()

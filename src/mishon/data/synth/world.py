@@ -237,6 +237,7 @@ def build_world(cfg: SynthSettings) -> World:
                 "hashtags": topic_tags[t],
                 "trends": trend_tags[t],
                 "trend_peak_day": [round(float(d), 2) for d in trend_peak[t]],
+                "trend_width_days": [round(float(w), 2) for w in trend_width[t]],
                 "style": styles[t].__dict__,
             }
             for t in range(T)

@@ -177,6 +177,16 @@ def test_saved_run_predicts_like_the_trained_model(planted: Path, tmp_path: Path
         MishonRecommender(network, inputs).recommend(cases, 5)
     )
     assert (tmp_path / "run" / "history.csv").read_text().startswith("epoch,loss,valid_f1")
+    # weights from a network without hashtag inputs (an older run) are refused by name
+    from safetensors.torch import load_file, save_file
+
+    from mishon.errors import MishonError
+
+    weights = load_file(str(tmp_path / "run" / "model.safetensors"))
+    del weights["hashtag_embedding.weight"]
+    save_file(weights, str(tmp_path / "run" / "model.safetensors"))
+    with pytest.raises(MishonError, match=r"missing hashtag_embedding\.weight.*retrain it"):
+        load_run(tmp_path / "run")
 
 
 def test_resume_continues_exactly(planted: Path, tmp_path: Path) -> None:

@@ -181,7 +181,28 @@ def load_run(run: Path, dataset: Path | None = None) -> TrainedRun:
     vocabulary = Vocabulary(json.loads((run / VOCABULARY).read_text("utf-8")))
     inputs = build_inputs(data, graph, settings.model.min_count, vocabulary)
     network = make_network(settings, inputs)
-    network.load_state_dict(load_file(str(run / BEST_WEIGHTS)))
+    weights = load_file(str(run / BEST_WEIGHTS))
+    expected = network.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    reshaped = sorted(
+        k for k in set(weights) & set(expected) if weights[k].shape != expected[k].shape
+    )
+    if missing or unexpected or reshaped:
+        found = [
+            f"{label} {', '.join(keys[:3])}"
+            for label, keys in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("other shapes:", reshaped),
+            )
+            if keys
+        ]
+        raise MishonError(
+            f"{run / BEST_WEIGHTS} does not fit the network its settings describe "
+            f"({'; '.join(found)}): it was trained by another version of MISHON; retrain it"
+        )
+    network.load_state_dict(weights)
     network.eval()
     return TrainedRun(run, settings, data, inputs, network, info, graph)
 

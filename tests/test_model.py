@@ -161,6 +161,24 @@ def test_without_hashtag_inputs_every_training_post_is_a_loss_post(planted: Path
     assert torch.equal(loss_positions, inputs.train_positions())
 
 
+def test_user_dropout_hides_embeddings_only_while_training(planted: Path) -> None:
+    settings = small_settings(epochs=1)
+    settings.model.user_dropout = 0.5
+    network, inputs, _, _ = train_model(planted, settings, None)
+    embedding = network.user_embedding.weight
+    network.eval()
+    with torch.no_grad():
+        full = network.node_inputs(inputs)["user"]
+        network.train()
+        torch.manual_seed(0)
+        dropped = network.node_inputs(inputs)["user"]
+    # a dropped user's input is its input minus its embedding; a kept one's is unchanged
+    gone = torch.isclose(full - dropped, embedding, atol=1e-6).all(dim=1)
+    kept = torch.isclose(full, dropped, atol=1e-6).all(dim=1)
+    assert torch.all(gone | kept)
+    assert 0 < int(gone.sum()) < inputs.num_users
+
+
 @pytest.mark.parametrize("aggregator", ["max", "product"])
 def test_other_aggregators_train_to_finite_losses(planted: Path, aggregator: str) -> None:
     settings = small_settings(epochs=3)

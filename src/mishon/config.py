@@ -292,6 +292,13 @@ class ModelSettings(Settings):
     user_user_edges: bool = Field(True, description="keep user-user edges (Jaccard + cold links)")
     modality_edges: bool = Field(True, description="keep modality-modality kNN edges")
     user_embedding: bool = Field(True, description="learned embedding for users seen in training")
+    user_dropout: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="share of users whose embedding is left out in each training epoch, so "
+        "training also sees users without one, as cold start does",
+    )
     label_inputs: bool = Field(
         True,
         description="training posts' hashtags as inputs of their modality nodes, so the graph "

@@ -129,7 +129,11 @@ class MishonNetwork(nn.Module):
         posts_per_user = torch.bincount(inputs.post_user, minlength=inputs.num_users)
         user = user / posts_per_user.clamp_min(1)[:, None].float()
         if self.user_embedding is not None:
-            user = user + self.user_embedding.weight * inputs.user_trained[:, None].float()
+            has_embedding = inputs.user_trained
+            if self.training and self.settings.user_dropout > 0:
+                kept = torch.rand(inputs.num_users) >= self.settings.user_dropout
+                has_embedding = has_embedding & kept
+            user = user + self.user_embedding.weight * has_embedding[:, None].float()
         states["user"] = user
         if self.hashtag_embedding is not None:
             hashtags = self.hashtag_inputs(inputs, label_scale)

@@ -1,7 +1,8 @@
 """Full-batch training with Adam and early stopping on validation F1@K.
 
-One epoch is one optimisation step over every training post (the whole graph is encoded each
-time). Every `eval_every` epochs the model ranks the validation posts; the best F1@K keeps its
+One epoch is one optimisation step (the whole graph is encoded each time) whose loss covers
+every training post, or, with hashtag inputs, the random share hiding theirs (`label_split`).
+Every `eval_every` epochs the model ranks the validation posts; the best F1@K keeps its
 weights, and training stops after `patience` epochs without a better one. With an output
 directory, each validation also writes the resumable state (weights, Adam state, RNG state,
 counters) and the history, so a crash loses at most `eval_every` epochs.

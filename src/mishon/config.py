@@ -330,7 +330,7 @@ class ModelSettings(Settings):
 
 
 class TrainSettings(Settings):
-    """Full-batch training (`mishon train`): one Adam step per epoch over every training post."""
+    """Full-batch training (`mishon train`): one Adam step per epoch over its loss posts."""
 
     epochs: int = Field(300, ge=1, description="most epochs (full-batch steps)")
     lr: float = Field(0.003, gt=0.0, description="Adam learning rate")

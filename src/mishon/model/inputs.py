@@ -120,7 +120,7 @@ class Targets:
         return self.indptr[1:] - self.indptr[:-1]
 
     def has_target(self) -> torch.Tensor:
-        return self.indptr[1:] > self.indptr[:-1]
+        return self.sizes() > 0
 
     def rows(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(row within `positions`, vocabulary index, weight) of the targets of those posts."""

@@ -8,8 +8,12 @@ dataset, so the figures are the training step's alone: one full-batch epoch is t
 two GraphSAGE layers, fusion, the chunked softmax cross-entropy, backward and one Adam step,
 with the trainer's hashtag-input split (by default half the training posts are loss posts).
 
+With `--device cuda` the inputs and the network move to the GPU after the inputs are built
+(on the CPU, as `mishon train` builds them), each epoch is timed to a CUDA synchronise, and the
+peak GPU memory (torch's allocator: allocated and reserved) is reported beside the peak RSS.
+
 Usage: python benchmarks/train.py [--posts 213847] [--users 6786] [--hashtags 15751] [--epochs 3]
-       [--no-label-inputs]
+       [--no-label-inputs] [--device auto|cpu|cuda|cuda:N] [--loss-chunk 4096]
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import torch
 from memory import PeakRss
 from mishon.config import ModelSettings, TrainSettings
 from mishon.graph.build import coalesce, symmetric
+from mishon.model.device import resolve_device
 from mishon.model.inputs import ModalityUnits, ModelInputs, Targets, Vocabulary, adjacency
 from mishon.model.network import MishonNetwork
 from mishon.train.trainer import label_split
@@ -95,13 +100,18 @@ def main() -> None:
         help="hashtag inputs (default model); --no-label-inputs: the paper's model, whose loss "
         "covers every training post",
     )
+    parser.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--loss-chunk", type=int, default=TrainSettings().loss_chunk)
     args = parser.parse_args()
+    device = resolve_device(args.device)
     peak = PeakRss()
     started = time.perf_counter()
     inputs = make_inputs(args.posts, args.users, args.hashtags)
     build_s = time.perf_counter() - started
     input_peak = peak.take()
-    model, train = ModelSettings(label_inputs=args.label_inputs), TrainSettings()
+    inputs = inputs.to(device)
+    model = ModelSettings(label_inputs=args.label_inputs)
+    train = TrainSettings(loss_chunk=args.loss_chunk, device=args.device)
     torch.manual_seed(0)
     network = MishonNetwork(
         model,
@@ -109,7 +119,10 @@ def main() -> None:
         inputs.num_users,
         len(inputs.vocabulary),
         list(inputs.adjacency),
-    )
+    ).to(device)
+    on_gpu = device.type == "cuda"
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats(device)
     optimizer = torch.optim.Adam(network.parameters(), lr=train.lr)
     positions = inputs.train_positions()
     epochs = []
@@ -119,16 +132,25 @@ def main() -> None:
         optimizer.zero_grad(set_to_none=True)
         label_scale, loss_positions = label_split(network, positions, inputs.num_posts)
         fused = network.encode(inputs, label_scale)
+        if on_gpu:
+            torch.cuda.synchronize(device)
         stages["encode_s"] = time.perf_counter() - clock
         loss = network.loss(fused, inputs, loss_positions, train.loss_chunk)
+        if on_gpu:
+            torch.cuda.synchronize(device)
         stages["loss_s"] = time.perf_counter() - clock - stages["encode_s"]
         loss.backward()
         optimizer.step()
+        if on_gpu:
+            torch.cuda.synchronize(device)
         total = time.perf_counter() - clock
         stages["backward_and_step_s"] = total - stages["encode_s"] - stages["loss_s"]
         row = {"epoch": epoch, "seconds": round(total, 2), "loss": round(loss.item(), 4)}
         row.update({k: round(v, 2) for k, v in stages.items()})
         row["peak_rss_mb"] = round(peak.take())
+        if on_gpu:
+            row["gpu_peak_allocated_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20)
+            row["gpu_peak_reserved_mb"] = round(torch.cuda.max_memory_reserved(device) / 2**20)
         epochs.append(row)
         print(json.dumps(row), flush=True)
     steady = [e["seconds"] for e in epochs[1:]] or [epochs[0]["seconds"]]
@@ -141,12 +163,18 @@ def main() -> None:
                 "hashtags": args.hashtags,
                 "shapes": SHAPES,
                 "threads": torch.get_num_threads(),
+                "device": str(device),
+                "gpu": torch.cuda.get_device_name(device) if on_gpu else None,
+                "torch": torch.__version__,
+                "loss_chunk": args.loss_chunk,
                 "label_inputs": args.label_inputs,
                 "loss_posts": len(loss_positions),
                 "build_inputs_s": round(build_s, 1),
                 "inputs_peak_rss_mb": round(input_peak),
                 "seconds_per_epoch": round(float(np.median(steady)), 2),
                 "peak_rss_mb": max(e["peak_rss_mb"] for e in epochs),
+                "gpu_peak_allocated_mb": epochs[-1].get("gpu_peak_allocated_mb"),
+                "gpu_peak_reserved_mb": epochs[-1].get("gpu_peak_reserved_mb"),
             },
             indent=2,
         )

@@ -6,12 +6,21 @@ models from its options, and later stages load them from a YAML file (`mishon ..
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from mishon.data.schema import ENGAGEMENT_FIELDS
 from mishon.errors import MishonError
@@ -277,6 +286,17 @@ class GraphSettings(Settings):
     seed: int = Field(0, description="seed of the approximate index's k-means")
 
 
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def _device_name(name: str) -> str:
+    if not DEVICE_PATTERN.fullmatch(name):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, not {name!r}")
+    return name
+
+
+DeviceName = Annotated[str, AfterValidator(_device_name)]
+
 Aggregator = Literal["mean", "max", "min", "sum", "product"]
 
 
@@ -345,6 +365,11 @@ class TrainSettings(Settings):
     )
     seed: int = Field(0, description="seed of initialisation and dropout")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; None: torch default")
+    device: DeviceName = Field(
+        "auto",
+        description="torch device of inputs, network and optimiser: auto (cuda when available), "
+        "cpu, cuda or cuda:N",
+    )
 
 
 class RunSettings(Settings):
@@ -404,6 +429,9 @@ class ServeSettings(Settings):
         4, ge=1, description="recommendations computed at once; others wait"
     )
     max_k: int = Field(100, ge=1, description="largest k a request may ask for")
+    device: DeviceName = Field(
+        "cpu", description="torch device of the model: cpu, auto, cuda or cuda:N"
+    )
     history_weight: float = Field(
         0.3, ge=0.0, le=1.0, description="share of the score from the user's recorded posts"
     )

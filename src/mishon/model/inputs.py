@@ -115,6 +115,9 @@ class Targets:
         weights = torch.repeat_interleave(1.0 / sizes.clamp_min(1), pointer[1:] - pointer[:-1])
         return cls(pointer, torch.tensor(indices, dtype=torch.int64), weights)
 
+    def to(self, device: torch.device) -> Targets:
+        return Targets(self.indptr.to(device), self.indices.to(device), self.weights.to(device))
+
     def sizes(self) -> torch.Tensor:
         """Number of targets of each post."""
         return self.indptr[1:] - self.indptr[:-1]
@@ -126,8 +129,9 @@ class Targets:
         """(row within `positions`, vocabulary index, weight) of the targets of those posts."""
         starts, ends = self.indptr[positions], self.indptr[positions + 1]
         sizes = ends - starts
-        row = torch.repeat_interleave(torch.arange(len(positions)), sizes)
-        offsets = torch.arange(int(sizes.sum())) - torch.repeat_interleave(
+        device = positions.device
+        row = torch.repeat_interleave(torch.arange(len(positions), device=device), sizes)
+        offsets = torch.arange(int(sizes.sum()), device=device) - torch.repeat_interleave(
             torch.cumsum(sizes, 0) - sizes, sizes
         )
         entries = torch.repeat_interleave(starts, sizes) + offsets
@@ -168,6 +172,27 @@ class ModelInputs:
     @property
     def num_posts(self) -> int:
         return len(self.post_user)
+
+    @property
+    def device(self) -> torch.device:
+        return self.post_user.device
+
+    def to(self, device: torch.device) -> ModelInputs:
+        """These inputs on `device` (self when they are there already)."""
+        if device == self.device:
+            return self
+        return ModelInputs(
+            modalities={
+                m: ModalityUnits(u.units.to(device), u.mask.to(device))
+                for m, u in self.modalities.items()
+            },
+            post_user=self.post_user.to(device),
+            user_trained=self.user_trained.to(device),
+            num_users=self.num_users,
+            adjacency={t: a.to(device) for t, a in self.adjacency.items()},
+            vocabulary=self.vocabulary,
+            targets=self.targets.to(device),
+        )
 
     def train_positions(self) -> torch.Tensor:
         """Training posts with at least one in-vocabulary hashtag: the posts of the loss."""

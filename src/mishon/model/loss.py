@@ -34,7 +34,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
             else None
         )
         # entries of each chunk of rows: `row` is sorted
-        bounds = torch.searchsorted(row, torch.arange(0, len(vectors) + chunk, chunk)).tolist()
+        starts = torch.arange(0, len(vectors) + chunk, chunk, device=row.device)
+        bounds = torch.searchsorted(row, starts).tolist()
         for number, start in enumerate(range(0, len(vectors), chunk)):
             x = vectors[start : start + chunk]
             first, last = bounds[number], bounds[number + 1]

@@ -115,8 +115,9 @@ class MishonNetwork(nn.Module):
         training post's hashtags, as at evaluation and recommendation.
         """
         states: dict[str, torch.Tensor] = {}
-        content = torch.zeros(inputs.num_posts, self.settings.hidden)
-        present_count = torch.zeros(inputs.num_posts, 1)
+        device = inputs.device
+        content = torch.zeros(inputs.num_posts, self.settings.hidden, device=device)
+        present_count = torch.zeros(inputs.num_posts, 1, device=device)
         for m in self.modalities:
             units = inputs.modalities[m]
             vectors, present = self.encode_modality(m, units.units, units.mask)
@@ -124,7 +125,7 @@ class MishonNetwork(nn.Module):
             content = content + vectors
             present_count = present_count + present[:, None].float()
         content = content / present_count.clamp_min(1)
-        user = torch.zeros(inputs.num_users, self.settings.hidden).index_add(
+        user = torch.zeros(inputs.num_users, self.settings.hidden, device=device).index_add(
             0, inputs.post_user, content
         )
         posts_per_user = torch.bincount(inputs.post_user, minlength=inputs.num_users)
@@ -132,7 +133,9 @@ class MishonNetwork(nn.Module):
         if self.user_embedding is not None:
             has_embedding = inputs.user_trained
             if self.training and self.settings.user_dropout > 0:
+                # drawn by the CPU generator on every device: one seed, one draw
                 kept = torch.rand(inputs.num_users) >= self.settings.user_dropout
+                kept = kept.to(device)
                 has_embedding = has_embedding & kept
             user = user + self.user_embedding.weight * has_embedding[:, None].float()
         states["user"] = user

@@ -85,6 +85,7 @@ class InductiveRecommender:
         self.run = run
         network, inputs, data = run.network, run.inputs, run.data
         network.eval()
+        self.device = inputs.device
         self.network = network
         with torch.no_grad():
             self.states = network.layer_states(network.node_inputs(inputs), inputs)
@@ -99,7 +100,7 @@ class InductiveRecommender:
         graph_settings = run.settings.graph
         self.user_ids = run.graph.user_ids
         self.user_index = {u: i for i, u in enumerate(self.user_ids)}
-        post_user = inputs.post_user.numpy()
+        post_user = inputs.post_user.cpu().numpy()
         self.user_history: dict[int, dict[str, int]] = {}
         for position in np.flatnonzero(train):
             history = self.user_history.setdefault(int(post_user[position]), {})
@@ -151,7 +152,7 @@ class InductiveRecommender:
                 sources[modality] = np.zeros(0, dtype=np.int64)
                 continue
             crow, col = adjacency.crow_indices(), adjacency.col_indices()
-            sources[modality] = col[crow[position] : crow[position + 1]].numpy()
+            sources[modality] = col[crow[position] : crow[position + 1]].cpu().numpy()
         return sources
 
     # ----------------------------------------------------------------- computation
@@ -187,15 +188,17 @@ class InductiveRecommender:
         return state + F.relu(self.network.norms[layer][destination](total))
 
     def _encode_new(self, post: NewPost) -> dict[str, torch.Tensor]:
-        states = {}
+        states, device = {}, self.device
         for modality in self.network.modalities:
             units, mask = post.units.get(modality, (None, None))
             if units is None:
-                states[modality] = torch.zeros((1, self.network.settings.hidden))
+                states[modality] = torch.zeros((1, self.network.settings.hidden), device=device)
                 continue
             tensor = normalise_units(torch.from_numpy(np.asarray(units, np.float32)).clone())
-            tensor = tensor.to(torch.float16).float()[None]  # as the trained inputs were stored
-            vectors, _ = self.network.encoders[modality](tensor, torch.from_numpy(mask)[None])
+            # rounded to float16 as the trained inputs were stored
+            tensor = tensor.to(torch.float16).float()[None].to(device)
+            present = torch.from_numpy(np.asarray(mask, bool))[None].to(device)
+            vectors, _ = self.network.encoders[modality](tensor, present)
             states[modality] = vectors
         return states
 
@@ -224,18 +227,21 @@ class InductiveRecommender:
             nxt = {}
             for m in modalities:
                 sources = {
-                    (m, POST_SIMILAR, m): cached[m][torch.from_numpy(neighbours[m])],
+                    (m, POST_SIMILAR, m): cached[m][self._index(neighbours[m])],
                     ("user", "posted", m): user_now,
                 }
                 nxt[m] = self._step(layer, m, current[m], sources)
             if user is None:
                 sources = {(m, "posted_by", "user"): current[m] for m in modalities}
-                sources[("user", "similar", "user")] = cached["user"][torch.from_numpy(links)]
+                sources[("user", "similar", "user")] = cached["user"][self._index(links)]
                 user_state = self._step(layer, "user", user_state, sources)
             current = nxt
         final_user = user_state if user is None else self.states[-1]["user"][user : user + 1]
         fused = self.network.fuse([current[m] for m in modalities], final_user)
         return torch.softmax(self.network.scores(fused)[0], dim=0)
+
+    def _index(self, positions: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(positions).to(self.device)
 
     def recommend_existing(self, position: int, k: int) -> list[tuple[str, float]]:
         """A graph post through the inductive path with its own graph neighbours (a check)."""

@@ -35,7 +35,7 @@ class HashtagService:
     def __init__(self, run: Path, settings: ServeSettings, dataset: Path | None = None) -> None:
         self.run = run
         self.settings = settings
-        loaded = load_run(run, dataset)
+        loaded = load_run(run, dataset, settings.device)
         self.recommender = InductiveRecommender(loaded)
         self.featurizer = PostFeaturizer.for_dataset(loaded.data.dataset, loaded.network.modalities)
         self.records = PostRecords(run / RECORDS)

@@ -5,7 +5,8 @@ runs/NAME/
   config.yaml        the resolved settings, reusable as --config
   vocabulary.json    the output layer's hashtags, in order
   graph.json, graph.safetensors     the graph (`mishon graph` writes the same files)
-  model.safetensors  best weights;  last.safetensors, optimizer.pt, rng.safetensors,
+  model.safetensors  best weights;  last.safetensors, optimizer.safetensors,
+                     rng.safetensors,,
   trainer.json       resumable state;  history.csv  per-epoch loss and validation figures
 """
 
@@ -30,6 +31,7 @@ from mishon.evaluate.data import SplitData, load_split_data
 from mishon.features.store import package_versions
 from mishon.graph.build import HeteroGraph, build_graph, default_split
 from mishon.graph.io import METADATA, load_graph, save_graph
+from mishon.model.device import resolve_device
 from mishon.model.inputs import ModelInputs, Vocabulary, build_inputs
 from mishon.model.network import MishonNetwork
 from mishon.train.trainer import (
@@ -108,9 +110,11 @@ def train_model(
     vocabulary = None
     if resume and out is not None and (out / VOCABULARY).is_file():
         vocabulary = Vocabulary(json.loads((out / VOCABULARY).read_text("utf-8")))
-    inputs = build_inputs(data, graph, settings.model.min_count, vocabulary)
+    device = resolve_device(settings.train.device)
+    inputs = build_inputs(data, graph, settings.model.min_count, vocabulary).to(device)
     seed_everything(settings.train.seed)
-    network = make_network(settings, inputs)
+    # initialised on the CPU, then moved: a seed gives the same initial weights on any device
+    network = make_network(settings, inputs).to(device)
     trainer = Trainer(network, inputs, data, settings.train, out)
     if out is not None:
         resumed = resume and trainer.resume()
@@ -170,8 +174,11 @@ class TrainedRun:
     graph: HeteroGraph
 
 
-def load_run(run: Path, dataset: Path | None = None) -> TrainedRun:
-    """Load the best model of the run directory `run` (its dataset may be moved: `dataset`)."""
+def load_run(run: Path, dataset: Path | None = None, device: str = "auto") -> TrainedRun:
+    """Load the best model of the run directory `run` (its dataset may be moved: `dataset`).
+
+    `device` (auto, cpu, cuda, cuda:N) is where its inputs and network are placed.
+    """
     if not (run / RUN_FILE).is_file() or not (run / BEST_WEIGHTS).is_file():
         raise MishonError(f"{run} is not a trained run: run `mishon train DATA --out {run}`")
     info = json.loads((run / RUN_FILE).read_text("utf-8"))
@@ -203,7 +210,8 @@ def load_run(run: Path, dataset: Path | None = None) -> TrainedRun:
             f"({'; '.join(found)}): it was trained by another version of MISHON; retrain it"
         )
     network.load_state_dict(weights)
-    network.eval()
+    target = resolve_device(device)
+    network, inputs = network.to(target).eval(), inputs.to(target)
     return TrainedRun(run, settings, data, inputs, network, info, graph)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from mishon.config import TrainSettings
@@ -32,7 +33,8 @@ from mishon.model.network import MishonNetwork
 
 BEST_WEIGHTS = "model.safetensors"
 LAST_WEIGHTS = "last.safetensors"
-OPTIMIZER = "optimizer.pt"
+OPTIMIZER = "optimizer.safetensors"
+RNG = "rng.safetensors"
 STATE = "trainer.json"
 HISTORY = "history.csv"
 HISTORY_FIELDS = ("epoch", "loss", "valid_f1", "valid_recall", "valid_ndcg", "seconds")
@@ -57,8 +59,8 @@ def top_k(network: MishonNetwork, fused: torch.Tensor, positions: np.ndarray, k:
     ranked = []
     with torch.no_grad():
         for start in range(0, len(positions), 4096):
-            block = torch.from_numpy(positions[start : start + 4096])
-            ranked.append(torch.topk(network.scores(fused[block]), k, dim=1).indices)
+            block = torch.from_numpy(positions[start : start + 4096]).to(fused.device)
+            ranked.append(torch.topk(network.scores(fused[block]), k, dim=1).indices.cpu())
     if not ranked:
         return np.zeros((0, k), dtype=np.int64)
     return torch.cat(ranked).numpy()
@@ -102,10 +104,11 @@ def label_split(
     if not network.uses_hashtag_inputs:
         return None, positions
     rate = network.settings.label_rate
-    shown = torch.rand(len(positions)) < rate
+    # drawn by the CPU generator whatever the device: a seed gives the same split everywhere
+    shown = (torch.rand(len(positions)) < rate).to(positions.device)
     if shown.all():  # a tiny training set: keep at least one loss post
         shown[0] = False
-    scale = torch.zeros(num_posts)
+    scale = torch.zeros(num_posts, device=positions.device)
     scale[positions[shown]] = 1.0 / rate
     return scale, positions[~shown]
 
@@ -142,8 +145,11 @@ class Trainer:
         saved = json.loads((self.out / STATE).read_text("utf-8"))
         self.network.load_state_dict(load_file(str(self.out / LAST_WEIGHTS)))
         self.best_weights = load_file(str(self.out / BEST_WEIGHTS))
-        self.optimizer.load_state_dict(torch.load(self.out / OPTIMIZER, weights_only=True))
-        torch.set_rng_state(load_file(str(self.out / "rng.safetensors"))["torch"])
+        self.optimizer.load_state_dict(load_optimizer_state(self.out / OPTIMIZER))
+        generators = load_file(str(self.out / RNG))
+        torch.set_rng_state(generators["torch"])
+        if "cuda" in generators and self.inputs.device.type == "cuda":
+            torch.cuda.set_rng_state(generators["cuda"], self.inputs.device)
         self.state = TrainState(**saved)
         if self.state.stopped == "epochs" and self.state.epoch < self.settings.epochs:
             self.state.stopped = None  # resumed with a higher epoch limit
@@ -204,13 +210,39 @@ class Trainer:
             (LAST_WEIGHTS, self.network.state_dict()),
         ):
             with atomic_path(self.out / name) as tmp:
-                save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp))
-        with atomic_path(self.out / OPTIMIZER) as tmp:
-            torch.save(self.optimizer.state_dict(), tmp)
-        with atomic_path(self.out / "rng.safetensors") as tmp:
-            save_file({"torch": torch.get_rng_state()}, str(tmp))
+                save_file({k: v.contiguous().cpu() for k, v in weights.items()}, str(tmp))
+        save_optimizer_state(self.optimizer.state_dict(), self.out / OPTIMIZER)
+        generators = {"torch": torch.get_rng_state()}
+        if self.inputs.device.type == "cuda":
+            generators["cuda"] = torch.cuda.get_rng_state(self.inputs.device)
+        with atomic_path(self.out / RNG) as tmp:
+            save_file(generators, str(tmp))
         write_history(self.state.history, self.out / HISTORY)
         write_json(asdict(self.state), self.out / STATE)
+
+
+def save_optimizer_state(state: dict[str, Any], path: Path) -> None:
+    """An optimiser's state_dict as safetensors (no pickle): tensors by `state.<param>.<name>`,
+    the parameter groups as JSON in the file's metadata."""
+    tensors = {
+        f"state.{index}.{name}": value.detach().cpu().contiguous()
+        for index, entries in state["state"].items()
+        for name, value in entries.items()
+    }
+    metadata = {"param_groups": json.dumps(state["param_groups"])}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+
+
+def load_optimizer_state(path: Path) -> dict[str, Any]:
+    """The state_dict written by `save_optimizer_state`."""
+    with safe_open(str(path), framework="pt") as handle:
+        groups = json.loads((handle.metadata() or {})["param_groups"])
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for key in handle.keys():  # noqa: SIM118 (safe_open is not a mapping)
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = handle.get_tensor(key)
+    return {"state": state, "param_groups": groups}
 
 
 def write_history(rows: list[dict[str, Any]], path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Which torch device a stage runs on: `auto`, `cpu`, `cuda` or `cuda:N` (`TrainSettings.device`)."""
+"""Which torch device a stage runs on: `auto`, `cpu`, `cuda` or `cuda:N` (settings `device`)."""
 
 from __future__ import annotations
 

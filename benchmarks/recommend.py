@@ -31,7 +31,7 @@ import torch
 
 from memory import PeakRss
 from mishon.config import RunSettings
-from mishon.evaluate.data import SplitData
+from mishon.data.split_data import SplitData
 from mishon.graph.build import HeteroGraph
 from mishon.recommend.inductive import InductiveRecommender, NewPost
 from mishon.train.run import TrainedRun, make_network

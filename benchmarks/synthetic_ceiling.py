@@ -36,11 +36,11 @@ import numpy as np
 import pandas as pd
 
 from mishon.config import SynthSettings
+from mishon.data.split_data import SplitData, load_split_data
 from mishon.data.synth.themes import GENERIC_TAGS
 from mishon.data.synth.world import TOPIC_TAG_PATTERNS, World, build_world
-from mishon.evaluate.compare import fit_baseline
-from mishon.evaluate.data import SplitData, load_split_data
 from mishon.evaluate.metrics import ranking_metrics
+from mishon.recommenders import MishonRecommender, fit_baseline
 
 KS = (1, 3, 5, 10)
 CEILINGS = ("true topic", "shown content", "user only")
@@ -180,11 +180,13 @@ def main() -> None:
         "user history": fit_baseline("history", data).recommend(cases, 5),
     }
     if args.run:
-        from mishon.train.run import MishonRecommender, load_run
+        from mishon.train.run import load_run
 
         for run_dir in args.run:
             run = load_run(run_dir, args.dataset)
-            rankings[str(run_dir)] = MishonRecommender(run.network, run.inputs).recommend(cases, 5)
+            rankings[str(run_dir)] = (
+                MishonRecommender(run.network, run.inputs).fit(run.data).recommend(cases, 5)
+            )
     result["test recall@5 by kind"] = {
         name: recall_by_kind(ranked, wanted, kinds) for name, ranked in rankings.items()
     }

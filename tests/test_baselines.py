@@ -7,13 +7,13 @@ import pandas as pd
 
 from mishon.config import SplitSettings
 from mishon.data.schema import POSTS_SCHEMA
+from mishon.data.split_data import load_split_data
 from mishon.data.splits import make_split
 from mishon.data.store import read_posts, write_split, write_table
-from mishon.evaluate.data import load_split_data
 from mishon.evaluate.run import evaluate
 from mishon.features.base import Modality
 from mishon.features.imported import import_vectors
-from mishon.model.baselines import ContentKNN, DecayedPopularity, Popularity, UserHistory
+from mishon.recommenders.baselines import ContentKNN, DecayedPopularity, Popularity, UserHistory
 
 POSTS = pd.DataFrame(
     {

@@ -12,11 +12,11 @@ from torch_geometric.nn import SAGEConv
 from typer.testing import CliRunner
 
 from mishon.cli import app
-from mishon.evaluate.compare import fit_baseline
 from mishon.evaluate.run import evaluate
 from mishon.model.inputs import Targets, Vocabulary, adjacency
 from mishon.model.loss import linear_cross_entropy
-from mishon.train.run import MishonRecommender, load_run, train_model
+from mishon.recommenders import MishonRecommender, fit_baseline
+from mishon.train.run import load_run, train_model
 
 from .planted import planted_dataset, small_settings
 
@@ -109,7 +109,7 @@ def test_fused_cross_entropy_equals_log_softmax_in_value_and_gradients(chunk: in
 
 def test_training_beats_popularity_on_a_planted_dataset(planted: Path) -> None:
     network, inputs, data, state = train_model(planted, small_settings(), None)
-    mishon = evaluate(MishonRecommender(network, inputs), data)
+    mishon = evaluate(MishonRecommender(network, inputs).fit(data), data)
     popularity = evaluate(fit_baseline("popularity", data), data)
     assert state.best_epoch > 0
     assert mishon["all"]["F1@3"] > popularity["all"]["F1@3"] + 0.2
@@ -191,9 +191,9 @@ def test_saved_run_predicts_like_the_trained_model(planted: Path, tmp_path: Path
     network, inputs, data, _ = train_model(planted, small_settings(epochs=20), tmp_path / "run")
     loaded = load_run(tmp_path / "run")
     cases = data.cases("test")
-    assert MishonRecommender(loaded.network, loaded.inputs).recommend(cases, 5) == (
-        MishonRecommender(network, inputs).recommend(cases, 5)
-    )
+    assert MishonRecommender(loaded.network, loaded.inputs).fit(loaded.data).recommend(
+        cases, 5
+    ) == (MishonRecommender(network, inputs).fit(data).recommend(cases, 5))
     assert (tmp_path / "run" / "history.csv").read_text().startswith("epoch,loss,valid_f1")
     # weights from a network without hashtag inputs (an older run) are refused by name
     from safetensors.torch import load_file, save_file
@@ -291,12 +291,12 @@ def test_default_config_file_is_the_documented_defaults() -> None:
 
 
 def test_content_only_baseline_trains_without_edges(planted: Path) -> None:
-    from mishon.evaluate.data import load_split_data
+    from mishon.data.split_data import load_split_data
 
     data = load_split_data(planted, "given")
     recommender = fit_baseline("content-only", data, small_settings(epochs=40))
     assert recommender.name == "content-only"
-    assert recommender.network.edge_types == []
+    assert recommender.model_.network.edge_types == []
     result = evaluate(recommender, data)
     assert result["all"]["F1@3"] > evaluate(fit_baseline("popularity", data), data)["all"]["F1@3"]
 

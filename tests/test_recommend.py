@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from mishon.cli import app
 from mishon.features.store import FeatureStore, modality_dir
 from mishon.recommend.inductive import InductiveRecommender, NewPost
-from mishon.train.run import MishonRecommender, load_run, train_model
+from mishon.recommenders import MishonRecommender
+from mishon.train.run import load_run, train_model
 
 from .planted import planted_dataset, small_settings
 
@@ -37,7 +38,7 @@ def stored_units(recommender: InductiveRecommender, position: int) -> NewPost:
 def test_graph_posts_through_the_inductive_path_match_the_full_model(
     trained: InductiveRecommender,
 ) -> None:
-    full = MishonRecommender(trained.run.network, trained.run.inputs)
+    full = MishonRecommender(trained.run.network, trained.run.inputs).fit(trained.run.data)
     for position in range(len(trained.post_ids)):
         expected = full.recommend(np.array([position]), 5)[0]
         assert [t for t, _ in trained.recommend_existing(position, 5)] == expected

@@ -664,21 +664,6 @@ def print_results(results: list[dict[str, Any]], part: str, title: str = "") -> 
         console.print(table)
 
 
-def _baseline_names(only: str | None, default: tuple[str, ...]) -> list[str]:
-    from mishon.evaluate.compare import BASELINE_NAMES
-
-    names = [n.strip() for n in only.split(",") if n.strip()] if only else list(default)
-    unknown = [n for n in names if n not in BASELINE_NAMES]
-    if unknown:
-        raise MishonError(f"unknown baseline(s) {unknown}; choose from {list(BASELINE_NAMES)}")
-    return names
-
-
-def _check_part(part: str) -> None:
-    if part not in ("test", "valid"):
-        raise MishonError(f"--part must be test or valid, not {part!r}")
-
-
 @app.command("baselines")
 @reports_errors
 def baselines(
@@ -703,24 +688,22 @@ def baselines(
     """Evaluate the baselines: popularity, time-decayed popularity, user history, content kNN
     and the content-only network (trained here, without the graph)."""
     from mishon.config import RunSettings
+    from mishon.data.split_data import load_split_data
     from mishon.data.store import write_json
-    from mishon.evaluate.compare import BASELINE_NAMES, fit_baseline
-    from mishon.evaluate.data import load_split_data
-    from mishon.evaluate.run import evaluate
+    from mishon.evaluate.evaluation import baseline_names, check_part, evaluate_baselines
     from mishon.graph.build import default_split
+    from mishon.recommenders import BASELINE_NAMES
 
-    _check_part(part)
-    names = _baseline_names(only, BASELINE_NAMES)
+    check_part(part)
+    names = baseline_names(only or list(BASELINE_NAMES))
     settings = load_settings(RunSettings, config)
     data = load_split_data(dataset, split or settings.split or default_split(dataset))
-    has_features = (dataset / "features").is_dir()
-    results = []
-    for name in names:
-        if name in ("content-knn", "content-only") and not has_features:
-            console.print(f"{name}: skipped (no features: run `mishon extract`)")
-            continue
-        with err_console.status(f"{name}: fitting and ranking"):
-            results.append(evaluate(fit_baseline(name, data, settings), data, part))
+    with err_console.status("fitting") as status:
+        results, skipped = evaluate_baselines(
+            names, data, part, settings, stage=lambda name: status.update(name)
+        )
+    for name, why in skipped.items():
+        console.print(f"{name}: skipped ({why})")
     print_results(results, part, f"{data.split_name!r} ")
     if json_out is not None:
         write_json(results, json_out)
@@ -779,6 +762,7 @@ def train(
             resume=resume,
             stage=lambda name: bar.update(task, description=name),
             progress=on_epoch,
+            notice=lambda message: bar.console.print(message, highlight=False),
         )
     why = (
         f"no better {select} in {settings.train.patience} epochs"
@@ -809,38 +793,20 @@ def evaluate_run(
     ] = None,
 ) -> None:
     """Metrics @1/3/5/10 of a trained run on all, warm and cold-start posts -> evaluation.json."""
-    from mishon.data.store import write_json
-    from mishon.evaluate.compare import BASELINE_NAMES, fit_baseline, relative_to_best
-    from mishon.evaluate.run import evaluate
-    from mishon.train.run import MishonRecommender, load_run
+    from mishon.evaluate.evaluation import evaluate_run as run_evaluation
+    from mishon.evaluate.evaluation import evaluation_path
 
-    _check_part(part)
-    names = (
-        []
-        if baselines is None
-        else _baseline_names(None if baselines == "all" else baselines, BASELINE_NAMES)
-    )
-    with err_console.status("loading the run"):
-        loaded = load_run(run, dataset)
-    data = loaded.data
-    with err_console.status("MISHON: ranking"):
-        results = [evaluate(MishonRecommender(loaded.network, loaded.inputs), data, part)]
-    for name in names:
-        with err_console.status(f"{name}: fitting and ranking"):
-            results.append(evaluate(fit_baseline(name, data, loaded.settings), data, part))
-    print_results(results, part, f"{run} on {data.split_name!r} ")
-    summary: dict[str, Any] = {"run": str(run), "part": part, "results": results}
-    if names:
-        summary["relative_f1_at_5"] = {
-            subset: relative_to_best(results, "MISHON", subset=subset)
-            for subset in ("all", "warm", "cold")
-            if results[0]["cases"][subset]
-        }
-        for subset, ratio in summary["relative_f1_at_5"].items():
-            if ratio is not None:
-                console.print(f"{subset}: MISHON F1@5 = {ratio:.3f} x the best baseline")
-    write_json(summary, run / f"evaluation-{part}.json")
-    console.print(f"written: {run / f'evaluation-{part}.json'}")
+    with err_console.status("loading the run") as status:
+        evaluation = run_evaluation(
+            run, part, baselines, dataset, stage=lambda name: status.update(name)
+        )
+    for name, why in evaluation.skipped.items():
+        console.print(f"{name}: skipped ({why})")
+    print_results(evaluation.results, part, f"{run} on {evaluation.split!r} ")
+    for subset, ratio in (evaluation.relative_f1_at_5 or {}).items():
+        if ratio is not None:
+            console.print(f"{subset}: MISHON F1@5 = {ratio:.3f} x the best baseline")
+    console.print(f"written: {evaluation_path(run, part)}")
 
 
 @app.command("recommend")

@@ -27,7 +27,8 @@ from mishon.data.store import atomic_path, write_json
 from mishon.errors import MishonError
 from mishon.evaluate.run import evaluate
 from mishon.graph.build import HeteroGraph, build_graph, default_split
-from mishon.train.run import MishonRecommender, train_model
+from mishon.recommenders import MishonRecommender
+from mishon.train.run import train_model
 
 FIGURES = ("F1@1", "F1@3", "F1@5", "F1@10", "NDCG@5", "HR@5")
 Stage = Callable[[str], None]
@@ -112,7 +113,7 @@ def run_variant(dataset: Path, variant: Variant, seed: int, graph: HeteroGraph) 
     train = variant.settings.train.model_copy(update={"seed": seed})
     settings = variant.settings.model_copy(update={"train": train})
     network, inputs, data, state = train_model(dataset, settings, None, graph=graph)
-    recommender = MishonRecommender(network, inputs, name=variant.name)
+    recommender = MishonRecommender(network, inputs, name=variant.name).fit(data)
     return {
         "variant": variant.name,
         "seed": seed,

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import csv
 import html
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from mishon.data.store import atomic_path
-from mishon.errors import MishonError
-from mishon.train.run import MishonRecommender, load_run
+from mishon.evaluate.evaluation import load_evaluation
+from mishon.recommenders import MishonRecommender
+from mishon.train.run import load_run
 
 BUCKETS = ((0, 0), (1, 1), (2, 5), (6, 20), (21, 100), (101, None))
 KS = (1, 3, 5, 10)
@@ -104,7 +104,7 @@ def recall_by_frequency(run: Path, loaded: Any) -> tuple[str, list[dict[str, Any
     data = loaded.data
     counts = Counter(t for tags in data.posts.loc[data.is_train, "hashtags"] for t in tags)
     cases = data.cases("test")
-    ranked = MishonRecommender(loaded.network, loaded.inputs).recommend(cases, 10)
+    ranked = MishonRecommender(loaded.network, loaded.inputs).fit(data).recommend(cases, 10)
     found: Counter[int] = Counter()
     total: Counter[int] = Counter()
     for top, tags in zip(ranked, data.posts["hashtags"].to_numpy()[cases], strict=True):
@@ -143,11 +143,8 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
 
 def write_report(run: Path, dataset: Path | None = None) -> Path:
     """Write RUN/report.html (and its PNGs); needs RUN/evaluation-test.json."""
-    evaluation_path = run / "evaluation-test.json"
-    if not evaluation_path.is_file():
-        raise MishonError(f"no evaluation in {run}: run `mishon evaluate {run} --baselines all`")
-    evaluation = json.loads(evaluation_path.read_text("utf-8"))
     loaded = load_run(run, dataset)
+    evaluation = load_evaluation(run, loaded, "test").model_dump(mode="json")
     info = loaded.info
     sections = [
         f"<h1>MISHON run {html.escape(run.name)}</h1>",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -29,6 +30,7 @@ from mishon.data.schema import (
     schema_subset,
 )
 from mishon.errors import InputError, MishonError
+from mishon.lineage import DIGEST_CHARS
 
 # What a dataset directory may hold that `--overwrite` is allowed to remove.
 OWNED_ENTRIES = (
@@ -170,7 +172,7 @@ def write_split(root: Path, name: str, assignment: pd.DataFrame, meta: dict[str,
     """Write a split (post_id, split) and its metadata (splits/NAME.json)."""
     path = split_path(root, name)
     write_table(assignment[["post_id", "split"]], path, SPLIT_SCHEMA)
-    write_json(meta, path.with_suffix(".json"))
+    write_json({**meta, "fingerprint": split_fingerprint(assignment)}, path.with_suffix(".json"))
     return path
 
 
@@ -184,6 +186,15 @@ def read_split(root: Path, name: str) -> pd.DataFrame:
             f"(create one with `mishon data split {root}`)"
         )
     return pq.read_table(path).to_pandas()
+
+
+def split_fingerprint(assignment: pd.DataFrame) -> str:
+    """The content fingerprint of a split: its (post_id, split) pairs, in order."""
+    hasher = hashlib.sha256()
+    for column in ("post_id", "split"):
+        hasher.update("\x1f".join(assignment[column].astype(str)).encode("utf-8"))
+        hasher.update(b"\x1e")
+    return hasher.hexdigest()[:DIGEST_CHARS]
 
 
 def list_splits(root: Path) -> list[str]:

@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from mishon.evaluate.data import SplitData
+from mishon.data.split_data import SplitData
 from mishon.evaluate.metrics import DEFAULT_KS, ranking_metrics, vocabulary_coverage
-from mishon.model.baselines import Recommender
+from mishon.recommenders.base import Recommender
 
 
 def evaluate(

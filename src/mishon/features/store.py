@@ -6,7 +6,8 @@ Layout of `DATASET/features/<modality>/`:
 - `status.npy` int8 [N]: 0 pending, 1 done, 2 failed;
 - `failures.jsonl`: one {"post_id", "error"} line per failed post (the last line of a post wins);
 - `manifest.json`: modality, extractor, model id, L, D, dtype, package versions, post ids,
-  and, once complete, counts of done / absent (no input, fully masked) / failed posts.
+  and, once finished, counts of done / absent (no input, fully masked) / failed posts and
+  `content`, a digest of the three arrays (the store's fingerprint in later stages' lineage).
 
 Writes go to the values and mask first, are flushed, and only then is the status set: a crash
 at any point leaves rows either done and correct, or pending.
@@ -25,10 +26,12 @@ import numpy as np
 
 from mishon.data.store import write_json
 from mishon.errors import MishonError
+from mishon.lineage import digest, file_digest
 
 FEATURES_DIR = "features"
 PENDING, DONE, FAILED = 0, 1, 2
 MANIFEST = "manifest.json"
+ARRAYS = ("values.npy", "mask.npy", "status.npy")
 
 
 @dataclass(frozen=True)
@@ -192,7 +195,10 @@ class FeatureStore:
     def finish(self) -> None:
         """Record the counts and mark the store complete when nothing is pending."""
         counts = self.counts()
-        self.manifest.update(counts=counts, complete=counts["pending"] == 0)
+        for array in (self.values, self.mask, self.status):
+            array.flush()
+        content = file_digest(*(self.folder / name for name in ARRAYS))
+        self.manifest.update(counts=counts, complete=counts["pending"] == 0, content=content)
         write_json(self.manifest, self.folder / MANIFEST)
 
 
@@ -201,6 +207,18 @@ def _read_manifest(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text("utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise MishonError(f"cannot read {path}: {exc}") from None
+
+
+def features_fingerprint(dataset: Path) -> str:
+    """The fingerprint of every feature store of `dataset`: their content digests.
+
+    A store finished before content digests were recorded is identified by its manifest.
+    """
+    stores = {}
+    for modality in list_stores(dataset):
+        manifest = _read_manifest(modality_dir(dataset, modality) / MANIFEST)
+        stores[modality] = manifest.get("content") or manifest
+    return digest(stores)
 
 
 def list_stores(dataset: Path) -> list[str]:

@@ -19,14 +19,15 @@ import numpy as np
 import pandas as pd
 
 from mishon.config import GraphSettings
+from mishon.data.split_data import SplitData, load_split_data
 from mishon.data.store import list_splits, read_users
 from mishon.errors import MishonError
-from mishon.evaluate.data import load_split_data
-from mishon.features.store import MANIFEST, FeatureStore, modality_dir
+from mishon.features.store import MANIFEST, FeatureStore, features_fingerprint, modality_dir
 from mishon.graph.influence import link_cold_users, measure_influence, user_profiles
 from mishon.graph.jaccard import jaccard_topk, user_hashtag_matrix
 from mishon.graph.knn import knn
 from mishon.graph.pooled import pooled_vectors
+from mishon.lineage import Lineage, digest
 
 MODALITIES = ("visual", "acoustic", "textual")
 EdgeType = tuple[str, str, str]
@@ -48,6 +49,21 @@ class HeteroGraph:
     @property
     def modalities(self) -> list[str]:
         return [m for m in MODALITIES if m in self.num_nodes]
+
+    @property
+    def lineage(self) -> Lineage | None:
+        """What the graph was built from (None for a graph built before lineages)."""
+        return Lineage.read(self.meta)
+
+
+def graph_lineage(data: SplitData, settings: GraphSettings, features: str | None = None) -> Lineage:
+    """The lineage a graph of `data` with `settings` has: posts, split, features, settings."""
+    return Lineage(
+        posts=data.posts_fingerprint,
+        split=data.fingerprint,
+        features=features or features_fingerprint(data.dataset),
+        settings=digest(settings.model_dump(mode="json")),
+    )
 
 
 def default_split(dataset: Path) -> str:
@@ -153,6 +169,7 @@ def build_graph(
         "split": split_name,
         "dataset": str(dataset),
         "settings": settings.model_dump(mode="json"),
+        "lineage": graph_lineage(data, settings).model_dump(),
     }
     skipped: dict[str, str] = {}
     knn_methods: dict[str, dict[str, object]] = {}

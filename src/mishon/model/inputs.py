@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mishon.data.split_data import SplitData
 from mishon.errors import MishonError
-from mishon.evaluate.data import SplitData
 from mishon.features.store import MANIFEST, FeatureStore, modality_dir
 from mishon.graph.build import HeteroGraph
 from mishon.graph.pooled import iter_npy_rows

@@ -25,12 +25,13 @@ import yaml
 from safetensors.torch import load_file
 
 from mishon.config import RunSettings
+from mishon.data.split_data import SplitData, load_split_data
 from mishon.data.store import atomic_path, write_json
 from mishon.errors import MishonError
-from mishon.evaluate.data import SplitData, load_split_data
-from mishon.features.store import package_versions
-from mishon.graph.build import HeteroGraph, build_graph, default_split
+from mishon.features.store import features_fingerprint, package_versions
+from mishon.graph.build import HeteroGraph, build_graph, default_split, graph_lineage
 from mishon.graph.io import METADATA, load_graph, save_graph
+from mishon.lineage import Lineage, digest, file_digest
 from mishon.model.device import resolve_device
 from mishon.model.inputs import ModelInputs, Vocabulary, build_inputs
 from mishon.model.network import MishonNetwork
@@ -40,8 +41,6 @@ from mishon.train.trainer import (
     ProgressFn,
     Trainer,
     TrainState,
-    encode_eval,
-    top_k,
 )
 
 RUN_FILE = "run.json"
@@ -57,24 +56,51 @@ def seed_everything(seed: int) -> None:
 
 
 def graph_for(
-    dataset: Path, settings: RunSettings, out: Path | None, stage: StageFn
+    data: SplitData,
+    settings: RunSettings,
+    out: Path | None,
+    stage: StageFn,
+    notice: StageFn | None = None,
 ) -> HeteroGraph:
-    """The run's graph: reused from `out` when built from the same dataset, split and settings."""
-    split = settings.split or default_split(dataset)
+    """The run's graph: the one in `out` while its inputs are unchanged, else a new one.
+
+    The saved graph's lineage (posts, split assignment, features, graph settings, code
+    version) is compared with what is on disk now; any difference rebuilds it, with a message
+    naming what changed (`notice`, else `stage`).
+    """
     if out is not None and (out / METADATA).is_file():
         graph = load_graph(out)
-        same = (
-            graph.meta.get("split") == split
-            and Path(graph.meta.get("dataset", "")).resolve() == dataset.resolve()
-            and graph.meta.get("settings") == settings.graph.model_dump(mode="json")
-        )
-        if same:
+        stale = stale_graph_reasons(graph, data, settings)
+        if not stale:
             return graph
-        stage("the graph in the run directory has other settings: rebuilding it")
-    graph = build_graph(dataset, split, settings.graph, stage=stage)
+        (notice or stage)(f"rebuilding the graph in {out}: {'; '.join(stale)}")
+    graph = build_graph(data.dataset, data.split_name, settings.graph, stage=stage)
     if out is not None:
         save_graph(graph, out)
     return graph
+
+
+def stale_graph_reasons(graph: HeteroGraph, data: SplitData, settings: RunSettings) -> list[str]:
+    """Why `graph` is not the graph of `data` with `settings` (empty when it is)."""
+    if graph.meta.get("split") != data.split_name:
+        return [f"it was built on split {graph.meta.get('split')!r}, not {data.split_name!r}"]
+    recorded = graph.lineage
+    if recorded is None:
+        return ["it records no lineage (built by an older MISHON)"]
+    now = graph_lineage(data, settings.graph)
+    return [f"{change} changed since it was built" for change in recorded.changes(now)]
+
+
+def run_lineage(data: SplitData, graph: HeteroGraph | None, settings: RunSettings) -> Lineage:
+    """What a run is trained from: posts, split, features, what is trained, and the graph."""
+    built = graph.lineage if graph is not None else None
+    return Lineage(
+        posts=data.posts_fingerprint,
+        split=data.fingerprint,
+        features=features_fingerprint(data.dataset),
+        settings=digest(settings.model_dump(mode="json", include={"graph", "model"})),
+        graph=built.fingerprint if built else None,
+    )
 
 
 def make_network(settings: RunSettings, inputs: ModelInputs) -> MishonNetwork:
@@ -93,8 +119,13 @@ def train_model(
     graph: HeteroGraph | None = None,
     stage: StageFn | None = None,
     progress: ProgressFn | None = None,
+    notice: StageFn | None = None,
 ) -> tuple[MishonNetwork, ModelInputs, SplitData, TrainState]:
-    """Train MISHON on `dataset`; with `out`, write (or resume) a run directory there."""
+    """Train MISHON on `dataset`; with `out`, write (or resume) a run directory there.
+
+    `stage` is told each step's name, `progress` each epoch's figures, `notice` anything the
+    user should read (a graph rebuilt because its inputs changed).
+    """
     report = stage or (lambda _name: None)
     if settings.train.threads:
         torch.set_num_threads(settings.train.threads)
@@ -103,10 +134,18 @@ def train_model(
     dataset = dataset.resolve()
     if resume and out is not None and (out / RUN_FILE).is_file():
         _check_resumable(out, settings)
+    resuming = resume and out is not None and (out / RUN_FILE).is_file()
+    if graph is not None:
+        name = graph.meta["split"]
+    else:
+        name = split_name(dataset, settings, out if resuming else None)
+    data = load_split_data(dataset, name)
+    if resuming:  # before anything in the run directory is rebuilt
+        _check_lineage(out, run_lineage(data, None, settings), "resume")
     if graph is None:
-        graph = graph_for(dataset, settings, out, report)
+        graph = graph_for(data, settings, out, report, notice)
+    lineage = run_lineage(data, graph, settings)
     report("loading features")
-    data = load_split_data(dataset, graph.meta["split"])
     vocabulary = None
     if resume and out is not None and (out / VOCABULARY).is_file():
         vocabulary = Vocabulary(json.loads((out / VOCABULARY).read_text("utf-8")))
@@ -119,7 +158,7 @@ def train_model(
     if out is not None:
         resumed = resume and trainer.resume()
         if not resumed:
-            write_run_files(out, dataset, graph.meta["split"], settings, inputs)
+            write_run_files(out, dataset, graph.meta["split"], settings, inputs, lineage)
     report("training")
     state = trainer.fit(progress)
     return network, inputs, data, state
@@ -140,8 +179,38 @@ def _check_resumable(out: Path, settings: RunSettings) -> None:
         )
 
 
+def split_name(dataset: Path, settings: RunSettings, run: Path | None = None) -> str:
+    """The split a run uses: the settings' one, else the run's (resuming `run`), else the
+    dataset's only split."""
+    if settings.split:
+        return settings.split
+    if run is not None:
+        return str(json.loads((run / RUN_FILE).read_text("utf-8"))["split"])
+    return default_split(dataset)
+
+
+def _check_lineage(run: Path, now: Lineage, action: str) -> None:
+    """Refuse to `action` a run whose recorded inputs differ from `now` (runs before lineages
+    record none and pass)."""
+    recorded = Lineage.read(json.loads((run / RUN_FILE).read_text("utf-8")))
+    if recorded is None:
+        return
+    changed = recorded.changes(now, ignore=("code",))
+    if changed:
+        raise MishonError(
+            f"cannot {action} {run}: {', '.join(changed)} changed since it was trained, so its "
+            "figures could score posts it was trained on. Restore them, or train a new run: "
+            f"`mishon train DATA --config {run / CONFIG} --out NEW_RUN`"
+        )
+
+
 def write_run_files(
-    out: Path, dataset: Path, split: str, settings: RunSettings, inputs: ModelInputs
+    out: Path,
+    dataset: Path,
+    split: str,
+    settings: RunSettings,
+    inputs: ModelInputs,
+    lineage: Lineage,
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
     write_json(inputs.vocabulary.tags, out / VOCABULARY)
@@ -156,6 +225,7 @@ def write_run_files(
             "vocabulary_size": len(inputs.vocabulary),
             "modalities": list(inputs.modalities),
             "versions": package_versions(),
+            "lineage": lineage.model_dump(),
         },
         out / RUN_FILE,
     )
@@ -173,6 +243,13 @@ class TrainedRun:
     info: dict[str, Any]
     graph: HeteroGraph
 
+    @property
+    def fingerprint(self) -> str:
+        """The run's own fingerprint: its lineage and its best weights."""
+        recorded = Lineage.read(self.info)
+        weights = file_digest(self.path / BEST_WEIGHTS)
+        return digest([recorded.fingerprint if recorded else None, weights])
+
 
 def load_run(run: Path, dataset: Path | None = None, device: str = "auto") -> TrainedRun:
     """Load the best model of the run directory `run` (its dataset may be moved: `dataset`).
@@ -185,6 +262,7 @@ def load_run(run: Path, dataset: Path | None = None, device: str = "auto") -> Tr
     settings = RunSettings.model_validate(info["settings"])
     graph = load_graph(run)
     data = load_split_data(dataset or Path(info["dataset"]), info["split"])
+    _check_lineage(run, run_lineage(data, graph, settings), "load")
     vocabulary = Vocabulary(json.loads((run / VOCABULARY).read_text("utf-8")))
     inputs = build_inputs(data, graph, settings.model.min_count, vocabulary)
     network = make_network(settings, inputs)
@@ -213,21 +291,3 @@ def load_run(run: Path, dataset: Path | None = None, device: str = "auto") -> Tr
     target = resolve_device(device)
     network, inputs = network.to(target).eval(), inputs.to(target)
     return TrainedRun(run, settings, data, inputs, network, info, graph)
-
-
-class MishonRecommender:
-    """A trained network behind the baselines' Recommender interface."""
-
-    def __init__(self, network: MishonNetwork, inputs: ModelInputs, name: str = "MISHON") -> None:
-        self.name = name
-        self.network = network
-        self.tags = inputs.vocabulary.tags
-        self.vocabulary = set(self.tags)
-        self.fused = encode_eval(network, inputs)
-
-    def fit(self, data: SplitData) -> None:  # trained already
-        return None
-
-    def recommend(self, positions: np.ndarray, k: int) -> list[list[str]]:
-        ranked = top_k(self.network, self.fused, np.asarray(positions), min(k, len(self.tags)))
-        return [[self.tags[i] for i in row] for row in ranked]

@@ -24,9 +24,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from mishon.config import TrainSettings
+from mishon.data.split_data import SplitData
 from mishon.data.store import atomic_path, write_json
 from mishon.errors import MishonError
-from mishon.evaluate.data import SplitData
 from mishon.evaluate.metrics import ranking_metrics
 from mishon.model.inputs import ModelInputs
 from mishon.model.network import MishonNetwork

@@ -16,22 +16,15 @@ hashtags are ever read.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from typing import Protocol
+from typing import Self
 
 import numpy as np
 import torch
 
-from mishon.evaluate.data import SplitData
+from mishon.data.split_data import SplitData
+from mishon.errors import MishonError
 from mishon.features.store import MANIFEST, FeatureStore, modality_dir
 from mishon.graph.pooled import pooled_vectors
-
-
-class Recommender(Protocol):
-    name: str
-
-    def fit(self, data: SplitData) -> None: ...
-
-    def recommend(self, positions: np.ndarray, k: int) -> list[list[str]]: ...
 
 
 def _ranked(counts: Counter[str] | dict[str, float], k: int) -> list[str]:
@@ -41,10 +34,11 @@ def _ranked(counts: Counter[str] | dict[str, float], k: int) -> list[str]:
 class Popularity:
     name = "popularity"
 
-    def fit(self, data: SplitData) -> None:
+    def fit(self, data: SplitData) -> Self:
         train = data.posts.loc[data.is_train, "hashtags"]
         self.counts = Counter(t for tags in train for t in tags)
         self.vocabulary = set(self.counts)
+        return self
 
     def top(self, k: int) -> list[str]:
         return _ranked(self.counts, k)
@@ -61,7 +55,7 @@ class DecayedPopularity(Popularity):
         self.half_life_days = half_life_days
         self.half_life_posts = half_life_posts  # share of training posts, without timestamps
 
-    def fit(self, data: SplitData) -> None:
+    def fit(self, data: SplitData) -> Self:
         train = data.is_train
         times = data.time_key()[train]
         if "created_at" in data.posts and data.posts["created_at"].notna().all():
@@ -77,14 +71,14 @@ class DecayedPopularity(Popularity):
                 scores[tag] += float(weight)
         self.counts = scores  # type: ignore[assignment]
         self.vocabulary = set(scores)
+        return self
 
 
 class UserHistory:
     name = "user history"
 
-    def fit(self, data: SplitData) -> None:
-        self.popularity = Popularity()
-        self.popularity.fit(data)
+    def fit(self, data: SplitData) -> Self:
+        self.popularity = Popularity().fit(data)
         self.vocabulary = self.popularity.vocabulary
         self.users = data.posts["user_id"].astype(str).to_numpy()
         train = data.is_train
@@ -96,6 +90,7 @@ class UserHistory:
             for tag in tags:
                 count, last = self.history[user].get(tag, (0, -np.inf))
                 self.history[user][tag] = (count + 1, max(last, time))
+        return self
 
     def recommend(self, positions: np.ndarray, k: int) -> list[list[str]]:
         fallback = self.popularity.top(k + 50)
@@ -120,7 +115,7 @@ class ContentKNN:
     def __init__(self, neighbours: int = 20) -> None:
         self.neighbours = neighbours
 
-    def fit(self, data: SplitData) -> None:
+    def fit(self, data: SplitData) -> Self:
         self.vectors: list[tuple[np.ndarray, np.ndarray]] = []
         for modality in ("visual", "acoustic", "textual"):
             folder = modality_dir(data.dataset, modality)
@@ -129,11 +124,12 @@ class ContentKNN:
                 if present.any():
                     self.vectors.append((vectors, present))
         if not self.vectors:
-            raise ValueError(f"content kNN needs features: run `mishon extract {data.dataset}`")
+            raise MishonError(f"content kNN needs features: run `mishon extract {data.dataset}`")
         labelled = data.posts["hashtags"].str.len().to_numpy() > 0
         self.train = np.flatnonzero(data.is_train & labelled)
         self.tags = data.posts["hashtags"].to_numpy()
         self.vocabulary = {t for i in self.train for t in self.tags[i]}
+        return self
 
     def similarity(self, positions: np.ndarray) -> np.ndarray:
         """[queries, training posts]: mean cosine over the modalities both posts have."""
@@ -165,7 +161,7 @@ class ContentKNN:
         return lists
 
 
-BASELINES = {
+COUNT_BASELINES = {
     "popularity": Popularity,
     "decayed": DecayedPopularity,
     "history": UserHistory,

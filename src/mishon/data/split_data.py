@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mishon.data.schema import EXCLUDED_LABEL
-from mishon.data.store import read_posts, read_split
+from mishon.data.schema import EXCLUDED_LABEL, POSTS_FILE
+from mishon.data.store import read_posts, read_split, split_fingerprint
 from mishon.errors import MishonError
+from mishon.lineage import file_digest
 
 
 @dataclass
@@ -27,6 +28,8 @@ class SplitData:
     posts: pd.DataFrame  # columns of posts.parquet plus "split"
     rows: np.ndarray  # row of each post in posts.parquet (to index feature stores)
     all_post_ids: list[str]  # every post of posts.parquet, in order (feature stores follow it)
+    fingerprint: str = ""  # of the split's post assignment
+    posts_fingerprint: str = ""  # of posts.parquet
 
     @property
     def is_train(self) -> np.ndarray:
@@ -60,4 +63,12 @@ def load_split_data(dataset: Path, split_name: str) -> SplitData:
     rows = np.flatnonzero(keep)
     frame = posts.iloc[rows].reset_index(drop=True)
     frame["split"] = labels.iloc[rows].to_numpy()
-    return SplitData(dataset, split_name, frame, rows, posts["post_id"].astype(str).tolist())
+    return SplitData(
+        dataset,
+        split_name,
+        frame,
+        rows,
+        posts["post_id"].astype(str).tolist(),
+        fingerprint=split_fingerprint(split),
+        posts_fingerprint=file_digest(dataset / POSTS_FILE),
+    )

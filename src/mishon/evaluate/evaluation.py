@@ -1,0 +1,171 @@
+"""Evaluating a trained run, from Python or `mishon evaluate`: the Evaluation artifact.
+
+`evaluate_run` loads a run, ranks the test (or valid) posts with it and with any baselines
+fitted on the same split, and writes `RUN/evaluation-PART.json`. That file records the lineage
+it was computed from (the run's fingerprint: its inputs and its best weights); `load_evaluation`
+refuses one whose run changed since, so a report never mixes a new model with old figures.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from mishon.data.split_data import SplitData
+from mishon.data.store import write_json
+from mishon.errors import MishonError
+from mishon.evaluate.compare import relative_to_best
+from mishon.evaluate.run import evaluate
+from mishon.lineage import Lineage
+from mishon.recommenders import (
+    BASELINE_NAMES,
+    NEEDS_FEATURES,
+    MishonRecommender,
+    baseline,
+)
+from mishon.train.run import TrainedRun, load_run
+
+PARTS = ("test", "valid")
+StageFn = Callable[[str], None]
+
+
+class Evaluation(BaseModel):
+    """A run's figures on one part of its split, beside the baselines', with their lineage."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run: str
+    part: str
+    split: str
+    lineage: Lineage
+    results: list[dict[str, Any]]
+    skipped: dict[str, str] = {}
+    relative_f1_at_5: dict[str, float | None] | None = None
+
+    def save(self, path: Path) -> Path:
+        write_json(self.model_dump(mode="json", exclude_none=True), path)
+        return path
+
+
+def evaluation_path(run: Path, part: str) -> Path:
+    return run / f"evaluation-{part}.json"
+
+
+def check_part(part: str) -> str:
+    if part not in PARTS:
+        raise MishonError(f"the evaluated part must be test or valid, not {part!r}")
+    return part
+
+
+def baseline_names(only: str | Sequence[str] | None) -> list[str]:
+    """Baseline names from 'all', a comma-separated string or a list; unknown ones refused."""
+    if only is None:
+        return []
+    if isinstance(only, str):
+        only = list(BASELINE_NAMES) if only == "all" else only.split(",")
+    names = [n.strip() for n in only if n.strip()]
+    unknown = [n for n in names if n not in BASELINE_NAMES]
+    if unknown:
+        raise MishonError(f"unknown baseline(s) {unknown}; choose from {list(BASELINE_NAMES)}")
+    return names
+
+
+def unavailable_baselines(names: Sequence[str], data: SplitData) -> dict[str, str]:
+    """The baselines of `names` that cannot run on `data`, with the reason."""
+    has_features = (data.dataset / "features").is_dir()
+    return {
+        name: f"no features: run `mishon extract {data.dataset}`"
+        for name in names
+        if name in NEEDS_FEATURES and not has_features
+    }
+
+
+def evaluate_baselines(
+    names: Sequence[str],
+    data: SplitData,
+    part: str,
+    settings: Any = None,
+    stage: StageFn | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Fit and evaluate the named baselines; those that cannot run are returned with why."""
+    report = stage or (lambda _name: None)
+    skipped = unavailable_baselines(names, data)
+    results = []
+    for name in names:
+        if name in skipped:
+            continue
+        report(f"{name}: fitting and ranking")
+        results.append(evaluate(baseline(name, settings).fit(data), data, check_part(part)))
+    return results, skipped
+
+
+def evaluate_run(
+    run: Path,
+    part: str = "test",
+    baselines: str | Sequence[str] | None = None,
+    dataset: Path | None = None,
+    device: str = "auto",
+    stage: StageFn | None = None,
+    loaded: TrainedRun | None = None,
+) -> Evaluation:
+    """Evaluate the run in `run` (and `baselines`) on `part`; writes evaluation-PART.json."""
+    report = stage or (lambda _name: None)
+    check_part(part)
+    names = baseline_names(baselines)
+    if loaded is None:
+        report("loading the run")
+        loaded = load_run(run, dataset, device)
+    data = loaded.data
+    report("MISHON: ranking")
+    mishon = MishonRecommender(loaded.network, loaded.inputs).fit(data)
+    results = [evaluate(mishon, data, part)]
+    others, skipped = evaluate_baselines(names, data, part, loaded.settings, report)
+    results += others
+    evaluation = Evaluation(
+        run=str(run),
+        part=part,
+        split=data.split_name,
+        lineage=Lineage(
+            posts=data.posts_fingerprint, split=data.fingerprint, run=loaded.fingerprint
+        ),
+        results=results,
+        skipped=skipped,
+    )
+    if others:
+        evaluation.relative_f1_at_5 = {
+            subset: relative_to_best(results, "MISHON", subset=subset)
+            for subset in ("all", "warm", "cold")
+            if results[0]["cases"][subset]
+        }
+    evaluation.save(evaluation_path(run, part))
+    return evaluation
+
+
+def load_evaluation(run: Path, loaded: TrainedRun, part: str = "test") -> Evaluation:
+    """The run's saved evaluation of `part`, refused when the run changed since it was made."""
+    path = evaluation_path(run, check_part(part))
+    if not path.is_file():
+        raise MishonError(f"no evaluation in {run}: run `mishon evaluate {run} --baselines all`")
+    try:
+        evaluation = Evaluation.model_validate(json.loads(path.read_text("utf-8")))
+    except (ValueError, TypeError) as exc:
+        raise MishonError(
+            f"{path} is not an evaluation of this MISHON version ({exc.__class__.__name__}): "
+            f"rerun `mishon evaluate {run} --part {part} --baselines all`"
+        ) from None
+    now = Lineage(
+        posts=loaded.data.posts_fingerprint,
+        split=loaded.data.fingerprint,
+        run=loaded.fingerprint,
+    )
+    changed = evaluation.lineage.changes(now, ignore=("code",))
+    if changed:
+        raise MishonError(
+            f"{path} was computed before {', '.join(changed)} changed: rerun "
+            f"`mishon evaluate {run} --part {part} --baselines all`"
+        )
+    return evaluation

@@ -1,0 +1,91 @@
+"""MISHON's networks behind the recommender contract: a trained run, or the content-only model.
+
+The content-only model is the MISHON network without the graph (attention, user input, fusion
+and softmax), trained on the split with the given run settings: the ablation every graph
+result is measured against.
+"""
+
+from __future__ import annotations
+
+from typing import Self
+
+import numpy as np
+import torch
+
+from mishon.config import RunSettings
+from mishon.data.split_data import SplitData
+from mishon.errors import MishonError
+from mishon.features.store import MANIFEST, modality_dir
+from mishon.graph.build import MODALITIES, HeteroGraph
+from mishon.model.inputs import ModelInputs
+from mishon.model.network import MishonNetwork
+from mishon.train.run import train_model
+from mishon.train.trainer import encode_eval, top_k
+
+
+class MishonRecommender:
+    """A trained network: `fit` encodes every post of its graph once (no training)."""
+
+    def __init__(self, network: MishonNetwork, inputs: ModelInputs, name: str = "MISHON") -> None:
+        self.name = name
+        self.network = network
+        self.inputs = inputs
+
+    def fit(self, data: SplitData) -> Self:
+        if len(data.posts) != self.inputs.num_posts:
+            raise MishonError(
+                f"{self.name} was trained on a graph of {self.inputs.num_posts} posts, "
+                f"not the {len(data.posts)} posts of split {data.split_name!r}"
+            )
+        self.tags = self.inputs.vocabulary.tags
+        self.vocabulary = set(self.tags)
+        self.fused_: torch.Tensor = encode_eval(self.network, self.inputs)
+        return self
+
+    def recommend(self, positions: np.ndarray, k: int) -> list[list[str]]:
+        ranked = top_k(self.network, self.fused_, np.asarray(positions), min(k, len(self.tags)))
+        return [[self.tags[i] for i in row] for row in ranked]
+
+
+class ContentOnly:
+    """The no-graph MISHON network, trained by `fit` with `settings` (nothing written)."""
+
+    name = "content-only"
+
+    def __init__(self, settings: RunSettings | None = None) -> None:
+        self.settings = settings
+
+    def fit(self, data: SplitData) -> Self:
+        settings = self.settings or RunSettings()
+        variant = settings.model_copy(
+            update={"model": settings.model.model_copy(update={"graph": False})}
+        )
+        network, inputs, _, _ = train_model(
+            data.dataset, variant, None, graph=content_only_graph(data)
+        )
+        self.model_ = MishonRecommender(network, inputs, name=self.name).fit(data)
+        self.vocabulary = self.model_.vocabulary
+        return self
+
+    def recommend(self, positions: np.ndarray, k: int) -> list[list[str]]:
+        return self.model_.recommend(positions, k)
+
+
+def content_only_graph(data: SplitData) -> HeteroGraph:
+    """A graph without edges: the nodes the content-only model needs (users and modalities)."""
+    users = data.posts["user_id"].astype(str)
+    user_ids = list(dict.fromkeys(users))
+    index = {u: i for i, u in enumerate(user_ids)}
+    num_nodes = {"user": len(user_ids)}
+    for modality in MODALITIES:
+        if (modality_dir(data.dataset, modality) / MANIFEST).is_file():
+            num_nodes[modality] = len(data.posts)
+    return HeteroGraph(
+        num_nodes=num_nodes,
+        edges={},
+        post_ids=data.posts["post_id"].astype(str).tolist(),
+        user_ids=user_ids,
+        post_user=users.map(index).to_numpy(dtype=np.int64),
+        post_split=data.posts["split"].to_numpy().astype(str),
+        meta={"split": data.split_name},
+    )

@@ -1,0 +1,141 @@
+"""The artifact chain: fingerprints recorded by each stage and checked by the next."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file, save_file
+from typer.testing import CliRunner
+
+from mishon.cli import app
+from mishon.config import SplitSettings
+from mishon.data.split_data import load_split_data
+from mishon.data.splits import make_split
+from mishon.data.store import read_posts, write_split
+from mishon.errors import MishonError
+from mishon.evaluate.evaluation import evaluate_run, load_evaluation
+from mishon.features.base import Modality
+from mishon.features.imported import import_vectors
+from mishon.graph.io import load_graph
+from mishon.lineage import Lineage, digest
+from mishon.train.run import graph_for, load_run, train_model
+
+from .planted import planted_dataset, small_settings
+
+
+def _split(dataset: Path, seed: int) -> None:
+    assignment, meta = make_split(read_posts(dataset), SplitSettings(strategy="random", seed=seed))
+    write_split(dataset, "random", assignment, meta)
+
+
+@pytest.fixture
+def trained(tmp_path: Path) -> tuple[Path, Path]:
+    """A planted dataset split at random (seed 0) and a short run trained on it."""
+    dataset = planted_dataset(tmp_path / "data" / "ds")
+    _split(dataset, seed=0)
+    settings = small_settings(epochs=5, device="cpu")
+    settings.split = "random"
+    train_model(dataset, settings, tmp_path / "run")
+    return dataset, tmp_path / "run"
+
+
+def test_lineage_names_what_changed() -> None:
+    before = Lineage(split="a", features="f", settings="s")
+    after = Lineage(split="b", features="f", settings="t", graph="g")
+    assert before.changes(after) == ["the split's post assignment", "the settings"]
+    assert before.changes(before) == []
+    assert before.fingerprint != after.fingerprint
+    assert digest({"a": 1, "b": 2}) == digest({"b": 2, "a": 1})
+
+
+def test_a_resplit_rebuilds_the_graph_and_refuses_the_run(trained: tuple[Path, Path]) -> None:
+    dataset, run = trained
+    settings = small_settings(epochs=5)
+    settings.split = "random"
+    before = load_graph(run)
+    old_train = set(np.asarray(before.post_ids)[before.post_split == "train"])
+    _split(dataset, seed=1)
+    data = load_split_data(dataset, "random")
+    now_test = set(data.posts.loc[data.posts["split"] == "test", "post_id"])
+    assert now_test & old_train  # the leak the fingerprints stop: test posts trained on
+    with pytest.raises(MishonError, match=r"the split's post assignment changed since it was"):
+        load_run(run)
+    with pytest.raises(MishonError, match=r"cannot resume .*split's post assignment changed"):
+        train_model(dataset, small_settings(epochs=10), run, resume=True)
+    notices: list[str] = []
+    graph = graph_for(data, settings, run, stage=lambda _s: None, notice=notices.append)
+    assert notices == [
+        f"rebuilding the graph in {run}: the split's post assignment changed since it was built"
+    ]
+    assert graph.lineage is not None and graph.lineage.split == data.fingerprint
+    rebuilt_train = set(np.asarray(graph.post_ids)[graph.post_split == "train"])
+    assert not now_test & rebuilt_train
+
+
+def test_an_unchanged_chain_is_reused_without_a_rebuild(trained: tuple[Path, Path]) -> None:
+    dataset, run = trained
+    settings = small_settings(epochs=5)
+    settings.split = "random"
+    notices: list[str] = []
+    data = load_split_data(dataset, "random")
+    graph = graph_for(data, settings, run, stage=notices.append, notice=notices.append)
+    assert notices == []
+    assert graph.lineage == load_graph(run).lineage
+    assert load_run(run).data.split_name == "random"
+    # a moved dataset (same content, other path) is the same input
+    moved = dataset.parent.parent / "moved"
+    shutil.copytree(dataset, moved)
+    assert load_run(run, moved).data.dataset == moved
+
+
+def test_other_settings_or_features_are_named(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    dataset, run = trained
+    settings = small_settings(epochs=5)
+    settings.split = "random"
+    settings.graph.textual.k = 3
+    notices: list[str] = []
+    data = load_split_data(dataset, "random")
+    graph_for(data, settings, run, stage=lambda _s: None, notice=notices.append)
+    assert notices == [f"rebuilding the graph in {run}: the settings changed since it was built"]
+    # new vectors for the same posts: the stores' content digest changes
+    vectors = np.load(dataset.parent / "v.npy")
+    np.save(tmp_path / "w.npy", vectors[:, ::-1].copy())
+    import_vectors(
+        dataset, Modality.TEXTUAL, tmp_path / "w.npy", dataset.parent / "ids.txt", overwrite=True
+    )
+    with pytest.raises(MishonError, match=r"the feature stores, the graph changed since"):
+        load_run(run)
+
+
+def test_an_evaluation_of_other_weights_is_refused(trained: tuple[Path, Path]) -> None:
+    _, run = trained
+    evaluation = evaluate_run(run, baselines="popularity")
+    assert [r["recommender"] for r in evaluation.results] == ["MISHON", "popularity"]
+    loaded = load_run(run)
+    assert load_evaluation(run, loaded).lineage.run == loaded.fingerprint
+    weights = load_file(str(run / "model.safetensors"))
+    weights["output.bias"] = weights["output.bias"] + 1.0
+    save_file(weights, str(run / "model.safetensors"))
+    with pytest.raises(MishonError, match=r"computed before the run's weights changed: rerun"):
+        load_evaluation(run, load_run(run))
+
+
+def test_cli_train_says_why_it_rebuilds_the_graph(trained: tuple[Path, Path]) -> None:
+    dataset, run = trained
+    _split(dataset, seed=1)
+    out = run.parent / "run3"
+    out.mkdir()
+    for name in ("graph.json", "graph.safetensors"):
+        shutil.copy(run / name, out / name)
+    result = CliRunner().invoke(
+        app, ["train", str(dataset), "--out", str(out), "--split", "random", "--epochs", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    printed = " ".join(result.output.split())
+    assert f"rebuilding the graph in {out}: the split's post assignment changed since" in printed
+    result = CliRunner().invoke(app, ["evaluate", str(run)])
+    assert result.exit_code == 1
+    assert "changed since it was trained" in " ".join(result.output.split())

@@ -39,7 +39,7 @@ from mishon.config import SynthSettings
 from mishon.data.split_data import SplitData, load_split_data
 from mishon.data.synth.themes import GENERIC_TAGS
 from mishon.data.synth.world import TOPIC_TAG_PATTERNS, World, build_world
-from mishon.evaluate.metrics import ranking_metrics
+from mishon.metrics import ranking_metrics
 from mishon.recommenders import MishonRecommender, fit_baseline
 
 KS = (1, 3, 5, 10)

@@ -17,11 +17,20 @@ from mishon.features.imported import import_vectors
 TOPICS = 4
 
 
-def planted_dataset(root: Path, users: int = 16, posts_per_user: int = 8, seed: int = 0) -> Path:
+def planted_dataset(
+    root: Path,
+    users: int = 16,
+    posts_per_user: int = 8,
+    seed: int = 0,
+    modalities: tuple[str, ...] = ("textual",),
+    cold_users: int = 0,
+) -> Path:
     """Users with a favourite topic; each post carries its topic's tag and its user's own tag.
 
     The textual vector is the topic's direction plus noise, so content tells the topic tag and
-    the user tells the personal tag: popularity can get neither, MISHON can learn both.
+    the user tells the personal tag: popularity can get neither, MISHON can learn both. Other
+    `modalities` get vectors of their own topic directions; `cold_users` more users have one
+    test post each and no training post.
     """
     rng = np.random.default_rng(seed)
     directions = rng.normal(size=(TOPICS, 16)).astype(np.float32)
@@ -43,6 +52,19 @@ def planted_dataset(root: Path, users: int = 16, posts_per_user: int = 8, seed: 
                 }
             )
             vectors.append(directions[topic] + 0.3 * rng.normal(size=16))
+    topics = [int(r["hashtags"][0].removeprefix("topic")) for r in rows]
+    for u in range(users, users + cold_users):
+        topic = int(rng.integers(TOPICS))
+        topics.append(topic)
+        rows.append(
+            {
+                "post_id": f"u{u}p0",
+                "user_id": f"u{u}",
+                "hashtags": [f"topic{topic}", f"mine{u}"],
+                "split": "test",
+            }
+        )
+        vectors.append(directions[topic] + 0.3 * rng.normal(size=16))
     root.mkdir(parents=True)
     posts = pd.DataFrame(rows)
     write_table(posts, root / "posts.parquet", POSTS_SCHEMA)
@@ -50,7 +72,16 @@ def planted_dataset(root: Path, users: int = 16, posts_per_user: int = 8, seed: 
     write_split(root, "given", assignment, meta)
     np.save(root.parent / "v.npy", np.stack(vectors).astype(np.float32))
     (root.parent / "ids.txt").write_text("\n".join(posts["post_id"]) + "\n")
-    import_vectors(root, Modality.TEXTUAL, root.parent / "v.npy", root.parent / "ids.txt")
+    if "textual" in modalities:
+        import_vectors(root, Modality.TEXTUAL, root.parent / "v.npy", root.parent / "ids.txt")
+    others = np.random.default_rng(seed + 1)
+    for modality in (m for m in modalities if m != "textual"):
+        own = others.normal(size=(TOPICS, 12)).astype(np.float32)
+        values = own[topics] + 0.5 * others.normal(size=(len(topics), 12))
+        np.save(root.parent / f"{modality}.npy", values.astype(np.float32))
+        import_vectors(
+            root, Modality(modality), root.parent / f"{modality}.npy", root.parent / "ids.txt"
+        )
     return root
 
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from mishon.evaluate.metrics import ranking_metrics, vocabulary_coverage
+from mishon.metrics import ranking_metrics, vocabulary_coverage
 
 
 def test_hand_computed_metrics() -> None:

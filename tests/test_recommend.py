@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from mishon.cli import app
@@ -15,6 +16,7 @@ from mishon.features.store import FeatureStore, modality_dir
 from mishon.recommend.inductive import InductiveRecommender, NewPost
 from mishon.recommenders import MishonRecommender
 from mishon.train.run import load_run, train_model
+from mishon.train.trainer import encode_eval
 
 from .planted import planted_dataset, small_settings
 
@@ -135,3 +137,44 @@ def test_imported_features_cannot_be_extracted_for_a_new_post(
 
     with pytest.raises(MishonError, match="imported vectors"):
         PostFeaturizer.for_dataset(trained.run.data.dataset, ["textual"])
+
+
+MODALITY_SETS = {1: ("textual",), 2: ("textual", "visual"), 3: ("textual", "visual", "acoustic")}
+
+
+@pytest.fixture(scope="module")
+def planted_by_modalities(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
+    root = tmp_path_factory.mktemp("modalities")
+    return {
+        count: planted_dataset(root / f"m{count}" / "ds", modalities=names, cold_users=3)
+        for count, names in MODALITY_SETS.items()
+    }
+
+
+@pytest.mark.parametrize("modalities", sorted(MODALITY_SETS))
+@pytest.mark.parametrize("aggregator", ["mean", "max", "min", "sum", "product"])
+def test_the_inductive_path_is_the_full_model_for_every_aggregator(
+    planted_by_modalities: dict[int, Path], tmp_path: Path, aggregator: str, modalities: int
+) -> None:
+    settings = small_settings(epochs=3)
+    settings.model.aggregator = aggregator
+    for name in ("visual", "acoustic"):
+        getattr(settings.graph, name).k, getattr(settings.graph, name).threshold = 5, 0.2
+    train_model(planted_by_modalities[modalities], settings, tmp_path / "run")
+    recommender = InductiveRecommender(load_run(tmp_path / "run"))
+    run = recommender.run
+    assert run.network.modalities == sorted(
+        MODALITY_SETS[modalities], key=["visual", "acoustic", "textual"].index
+    )
+    full = torch.softmax(run.network.scores(encode_eval(run.network, run.inputs)), dim=1)
+    warm_users = run.data.warm_users()
+    users = run.data.posts["user_id"].astype(str).to_numpy()
+    cold = [p for p in range(len(users)) if users[p] not in warm_users]
+    assert len(cold) == 3
+    for position in range(len(users)):
+        got = recommender.existing_probabilities(position)
+        torch.testing.assert_close(got, full[position], rtol=1e-4, atol=1e-6)
+    for position in cold:  # the cold-start user recomputed from its post and its links
+        assert len(recommender.existing_links(int(run.inputs.post_user[position]))) > 0
+        got = recommender.existing_probabilities(position, new_user=True)
+        torch.testing.assert_close(got, full[position], rtol=1e-4, atol=1e-6)

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from mishon.data.split_data import SplitData
-from mishon.evaluate.metrics import DEFAULT_KS, ranking_metrics, vocabulary_coverage
+from mishon.metrics import DEFAULT_KS, ranking_metrics, vocabulary_coverage
 from mishon.recommenders.base import Recommender
 
 

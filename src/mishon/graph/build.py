@@ -30,6 +30,10 @@ from mishon.graph.pooled import pooled_vectors
 from mishon.lineage import Lineage, digest
 
 MODALITIES = ("visual", "acoustic", "textual")
+USER = "user"
+# relation names of the seven edge types: (user, SIMILAR, user), (M, SIMILAR, M),
+# (user, POSTED, M) and (M, POSTED_BY, user) for each modality M
+SIMILAR, POSTED, POSTED_BY = "similar", "posted", "posted_by"
 EdgeType = tuple[str, str, str]
 StageFn = Callable[[str], None]
 
@@ -211,12 +215,12 @@ def build_graph(
         )
         knn_methods[modality] = result.describe()
         index, weight = knn_edges(result.neighbours, result.similarities, spec.threshold)
-        edges[(modality, "similar", modality)] = symmetric(index, weight, n_posts)
+        edges[(modality, SIMILAR, modality)] = symmetric(index, weight, n_posts)
         forward = np.stack([post_user, np.arange(n_posts)])
-        edges[("user", "posted", modality)] = coalesce(
+        edges[(USER, POSTED, modality)] = coalesce(
             forward, np.ones(n_posts, np.float32), n_users, n_posts
         )
-        edges[(modality, "posted_by", "user")] = coalesce(
+        edges[(modality, POSTED_BY, USER)] = coalesce(
             forward[::-1].copy(), np.ones(n_posts, np.float32), n_posts, n_users
         )
         lap(f"knn_{modality}")
@@ -258,7 +262,7 @@ def build_graph(
         link_weight = np.array([max(s, 0.0) for _, _, s in links], dtype=np.float32)
         user_index = np.concatenate([user_index, link_index], axis=1)
         user_weight = np.concatenate([user_weight, link_weight])
-    edges[("user", "similar", "user")] = symmetric(user_index, user_weight, n_users)
+    edges[(USER, SIMILAR, USER)] = symmetric(user_index, user_weight, n_users)
     lap("influence")
 
     graph = HeteroGraph(

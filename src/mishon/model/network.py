@@ -194,14 +194,28 @@ class MishonNetwork(nn.Module):
         """Node states before the first layer and after each (what inductive steps reuse)."""
         adjacency = {t: inputs.adjacency[t] for t in self.edge_types if t in inputs.adjacency}
         layers = [states]
-        for conv, norms in zip(self.convs, self.norms, strict=True):
-            messages = conv(states, adjacency)
-            states = {
-                t: self.update(norms[t], x, messages[t]) if t in messages else x
-                for t, x in states.items()
-            }
+        for layer in range(len(self.convs)):
+            states = self.layer_step(layer, states, adjacency)
             layers.append(states)
         return layers
+
+    def layer_step(
+        self,
+        layer: int,
+        states: dict[str, torch.Tensor],
+        adjacency: dict[EdgeType, torch.Tensor],
+    ) -> dict[str, torch.Tensor]:
+        """One GraphSAGE layer over any graph: the whole one, or a new post's neighbourhood.
+
+        Each relation of `adjacency` (destination-major CSR, values 1) runs its SAGEConv; a node
+        type that receives relations gets its state plus their normalised, activated sum, the
+        others keep theirs.
+        """
+        messages = self.convs[layer](states, adjacency)
+        return {
+            t: self.update(self.norms[layer][t], x, messages[t]) if t in messages else x
+            for t, x in states.items()
+        }
 
     def update(self, norm: nn.Module, state: torch.Tensor, messages: torch.Tensor) -> torch.Tensor:
         """A node's next state: its state plus the normalised, activated relation sum.

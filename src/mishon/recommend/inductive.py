@@ -7,7 +7,8 @@ once for the whole graph and kept. A new post is then placed like a graph post w
 - a known user keeps its cached states; a new user is a cold-start user: its input is the new
   post's content, and it is linked to the popular users whose posts' content is most similar
   (the social-influence links of `mishon graph`);
-- only the new nodes are computed, layer by layer, from their neighbours' cached states.
+- only the new nodes are computed, layer by layer, from their neighbours' cached states, by
+  the network's own `layer_step` over the post's neighbourhood as a small graph.
 The new post does not change the cached states of its neighbours (they would shift slightly
 if it joined the graph for good; retraining or a graph rebuild takes it in).
 """
@@ -19,23 +20,15 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from mishon.errors import MishonError
 from mishon.features.store import FeatureStore, modality_dir
+from mishon.graph.build import POSTED, POSTED_BY, SIMILAR, USER
 from mishon.graph.influence import link_cold_users, user_profiles
 from mishon.graph.pooled import pool_units, pooled_vectors_and_centre
-from mishon.model.inputs import EdgeType, normalise_units
+from mishon.model.inputs import EdgeType, adjacency, normalise_units
 from mishon.recommend.neighbours import PostIndex
 from mishon.train.run import TrainedRun
-
-POST_SIMILAR = "similar"
-AGGREGATE = {
-    "mean": lambda x: x.mean(0),
-    "max": lambda x: x.max(0).values,
-    "min": lambda x: x.min(0).values,
-    "sum": lambda x: x.sum(0),
-    "product": lambda x: x.prod(0),
-}
 
 
 @dataclass
@@ -147,7 +140,7 @@ class InductiveRecommender:
         """The graph's own modality in-neighbours of a post already in the graph."""
         sources = {}
         for modality in self.network.modalities:
-            adjacency = self.run.inputs.adjacency.get((modality, POST_SIMILAR, modality))
+            adjacency = self.run.inputs.adjacency.get((modality, SIMILAR, modality))
             if adjacency is None:
                 sources[modality] = np.zeros(0, dtype=np.int64)
                 continue
@@ -156,36 +149,6 @@ class InductiveRecommender:
         return sources
 
     # ----------------------------------------------------------------- computation
-
-    def _step(
-        self,
-        layer: int,
-        destination: str,
-        state: torch.Tensor,
-        sources: dict[EdgeType, torch.Tensor],
-    ) -> torch.Tensor:
-        """The next state of one new node from its sources' states (one row each).
-
-        SAGEConv for one destination, written out (lin_l of the aggregated sources plus lin_r
-        of the node): PyG's scatter machinery costs more than the arithmetic for a single row.
-        No source aggregates to zero, as over the sparse adjacency of the full graph.
-        """
-        conv = self.network.convs[layer]
-        total = None
-        for edge_type in self.edge_types:
-            if edge_type[2] != destination:
-                continue
-            sage = conv.convs[edge_type]
-            x_src = sources.get(edge_type)
-            if x_src is None or len(x_src) == 0:
-                aggregated = state.new_zeros(state.shape)
-            else:
-                aggregated = AGGREGATE[self.network.settings.aggregator](x_src)[None]
-            out = sage.lin_l(aggregated) + sage.lin_r(state)
-            total = out if total is None else total + out
-        if total is None:
-            return state
-        return state + F.relu(self.network.norms[layer][destination](total))
 
     def _encode_new(self, post: NewPost) -> dict[str, torch.Tensor]:
         states, device = {}, self.device
@@ -202,6 +165,34 @@ class InductiveRecommender:
             states[modality] = vectors
         return states
 
+    def _local_adjacency(
+        self, neighbours: dict[str, np.ndarray], links: np.ndarray, new_user: bool
+    ) -> dict[EdgeType, torch.Tensor]:
+        """The new post's neighbourhood as a small graph, in the network's own relations.
+
+        Row 0 of each modality is the new post, rows 1.. its similar graph posts; row 0 of
+        `user` is its user, rows 1.. the linked popular users. Only the new nodes receive
+        edges (a known user keeps its cached states, so nothing flows into it).
+        """
+        sizes = {m: 1 + len(neighbours[m]) for m in self.network.modalities}
+        sizes[USER] = 1 + len(links)
+        local = {}
+        for edge_type in self.edge_types:
+            src, rel, dst = edge_type
+            if dst == USER and not new_user:
+                continue
+            if rel == SIMILAR and src == dst:
+                sources = np.arange(1, sizes[src])  # the similar posts, or the linked users
+            elif (src == USER and rel == POSTED) or (dst == USER and rel == POSTED_BY):
+                sources = np.zeros(1, dtype=np.int64)  # the post's user, or the post
+            else:
+                raise MishonError(
+                    f"the inductive path does not know relation {edge_type} of this network"
+                )
+            index = np.stack([sources, np.zeros_like(sources)]).astype(np.int64)
+            local[edge_type] = adjacency(index, sizes[src], sizes[dst]).to(self.device)
+        return local
+
     @torch.no_grad()
     def scores_for(
         self,
@@ -210,47 +201,68 @@ class InductiveRecommender:
         user: int | None,
         links: np.ndarray,
     ) -> torch.Tensor:
-        """Hashtag probabilities [V] of one post from its initial modality states."""
+        """Hashtag probabilities [V] of one post from its initial modality states.
+
+        Each layer is the network's own `layer_step` over the post's neighbourhood
+        (`_local_adjacency`), the neighbours at their cached states of that layer.
+        """
         modalities = self.network.modalities
+        new_user = user is None
         current = dict(initial)
-        if user is None:
+        if new_user:  # the user's input is the post's content (no embedding)
             present = [current[m] for m in modalities if current[m].abs().sum() > 0]
             user_state = (
                 torch.stack(present).mean(0)
                 if present
                 else torch.zeros_like(current[modalities[0]])
             )
-        else:
-            user_state = self.states[0]["user"][user : user + 1]
+        local = self._local_adjacency(neighbours, links, new_user)
         for layer, cached in enumerate(self.states[:-1]):
-            user_now = user_state if user is None else cached["user"][user : user + 1]
-            nxt = {}
-            for m in modalities:
-                sources = {
-                    (m, POST_SIMILAR, m): cached[m][self._index(neighbours[m])],
-                    ("user", "posted", m): user_now,
-                }
-                nxt[m] = self._step(layer, m, current[m], sources)
-            if user is None:
-                sources = {(m, "posted_by", "user"): current[m] for m in modalities}
-                sources[("user", "similar", "user")] = cached["user"][self._index(links)]
-                user_state = self._step(layer, "user", user_state, sources)
-            current = nxt
-        final_user = user_state if user is None else self.states[-1]["user"][user : user + 1]
+            states = {
+                m: torch.cat([current[m], cached[m][self._index(neighbours[m])]])
+                for m in modalities
+            }
+            own = user_state if new_user else cached[USER][user : user + 1]
+            states[USER] = torch.cat([own, cached[USER][self._index(links)]])
+            following = self.network.layer_step(layer, states, local)
+            current = {m: following[m][:1] for m in modalities}
+            if new_user:
+                user_state = following[USER][:1]
+        final_user = user_state if new_user else self.states[-1][USER][user : user + 1]
         fused = self.network.fuse([current[m] for m in modalities], final_user)
         return torch.softmax(self.network.scores(fused)[0], dim=0)
+
+    def existing_links(self, user: int) -> np.ndarray:
+        """The graph's user-user in-neighbours of a graph user (its social links)."""
+        matrix = self.run.inputs.adjacency.get((USER, SIMILAR, USER))
+        if matrix is None:
+            return np.zeros(0, dtype=np.int64)
+        crow, col = matrix.crow_indices(), matrix.col_indices()
+        return col[crow[user] : crow[user + 1]].cpu().numpy()
 
     def _index(self, positions: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(positions).to(self.device)
 
-    def recommend_existing(self, position: int, k: int) -> list[tuple[str, float]]:
-        """A graph post through the inductive path with its own graph neighbours (a check)."""
+    def existing_probabilities(self, position: int, new_user: bool = False) -> torch.Tensor:
+        """A graph post through the inductive path with its own graph neighbours (a check).
+
+        With `new_user`, its user is recomputed from this post and the user's graph links as a
+        new user would be: the full model's result when that user has this post only and no
+        training post (a cold-start user).
+        """
         initial = {m: self.states[0][m][position : position + 1] for m in self.network.modalities}
         user = int(self.run.inputs.post_user[position])
-        probabilities = self.scores_for(
+        if new_user:
+            return self.scores_for(
+                initial, self.existing_sources(position), None, self.existing_links(user)
+            )
+        return self.scores_for(
             initial, self.existing_sources(position), user, np.zeros(0, np.int64)
         )
-        return self._top(probabilities, k)
+
+    def recommend_existing(self, position: int, k: int) -> list[tuple[str, float]]:
+        """Top-`k` of a graph post through the inductive path (`existing_probabilities`)."""
+        return self._top(self.existing_probabilities(position), k)
 
     def _top(self, probabilities: torch.Tensor, k: int) -> list[tuple[str, float]]:
         values, indices = torch.topk(probabilities, min(k, len(self.tags)))

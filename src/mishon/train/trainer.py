@@ -27,7 +27,7 @@ from mishon.config import TrainSettings
 from mishon.data.split_data import SplitData
 from mishon.data.store import atomic_path, write_json
 from mishon.errors import MishonError
-from mishon.evaluate.metrics import ranking_metrics
+from mishon.metrics import ranking_metrics
 from mishon.model.inputs import ModelInputs
 from mishon.model.network import MishonNetwork
 

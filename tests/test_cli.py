@@ -4,6 +4,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from mishon import __version__
@@ -68,3 +69,56 @@ def test_validate_lists_problems_and_fails(tmp_path: Path, tiny_corpus: tuple[Pa
 def test_split_on_a_missing_dataset(tmp_path: Path) -> None:
     code, text = invoke("data", "split", str(tmp_path))
     assert code == 1 and "no posts table here" in text
+
+
+def test_help_shows_the_defaults_in_brackets() -> None:
+    code, text = invoke("data", "split", "--help")
+    assert code == 0
+    flat = " ".join(text.split())
+    assert "[given > temporal > random]" in flat
+    assert "Split name [the strategy]" in flat
+
+
+def test_help_lists_commands_in_pipeline_order() -> None:
+    code, text = invoke("--help")
+    assert code == 0
+    listed = text.split("Commands:")[1].splitlines()
+    commands = [line.split()[0] for line in listed if line.startswith("  ") and line[2] != " "]
+    assert commands[:5] == ["data", "extract", "features", "graph", "train"]
+
+
+def test_dotted_assignments_override_single_keys() -> None:
+    from mishon.config import ExtractSettings, RunSettings, load_settings, parse_assignments
+
+    assert parse_assignments(["train.epochs=5", "model.graph=false", "train.threads=null"]) == {
+        "train": {"epochs": 5, "threads": None},
+        "model": {"graph": False},
+    }
+    settings = load_settings(
+        RunSettings, overrides={"graph": {"textual": {"k": 3}}}, assignments=["train.lr=0.01"]
+    )
+    assert (settings.graph.textual.k, settings.graph.textual.threshold) == (3, 0.2)
+    assert settings.train.lr == 0.01
+    extract = load_settings(ExtractSettings, overrides={"visual": {"units": 4}})
+    assert (extract.visual.name, extract.visual.units) == ("efficientnet-lite0", 4)
+    gone = load_settings(ExtractSettings, assignments=["visual.name=null"])
+    assert gone.visual.name is None
+
+
+def test_bad_assignments_name_the_problem() -> None:
+    from mishon.config import RunSettings, load_settings, parse_assignments
+    from mishon.errors import MishonError
+
+    for text, message in (
+        ("train.epochs", "expected KEY=VALUE"),
+        ("train..epochs=3", "expected KEY=VALUE"),
+        ("train=1", None),
+    ):
+        if message is None:
+            with pytest.raises(MishonError, match=r"train: Input should be a valid dictionary"):
+                load_settings(RunSettings, assignments=[text])
+        else:
+            with pytest.raises(MishonError, match=message):
+                parse_assignments([text])
+    with pytest.raises(MishonError, match=r"train\.epochs: Input should be greater than"):
+        load_settings(RunSettings, assignments=["train.epochs=0"])

@@ -350,3 +350,33 @@ def test_a_failing_variant_is_recorded_and_the_others_still_run(
         in (tmp_path / "agg" / "aggregators.md").read_text()
     )
     assert not (tmp_path / "agg" / "variants" / "product-seed0.json").exists()
+
+
+def test_cli_train_prints_progress_lines_to_a_log_and_takes_set(
+    planted: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text(small_settings(epochs=10).model_dump_json())
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(planted),
+            "--out",
+            str(out),
+            "--config",
+            str(config),
+            "--set",
+            "model.hidden=16",
+            "--set",
+            "train.eval_every=2",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("[")]
+    assert lines[0].endswith("preparing (0/10)")  # a plain line, no live bar, in a log
+    assert lines[-1].startswith("[") and lines[-1].endswith("(10/10)")
+    saved = json.loads((out / "run.json").read_text())["settings"]
+    assert saved["model"]["hidden"] == 16 and saved["train"]["eval_every"] == 2
+    assert saved["train"]["epochs"] == 10

@@ -99,7 +99,7 @@ def test_cli_recommend_for_a_video_and_caption(tiny_extracted: Path, tmp_path: P
     args = ["recommend", str(run), "--video", str(clip), "--caption", "sunny day #beach", "-k", "3"]
     result = runner.invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
-    answer = json.loads(result.output)
+    answer = json.loads(result.stdout)
     assert len(answer["hashtags"]) == 3 and answer["user_known"] is False
     assert {"visual_s", "textual_s"} <= set(answer["timings_s"])
     result = runner.invoke(app, [*args, "--user", "nobody"])

@@ -173,11 +173,18 @@ class SynthSettings(Settings):
 
 
 def load_settings(
-    model: type[S], path: Path | None = None, overrides: dict[str, Any] | None = None
+    model: type[S],
+    path: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    assignments: list[str] | None = None,
 ) -> S:
-    """Build settings from an optional YAML file, then command-line overrides (None = not given).
+    """Settings from an optional YAML file, then `overrides`, then `assignments`.
 
-    Raises MishonError naming the file and key on a bad file or value.
+    `overrides` are nested like the settings (`{"train": {"epochs": 5}}`); None in them means
+    "not given" (a command-line option left unset). `assignments` are `--set` strings such as
+    `train.epochs=5` (`parse_assignments`), where `null` does set None. Both are merged key by
+    key, so overriding one key keeps the file's others. Raises MishonError naming the file
+    and key on a bad file or value.
     """
     data: dict[str, Any] = {}
     if path is not None:
@@ -187,8 +194,9 @@ def load_settings(
             raise MishonError(f"cannot read config {path}: {exc}") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise MishonError(f"config {path}: expected a mapping of keys to values")
-        data.update(loaded or {})
-    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        data = loaded or {}
+    data = merge_settings(merge_settings(_nested_defaults(model), data), _given(overrides or {}))
+    data = merge_settings(data, parse_assignments(assignments))
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -197,6 +205,65 @@ def load_settings(
             f"  {'.'.join(map(str, e['loc'])) or '(settings)'}: {e['msg']}" for e in exc.errors()
         ]
         raise MishonError(f"invalid {model.__name__}{source}:\n" + "\n".join(lines)) from None
+
+
+def merge_settings(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `overrides` merged in, nested mappings key by key."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_settings(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _nested_defaults(model: type[Settings]) -> dict[str, Any]:
+    """The defaults of `model`'s nested settings, so an override of one nested key keeps the
+    others (`--visual-units 4` keeps the visual extractor's name)."""
+    defaults = {}
+    for name, info in model.model_fields.items():
+        if info.is_required():
+            continue
+        default = info.get_default(call_default_factory=True)
+        if isinstance(default, Settings):
+            defaults[name] = default.model_dump()
+    return defaults
+
+
+def _given(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Overrides without the unset (None) values, at every depth."""
+    return {
+        key: _given(value) if isinstance(value, dict) else value
+        for key, value in overrides.items()
+        if value is not None
+    }
+
+
+def parse_assignments(assignments: list[str] | None) -> dict[str, Any]:
+    """`KEY.SUBKEY=VALUE` strings as nested overrides; each value is read as YAML.
+
+    `train.epochs=5` -> {"train": {"epochs": 5}}; `model.graph=false`, `split=random`,
+    `graph.textual.threshold=0.3`, `train.threads=null` (sets None).
+    """
+    nested: dict[str, Any] = {}
+    for text in assignments or []:
+        key, sep, raw = text.partition("=")
+        path = key.strip().split(".")
+        if not sep or not all(path):
+            raise MishonError(f"--set {text!r}: expected KEY=VALUE, e.g. train.epochs=5")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise MishonError(f"--set {text!r}: cannot read the value ({exc})") from None
+        node = nested
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise MishonError(f"--set {text!r}: {part} is given both a value and keys")
+            node = child
+        node[path[-1]] = value
+    return nested
 
 
 class ExtractorSettings(Settings):

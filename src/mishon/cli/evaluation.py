@@ -1,0 +1,141 @@
+"""`mishon baselines`, `evaluate`, `report` and `experiment`: measuring runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mishon.cli.common import SetOption, app, console, print_results, reports_errors, status
+from mishon.config import (
+    load_settings,
+)
+from mishon.errors import MishonError
+
+
+@app.command("baselines")
+@reports_errors
+def baselines(
+    dataset: Annotated[Path, typer.Argument(help="Dataset directory with a split (and features).")],
+    split: Annotated[
+        str | None, typer.Option(help="Split name [the dataset's only split].")
+    ] = None,
+    part: Annotated[str, typer.Option(help="Evaluate on test, or valid for tuning.")] = "test",
+    only: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated subset of popularity,decayed,history,content-knn,content-only."
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="YAML run settings (model, train) for content-only.")
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the results here.")
+    ] = None,
+) -> None:
+    """Evaluate the baselines: popularity, time-decayed popularity, user history, content kNN
+    and the content-only network (trained here, without the graph)."""
+    from mishon.config import RunSettings
+    from mishon.data.split_data import load_split_data
+    from mishon.data.store import write_json
+    from mishon.evaluate.evaluation import baseline_names, check_part, evaluate_baselines
+    from mishon.graph.build import default_split
+    from mishon.recommenders import BASELINE_NAMES
+
+    check_part(part)
+    names = baseline_names(only or list(BASELINE_NAMES))
+    settings = load_settings(RunSettings, config)
+    data = load_split_data(dataset, split or settings.split or default_split(dataset))
+    with status("fitting") as shown:
+        results, skipped = evaluate_baselines(
+            names, data, part, settings, stage=lambda name: shown.update(name)
+        )
+    for name, why in skipped.items():
+        console.print(f"{name}: skipped ({why})")
+    print_results(results, part, f"{data.split_name!r} ")
+    if json_out is not None:
+        write_json(results, json_out)
+
+
+@app.command("evaluate")
+@reports_errors
+def evaluate_run(
+    run: Annotated[Path, typer.Argument(help="Run directory written by `mishon train`.")],
+    part: Annotated[str, typer.Option(help="Evaluate on test, or valid for tuning.")] = "test",
+    baselines: Annotated[
+        str | None,
+        typer.Option(
+            help="Also evaluate these baselines (comma-separated, or 'all') in the same table."
+        ),
+    ] = None,
+    dataset: Annotated[
+        Path | None, typer.Option(help="The run's dataset, if it has moved since training.")
+    ] = None,
+) -> None:
+    """Metrics @1/3/5/10 of a trained run on all, warm and cold-start posts -> evaluation.json."""
+    from mishon.evaluate.evaluation import evaluate_run as run_evaluation
+    from mishon.evaluate.evaluation import evaluation_path
+
+    with status("loading the run") as shown:
+        evaluation = run_evaluation(
+            run, part, baselines, dataset, stage=lambda name: shown.update(name)
+        )
+    for name, why in evaluation.skipped.items():
+        console.print(f"{name}: skipped ({why})")
+    print_results(evaluation.results, part, f"{run} on {evaluation.split!r} ")
+    for subset, ratio in (evaluation.relative_f1_at_5 or {}).items():
+        if ratio is not None:
+            console.print(f"{subset}: MISHON F1@5 = {ratio:.3f} x the best baseline")
+    console.print(f"written: {evaluation_path(run, part)}")
+
+
+@app.command("report")
+@reports_errors
+def report(
+    run: Annotated[Path, typer.Argument(help="Run directory, evaluated with --baselines.")],
+    dataset: Annotated[
+        Path | None, typer.Option(help="The run's dataset, if it has moved since training.")
+    ] = None,
+) -> None:
+    """Write RUN/report.html with PNG plots: training curves, metrics @K against the
+    baselines, warm vs cold-start users, recall by hashtag frequency, graph summary."""
+    from mishon.report import write_report
+
+    with status("writing the report"):
+        path = write_report(run, dataset)
+    console.print(f"report: {path}", highlight=False)
+
+
+@app.command("experiment")
+@reports_errors
+def experiment(
+    name: Annotated[str, typer.Argument(help="ablation, aggregators, thresholds or coldstart.")],
+    dataset: Annotated[Path, typer.Argument(help="Dataset directory with features and a split.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the tables, plot and results.")],
+    config: Annotated[
+        Path | None, typer.Option(help="YAML run settings the variants start from.")
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option(help="Split name [config, else the only one].")
+    ] = None,
+    seeds: Annotated[int, typer.Option(min=1, help="Seeds per variant (mean and sd).")] = 3,
+    assignments: SetOption = None,
+) -> None:
+    """Train and evaluate the variants of one of the paper's experiments; finished variants are
+    kept in OUT/variants and skipped when the command is run again."""
+    from mishon.config import RunSettings
+    from mishon.experiments import EXPERIMENTS, markdown_table, run_experiment
+
+    if name not in EXPERIMENTS:
+        raise MishonError(f"unknown experiment {name!r}; choose from {list(EXPERIMENTS)}")
+    settings = load_settings(RunSettings, config, {"split": split}, assignments)
+    with status(f"{name}: starting") as shown:
+        summary = run_experiment(
+            name, dataset, settings, out, seeds, stage=lambda text: shown.update(text)
+        )
+    console.print(markdown_table(summary), highlight=False, markup=False)
+    console.print(
+        f"written: {out / (name + '.md')}, {out / (name + '.json')}, {out / (name + '.png')}"
+    )

@@ -16,7 +16,7 @@ from mishon.config import (
     SynthSettings,
     load_settings,
 )
-from mishon.errors import InputError, MishonError
+from mishon.errors import InputError
 
 # --------------------------------------------------------------------------- data
 
@@ -250,8 +250,7 @@ def data_split(
     ] = False,
 ) -> None:
     """Assign posts to train / valid / test and store the split under DATASET/splits/."""
-    from mishon.data.splits import make_split
-    from mishon.data.store import read_posts, split_path, write_split
+    from mishon.data.splits import split_dataset
 
     settings = load_settings(
         SplitSettings,
@@ -264,15 +263,7 @@ def data_split(
             "seed": seed,
         },
     )
-    posts = read_posts(dataset)
-    assignment, meta = make_split(posts, settings)
-    split_name = name or meta["strategy"]
-    target = split_path(dataset, split_name)
-    if target.exists() and not overwrite:
-        raise MishonError(
-            f"split {split_name!r} exists in {dataset}; pass --overwrite or another --name"
-        )
-    write_split(dataset, split_name, assignment, meta)
+    split_name, meta = split_dataset(dataset, settings, name, overwrite)
     table = Table(title=f"split {split_name!r} ({meta['strategy']})")
     for column in ("part", "posts", "labelled posts"):
         table.add_column(column, justify="right" if column != "part" else "left")

@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +20,7 @@ import pandas as pd
 
 from mishon.config import SplitSettings
 from mishon.data.schema import EXCLUDED_LABEL, POSTS_FILE, label_sort_key
+from mishon.data.store import read_posts, split_path, write_split
 from mishon.errors import InputError, MishonError, Problem
 
 
@@ -53,6 +56,24 @@ def make_split(posts: pd.DataFrame, settings: SplitSettings) -> tuple[pd.DataFra
         for label in sorted(set(labels.tolist()), key=label_sort_key)
     }
     return assignment, meta
+
+
+def split_dataset(
+    dataset: Path, settings: SplitSettings, name: str | None = None, overwrite: bool = False
+) -> tuple[str, dict[str, Any]]:
+    """Make a split of `dataset` and store it as splits/NAME (default: the strategy's name).
+
+    Returns the name and the split's metadata (strategy, counts, fingerprint, ...).
+    """
+    assignment, meta = make_split(read_posts(dataset), settings)
+    split_name = name or meta["strategy"]
+    target = split_path(dataset, split_name)
+    if target.exists() and not overwrite:
+        raise MishonError(
+            f"split {split_name!r} exists in {dataset}; pass --overwrite or another --name"
+        )
+    write_split(dataset, split_name, assignment, meta)
+    return split_name, json.loads(target.with_suffix(".json").read_text("utf-8"))
 
 
 def _base_labels(

@@ -1,0 +1,157 @@
+"""MISHON from Python: every stage of the `mishon` command as one function.
+
+    from mishon import api
+
+    api.import_dataset("posts.csv", "my-data", format="csv", mapping={...})
+    api.split("my-data", strategy="temporal")
+    api.extract("my-data")
+    api.train("my-data", "runs/first", assignments=["train.epochs=60"])
+    evaluation = api.evaluate("runs/first", baselines="all")
+    api.recommend("runs/first", caption="sunset over the sea", user_id="u1", k=5)
+
+Settings come as keyword arguments (top-level keys of the stage's settings model), a YAML
+`config` file, and dotted `assignments` such as "train.epochs=60" or "model.graph=false", merged
+in that order of precedence as on the command line. Paths may be strings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mishon.config import (
+    ExtractSettings,
+    ImportSettings,
+    RunSettings,
+    SplitSettings,
+    SynthSettings,
+    load_settings,
+)
+from mishon.data.importers import ImportResult
+from mishon.data.importers import import_dataset as _import_dataset
+from mishon.data.splits import split_dataset
+from mishon.data.synth import World, generate_corpus
+from mishon.evaluate.evaluation import Evaluation, evaluate_run
+from mishon.features.extract import ExtractReport, extract_features
+from mishon.recommend.featurize import PostFeaturizer
+from mishon.recommend.inductive import InductiveRecommender, NewPost, Recommendation
+from mishon.report import write_report
+from mishon.train.run import TrainedRun, load_run, train_model
+
+PathLike = str | Path
+
+__all__ = [
+    "Recommender",
+    "evaluate",
+    "extract",
+    "import_dataset",
+    "recommend",
+    "report",
+    "split",
+    "synth",
+    "train",
+]
+
+
+def synth(out: PathLike, overwrite: bool = False, **settings: Any) -> World:
+    """Write a synthetic micro-video corpus (SynthSettings keys: users, posts, seed, ...)."""
+    return generate_corpus(Path(out), load_settings(SynthSettings, overrides=settings), overwrite)
+
+
+def import_dataset(
+    src: PathLike, out: PathLike, overwrite: bool = False, **settings: Any
+) -> ImportResult:
+    """Import a CSV / TSV / JSON-lines table (or #HowYouTagTweets) as a dataset directory.
+
+    ImportSettings keys: format, mapping (dataset field -> column), skip_bad, ...
+    """
+    return _import_dataset(
+        Path(src), Path(out), load_settings(ImportSettings, overrides=settings), overwrite
+    )
+
+
+def split(
+    dataset: PathLike, name: str | None = None, overwrite: bool = False, **settings: Any
+) -> dict[str, Any]:
+    """Store a train / valid / test split (SplitSettings keys); returns its metadata."""
+    split_name, meta = split_dataset(
+        Path(dataset), load_settings(SplitSettings, overrides=settings), name, overwrite
+    )
+    return {"name": split_name, **meta}
+
+
+def extract(
+    dataset: PathLike,
+    overwrite: bool = False,
+    config: PathLike | None = None,
+    assignments: list[str] | None = None,
+    **settings: Any,
+) -> ExtractReport:
+    """Extract every post's visual, acoustic and textual features (ExtractSettings keys)."""
+    resolved = load_settings(ExtractSettings, _path(config), settings, assignments)
+    return extract_features(Path(dataset), resolved, overwrite=overwrite)
+
+
+def train(
+    dataset: PathLike,
+    out: PathLike,
+    config: PathLike | None = None,
+    assignments: list[str] | None = None,
+    resume: bool = False,
+    **settings: Any,
+) -> TrainedRun:
+    """Build the graph and train MISHON into the run directory `out`; returns the best model."""
+    resolved = load_settings(RunSettings, _path(config), settings, assignments)
+    train_model(Path(dataset), resolved, Path(out), resume=resume)
+    return load_run(Path(out), device=resolved.train.device)
+
+
+def evaluate(
+    run: PathLike,
+    part: str = "test",
+    baselines: str | list[str] | None = None,
+    dataset: PathLike | None = None,
+) -> Evaluation:
+    """Metrics of a run (and `baselines`: 'all' or names) on its test or valid posts."""
+    return evaluate_run(Path(run), part, baselines, _path(dataset))
+
+
+def report(run: PathLike, dataset: PathLike | None = None) -> Path:
+    """Write RUN/report.html (after `evaluate(run, baselines=...)`)."""
+    return write_report(Path(run), _path(dataset))
+
+
+class Recommender:
+    """A loaded run that recommends hashtags for new posts (video and/or caption)."""
+
+    def __init__(self, run: PathLike, dataset: PathLike | None = None, device: str = "cpu") -> None:
+        self.inductive = InductiveRecommender(load_run(Path(run), _path(dataset), device))
+        self.featurizer = PostFeaturizer.for_dataset(
+            self.inductive.run.data.dataset, self.inductive.network.modalities, device
+        )
+
+    def recommend(
+        self,
+        video: PathLike | None = None,
+        caption: str | None = None,
+        user_id: str | None = None,
+        k: int = 10,
+    ) -> Recommendation:
+        """Top-`k` hashtags with scores and reasons; an unknown `user_id` is a new user."""
+        units, _, _ = self.featurizer.featurize(_path(video), caption)
+        return self.inductive.recommend(NewPost(units, user_id), k)
+
+
+def recommend(
+    run: PathLike,
+    video: PathLike | None = None,
+    caption: str | None = None,
+    user_id: str | None = None,
+    k: int = 10,
+) -> Recommendation:
+    """One recommendation from a run (loads it each call: keep a `Recommender` for many)."""
+    return Recommender(run).recommend(video, caption, user_id, k)
+
+
+def _path(value: PathLike | None) -> Path | None:
+    return None if value is None else Path(value)

@@ -15,6 +15,7 @@ from mishon.cli import app
 from mishon.evaluate.run import evaluate
 from mishon.model.inputs import Targets, Vocabulary, adjacency
 from mishon.model.loss import linear_cross_entropy
+from mishon.model.sparse import csr_edge_index
 from mishon.recommenders import MishonRecommender, fit_baseline
 from mishon.train.run import load_run, train_model
 
@@ -50,6 +51,18 @@ def test_csr_adjacency_gives_the_edge_index_result(aggr: str) -> None:
     expected = conv((x_src, x_dst), torch.from_numpy(index))
     got = conv((x_src, x_dst), adjacency(index, 6, 5))
     torch.testing.assert_close(got, expected)
+
+
+@pytest.mark.parametrize("aggr", ["max", "min"])
+def test_the_edge_index_of_a_csr_adjacency_gives_its_result(aggr: str) -> None:
+    torch.manual_seed(0)
+    x_src, x_dst = torch.randn(6, 4), torch.randn(5, 4)
+    index = np.array([[0, 1, 2, 3, 5, 5, 0], [1, 1, 4, 0, 0, 2, 4]])
+    csr = adjacency(index, 6, 5)
+    edges = csr_edge_index(csr)
+    assert sorted(map(tuple, edges.t().tolist())) == sorted(map(tuple, index.T.tolist()))
+    conv = SAGEConv((4, 4), 3, aggr=aggr)
+    torch.testing.assert_close(conv((x_src, x_dst), edges), conv((x_src, x_dst), csr))
 
 
 def test_checkpointed_encoders_give_the_same_loss_and_gradients(planted: Path) -> None:

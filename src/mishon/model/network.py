@@ -31,7 +31,7 @@ from mishon.config import ModelSettings
 from mishon.model.attention import MeanPooling, ModalityAttention
 from mishon.model.inputs import EdgeType, ModelInputs
 from mishon.model.loss import linear_cross_entropy
-from mishon.model.sparse import MeanSAGEConv
+from mishon.model.sparse import MeanSAGEConv, csr_edge_index
 
 PYG_AGGREGATOR = {"mean": "mean", "max": "max", "min": "min", "sum": "sum", "product": "mul"}
 
@@ -211,6 +211,8 @@ class MishonNetwork(nn.Module):
         type that receives relations gets its state plus their normalised, activated sum, the
         others keep theirs.
         """
+        if self.settings.aggregator in ("max", "min"):
+            adjacency = {t: csr_edge_index(a) if a.is_cuda else a for t, a in adjacency.items()}
         messages = self.convs[layer](states, adjacency)
         return {
             t: self.update(self.norms[layer][t], x, messages[t]) if t in messages else x

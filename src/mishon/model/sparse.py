@@ -12,6 +12,7 @@ import torch
 from torch_geometric.nn import SAGEConv
 
 CACHE_ATTRIBUTE = "_mishon_transpose_and_degree"
+EDGE_INDEX_ATTRIBUTE = "_mishon_edge_index"
 
 
 def _transpose_and_degree(adj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -23,6 +24,21 @@ def _transpose_and_degree(adj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
         transpose = adj.to_sparse_coo().t().coalesce().to_sparse_csr()
         cached = (transpose, degree)
         setattr(adj, CACHE_ATTRIBUTE, cached)
+    return cached
+
+
+def csr_edge_index(adj: torch.Tensor) -> torch.Tensor:
+    """The [2, E] (source, destination) edge index of a destination-major CSR adjacency.
+
+    PyG aggregates max and min over sparse tensors on the CPU only; on a GPU those aggregators
+    take the edge index (the same result: tests/test_model.py). Kept on the tensor.
+    """
+    cached = getattr(adj, EDGE_INDEX_ATTRIBUTE, None)
+    if cached is None:
+        crow, col = adj.crow_indices(), adj.col_indices()
+        rows = torch.arange(len(crow) - 1, device=crow.device)
+        cached = torch.stack([col, torch.repeat_interleave(rows, crow[1:] - crow[:-1])])
+        setattr(adj, EDGE_INDEX_ATTRIBUTE, cached)
     return cached
 
 

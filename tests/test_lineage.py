@@ -139,3 +139,10 @@ def test_cli_train_says_why_it_rebuilds_the_graph(trained: tuple[Path, Path]) ->
     result = CliRunner().invoke(app, ["evaluate", str(run)])
     assert result.exit_code == 1
     assert "changed since it was trained" in " ".join(result.output.split())
+
+
+def test_a_damaged_run_file_is_named(trained: tuple[Path, Path]) -> None:
+    _, run = trained
+    (run / "run.json").write_text('{"dataset": "x"}')
+    with pytest.raises(MishonError, match=r"run\.json cannot be read as a MISHON run"):
+        load_run(run)

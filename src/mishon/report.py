@@ -148,8 +148,8 @@ def write_report(run: Path, dataset: Path | None = None) -> Path:
     info = loaded.info
     sections = [
         f"<h1>MISHON run {html.escape(run.name)}</h1>",
-        f"<p>dataset {html.escape(info['dataset'])}, split {html.escape(info['split'])}, "
-        f"modalities {', '.join(info['modalities'])}, vocabulary {info['vocabulary_size']:,} "
+        f"<p>dataset {html.escape(info.dataset)}, split {html.escape(info.split)}, "
+        f"modalities {', '.join(info.modalities)}, vocabulary {info.vocabulary_size:,} "
         "hashtags</p>",
     ]
     curves = training_curves(run)

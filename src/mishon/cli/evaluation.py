@@ -78,7 +78,7 @@ def evaluate_run(
     from mishon.evaluate.evaluation import evaluate_run as run_evaluation
     from mishon.evaluate.evaluation import evaluation_path
 
-    with status("loading the run") as shown:
+    with status(f"evaluating {run}") as shown:
         evaluation = run_evaluation(
             run, part, baselines, dataset, stage=lambda name: shown.update(name)
         )

@@ -17,11 +17,11 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import yaml
+from pydantic import BaseModel, ConfigDict
 from safetensors.torch import load_file
 
 from mishon.config import RunSettings
@@ -47,6 +47,29 @@ RUN_FILE = "run.json"
 VOCABULARY = "vocabulary.json"
 CONFIG = "config.yaml"
 StageFn = Callable[[str], None]
+
+
+class RunInfo(BaseModel):
+    """`run.json`: what a run was trained on and with (read back by `read_run_info`)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    dataset: str
+    split: str
+    settings: RunSettings
+    vocabulary_size: int
+    modalities: list[str]
+    versions: dict[str, str] = {}
+    lineage: Lineage | None = None  # None: a run made before lineages
+
+
+def read_run_info(run: Path) -> RunInfo:
+    """The run's run.json, validated; a damaged or foreign one is an error naming the file."""
+    path = run / RUN_FILE
+    try:
+        return RunInfo.model_validate_json(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise MishonError(f"{path} cannot be read as a MISHON run ({exc})") from None
 
 
 def seed_everything(seed: int) -> None:
@@ -166,7 +189,7 @@ def train_model(
 
 def _check_resumable(out: Path, settings: RunSettings) -> None:
     """Resuming may change the optimisation's limits, not what is being trained."""
-    saved = RunSettings.model_validate(json.loads((out / RUN_FILE).read_text("utf-8"))["settings"])
+    saved = read_run_info(out).settings
     changed = [
         name for name in ("graph", "model") if getattr(saved, name) != getattr(settings, name)
     ]
@@ -185,14 +208,14 @@ def split_name(dataset: Path, settings: RunSettings, run: Path | None = None) ->
     if settings.split:
         return settings.split
     if run is not None:
-        return str(json.loads((run / RUN_FILE).read_text("utf-8"))["split"])
+        return read_run_info(run).split
     return default_split(dataset)
 
 
 def _check_lineage(run: Path, now: Lineage, action: str) -> None:
     """Refuse to `action` a run whose recorded inputs differ from `now` (runs before lineages
     record none and pass)."""
-    recorded = Lineage.read(json.loads((run / RUN_FILE).read_text("utf-8")))
+    recorded = read_run_info(run).lineage
     if recorded is None:
         return
     changed = recorded.changes(now, ignore=("code",))
@@ -217,18 +240,16 @@ def write_run_files(
     resolved = {"split": split, **settings.model_dump(mode="json", exclude={"split"})}
     with atomic_path(out / CONFIG) as tmp:
         tmp.write_text(yaml.safe_dump(resolved, sort_keys=False), "utf-8")
-    write_json(
-        {
-            "dataset": str(dataset),
-            "split": split,
-            "settings": resolved,
-            "vocabulary_size": len(inputs.vocabulary),
-            "modalities": list(inputs.modalities),
-            "versions": package_versions(),
-            "lineage": lineage.model_dump(),
-        },
-        out / RUN_FILE,
+    info = RunInfo(
+        dataset=str(dataset),
+        split=split,
+        settings=RunSettings.model_validate(resolved),
+        vocabulary_size=len(inputs.vocabulary),
+        modalities=list(inputs.modalities),
+        versions=package_versions(),
+        lineage=lineage,
     )
+    write_json(info.model_dump(mode="json"), out / RUN_FILE)
 
 
 @dataclass
@@ -240,13 +261,13 @@ class TrainedRun:
     data: SplitData
     inputs: ModelInputs
     network: MishonNetwork
-    info: dict[str, Any]
+    info: RunInfo
     graph: HeteroGraph
 
     @property
     def fingerprint(self) -> str:
         """The run's own fingerprint: its lineage and its best weights."""
-        recorded = Lineage.read(self.info)
+        recorded = self.info.lineage
         weights = file_digest(self.path / BEST_WEIGHTS)
         return digest([recorded.fingerprint if recorded else None, weights])
 
@@ -258,10 +279,10 @@ def load_run(run: Path, dataset: Path | None = None, device: str = "auto") -> Tr
     """
     if not (run / RUN_FILE).is_file() or not (run / BEST_WEIGHTS).is_file():
         raise MishonError(f"{run} is not a trained run: run `mishon train DATA --out {run}`")
-    info = json.loads((run / RUN_FILE).read_text("utf-8"))
-    settings = RunSettings.model_validate(info["settings"])
+    info = read_run_info(run)
+    settings = info.settings
     graph = load_graph(run)
-    data = load_split_data(dataset or Path(info["dataset"]), info["split"])
+    data = load_split_data(dataset or Path(info.dataset), info.split)
     _check_lineage(run, run_lineage(data, graph, settings), "load")
     vocabulary = Vocabulary(json.loads((run / VOCABULARY).read_text("utf-8")))
     inputs = build_inputs(data, graph, settings.model.min_count, vocabulary)

@@ -222,9 +222,6 @@ def status(message: str) -> Any:
     return err_console.status(message)
 
 
-# --------------------------------------------------------------------------- evaluation
-
-
 def print_results(results: list[dict[str, Any]], part: str, title: str = "") -> None:
     """One table per subset (all, warm, cold-start): F1@K, HR@5, NDCG@5, MAP@10 per row."""
     first = results[0]

@@ -18,8 +18,6 @@ from mishon.config import (
 )
 from mishon.errors import InputError
 
-# --------------------------------------------------------------------------- data
-
 
 @data_app.command("import")
 @reports_errors

@@ -8,9 +8,7 @@ from typing import Annotated
 import typer
 
 from mishon.cli.common import SetOption, app, console, print_results, reports_errors, status
-from mishon.config import (
-    load_settings,
-)
+from mishon.config import load_settings
 from mishon.errors import MishonError
 
 

@@ -23,8 +23,6 @@ from mishon.config import (
 )
 from mishon.errors import MishonError
 
-# --------------------------------------------------------------------------- features
-
 
 def _extractor_override(
     name: str | None, model: str | None, units: int | None

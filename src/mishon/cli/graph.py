@@ -15,8 +15,6 @@ from mishon.config import (
 )
 from mishon.errors import MishonError
 
-# --------------------------------------------------------------------------- graph
-
 
 @app.command("graph")
 @reports_errors

@@ -10,9 +10,7 @@ import typer
 from rich.table import Table
 
 from mishon.cli.common import app, console, reports_errors, status
-from mishon.config import (
-    load_settings,
-)
+from mishon.config import load_settings
 from mishon.errors import MishonError
 
 

@@ -8,11 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from mishon.cli.common import SetOption, app, console, progress_bar, reports_errors
-from mishon.config import (
-    load_settings,
-)
-
-# --------------------------------------------------------------------------- training
+from mishon.config import load_settings
 
 
 @app.command("train")

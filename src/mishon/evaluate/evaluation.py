@@ -9,7 +9,7 @@ refuses one whose run changed since, so a report never mixes a new model with ol
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +27,9 @@ from mishon.recommenders import (
     MishonRecommender,
     baseline,
 )
-from mishon.train.run import TrainedRun, load_run
+from mishon.train.run import StageFn, TrainedRun, load_run
 
 PARTS = ("test", "valid")
-StageFn = Callable[[str], None]
 
 
 class Evaluation(BaseModel):

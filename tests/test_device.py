@@ -10,8 +10,8 @@ import torch
 from safetensors import safe_open
 
 from mishon.config import RunSettings, TrainSettings, load_settings
+from mishon.device import resolve_device
 from mishon.errors import MishonError
-from mishon.model.device import resolve_device
 from mishon.recommend.inductive import InductiveRecommender
 from mishon.train.run import load_run, train_model
 from mishon.train.trainer import load_optimizer_state, save_optimizer_state
@@ -106,3 +106,18 @@ def test_resume_on_cuda_continues_exactly(planted: Path, tmp_path: Path) -> None
     )
     for key, value in whole.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[key], value)
+
+
+def test_extraction_resolves_its_device_setting() -> None:
+    from mishon.config import ExtractorSettings, ExtractSettings
+    from mishon.features.base import Modality
+    from mishon.features.registry import create_extractor
+
+    extractor = create_extractor(
+        Modality.VISUAL,
+        ExtractorSettings(name="efficientnet-lite0"),
+        ExtractSettings(device="auto"),
+    )
+    assert extractor.device == resolve_device("auto")  # type: ignore[attr-defined]
+    with pytest.raises(MishonError, match=r"device: .*device must be auto, cpu, cuda or cuda:N"):
+        load_settings(ExtractSettings, overrides={"device": "gpu0"})

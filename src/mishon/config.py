@@ -33,6 +33,17 @@ class Settings(BaseModel):
 
 S = TypeVar("S", bound=Settings)
 
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def _device_name(name: str) -> str:
+    if not DEVICE_PATTERN.fullmatch(name):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, not {name!r}")
+    return name
+
+
+DeviceName = Annotated[str, AfterValidator(_device_name)]
+
 
 MAPPABLE_FIELDS: tuple[str, ...] = (
     "post_id",
@@ -297,7 +308,9 @@ class ExtractSettings(Settings):
     workers: int = Field(2, ge=0, description="processes decoding media (0: decode in-process)")
     max_audio_s: float = Field(60.0, gt=0, description="seconds of sound read per post")
     allow_download: bool = Field(False, description="let transformers download missing weights")
-    device: str = Field("cpu", description="torch device for the extractors, e.g. cpu or cuda")
+    device: DeviceName = Field(
+        "cpu", description="torch device of the extractors: cpu, auto, cuda or cuda:N"
+    )
     retry_failed: bool = Field(False, description="on resume, try again the posts that failed")
 
 
@@ -354,17 +367,6 @@ class GraphSettings(Settings):
     cold_links: int = Field(5, ge=0, description="popular users each cold-start user is linked to")
     seed: int = Field(0, description="seed of the approximate index's k-means")
 
-
-DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
-
-
-def _device_name(name: str) -> str:
-    if not DEVICE_PATTERN.fullmatch(name):
-        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, not {name!r}")
-    return name
-
-
-DeviceName = Annotated[str, AfterValidator(_device_name)]
 
 Aggregator = Literal["mean", "max", "min", "sum", "product"]
 

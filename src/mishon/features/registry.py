@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from mishon.config import ExtractorSettings, ExtractSettings
+from mishon.device import resolve_device
 from mishon.errors import MishonError
 from mishon.features.base import Extractor, Modality
 
@@ -77,4 +78,6 @@ def create_extractor(
     declared, factory = EXTRACTORS[spec.name]
     if declared != modality:
         raise MishonError(f"{spec.name!r} is a {declared} extractor, not {modality}")
-    return factory(spec, run)
+    # `auto` (and a checked cuda:N) becomes the concrete device the extractors are placed on
+    placed = run.model_copy(update={"device": str(resolve_device(run.device, "extract.device"))})
+    return factory(spec, placed)

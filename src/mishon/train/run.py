@@ -27,12 +27,12 @@ from safetensors.torch import load_file
 from mishon.config import RunSettings
 from mishon.data.split_data import SplitData, load_split_data
 from mishon.data.store import atomic_path, write_json
+from mishon.device import resolve_device
 from mishon.errors import MishonError
 from mishon.features.store import features_fingerprint, package_versions
 from mishon.graph.build import HeteroGraph, build_graph, default_split, graph_lineage
 from mishon.graph.io import METADATA, load_graph, save_graph
 from mishon.lineage import Lineage, digest, file_digest
-from mishon.model.device import resolve_device
 from mishon.model.inputs import ModelInputs, Vocabulary, build_inputs
 from mishon.model.network import MishonNetwork
 from mishon.train.trainer import (

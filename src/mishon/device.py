@@ -7,7 +7,7 @@ import torch
 from mishon.errors import MishonError
 
 
-def resolve_device(name: str = "auto") -> torch.device:
+def resolve_device(name: str = "auto", setting: str = "train.device") -> torch.device:
     """The torch device for a settings value; `auto` picks the first GPU when there is one.
 
     Raises MishonError when a GPU is asked for and this machine has none (or not that many).
@@ -18,10 +18,10 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise MishonError(
-                f"train.device is {name!r} but torch sees no GPU: use train.device=cpu or auto"
+                f"{setting} is {name!r} but torch sees no GPU: use {setting}=cpu or auto"
             )
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise MishonError(
-                f"train.device is {name!r} but torch sees {torch.cuda.device_count()} GPU(s)"
+                f"{setting} is {name!r} but torch sees {torch.cuda.device_count()} GPU(s)"
             )
     return device

@@ -209,16 +209,39 @@ def _read_manifest(path: Path) -> dict[str, Any]:
         raise MishonError(f"cannot read {path}: {exc}") from None
 
 
-def features_fingerprint(dataset: Path) -> str:
-    """The fingerprint of every feature store of `dataset`: their content digests.
+@dataclass(frozen=True)
+class FeatureSet:
+    """A dataset's feature stores as later stages see them: one manifest per modality."""
 
-    A store finished before content digests were recorded is identified by its manifest.
-    """
-    stores = {}
-    for modality in list_stores(dataset):
-        manifest = _read_manifest(modality_dir(dataset, modality) / MANIFEST)
-        stores[modality] = manifest.get("content") or manifest
-    return digest(stores)
+    dataset: Path
+    manifests: dict[str, dict[str, Any]]
+
+    @classmethod
+    def open(cls, dataset: Path) -> FeatureSet:
+        return cls(
+            dataset,
+            {
+                modality: _read_manifest(modality_dir(dataset, modality) / MANIFEST)
+                for modality in list_stores(dataset)
+            },
+        )
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.manifests)
+
+    @property
+    def fingerprint(self) -> str:
+        """The stores' content digests (a store finished before digests were recorded is
+        identified by its whole manifest)."""
+        return digest(
+            {m: manifest.get("content") or manifest for m, manifest in self.manifests.items()}
+        )
+
+
+def features_fingerprint(dataset: Path) -> str:
+    """The fingerprint of every feature store of `dataset` (`FeatureSet.fingerprint`)."""
+    return FeatureSet.open(dataset).fingerprint
 
 
 def list_stores(dataset: Path) -> list[str]:

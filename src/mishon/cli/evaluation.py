@@ -32,6 +32,7 @@ def baselines(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the results here.")
     ] = None,
+    assignments: SetOption = None,
 ) -> None:
     """Evaluate the baselines: popularity, time-decayed popularity, user history, content kNN
     and the content-only network (trained here, without the graph)."""
@@ -44,7 +45,7 @@ def baselines(
 
     check_part(part)
     names = baseline_names(only or list(BASELINE_NAMES))
-    settings = load_settings(RunSettings, config)
+    settings = load_settings(RunSettings, config, assignments=assignments)
     data = load_split_data(dataset, split or settings.split or default_split(dataset))
     with status("fitting") as shown:
         results, skipped = evaluate_baselines(

@@ -1,13 +1,13 @@
 """A run directory: the graph, the settings, the vocabulary, the weights and the history.
 
 runs/NAME/
-  run.json           dataset, split, resolved settings, vocabulary size, package versions
+  run.json           dataset, split, resolved settings, vocabulary size, package versions,
+                     lineage (`RunInfo`)
   config.yaml        the resolved settings, reusable as --config
   vocabulary.json    the output layer's hashtags, in order
   graph.json, graph.safetensors     the graph (`mishon graph` writes the same files)
   model.safetensors  best weights;  last.safetensors, optimizer.safetensors,
-                     rng.safetensors,,
-  trainer.json       resumable state;  history.csv  per-epoch loss and validation figures
+  rng.safetensors, trainer.json     resumable state;  history.csv  per-epoch figures
 """
 
 from __future__ import annotations
@@ -155,9 +155,9 @@ def train_model(
     if out is not None and (out / STATE).is_file() and not resume:
         raise MishonError(f"{out} already holds a training run: pass --resume or another --out")
     dataset = dataset.resolve()
-    if resume and out is not None and (out / RUN_FILE).is_file():
-        _check_resumable(out, settings)
     resuming = resume and out is not None and (out / RUN_FILE).is_file()
+    if resuming:
+        _check_resumable(out, settings)
     if graph is not None:
         name = graph.meta["split"]
     else:

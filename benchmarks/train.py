@@ -27,8 +27,8 @@ import torch
 
 from memory import PeakRss
 from mishon.config import ModelSettings, TrainSettings
-from mishon.graph.build import coalesce, symmetric
 from mishon.device import resolve_device
+from mishon.graph.build import coalesce, symmetric
 from mishon.model.inputs import ModalityUnits, ModelInputs, Targets, Vocabulary, adjacency
 from mishon.model.network import MishonNetwork
 from mishon.train.trainer import label_split

@@ -346,10 +346,10 @@ def test_a_failing_variant_is_recorded_and_the_others_still_run(
 
     real = experiments.run_variant
 
-    def flaky(dataset, variant, seed, graph):  # type: ignore[no-untyped-def]
+    def flaky(dataset, variant, seed, graph, *args):  # type: ignore[no-untyped-def]
         if variant.name == "product":
             raise MishonError("the loss became nan at epoch 2")
-        return real(dataset, variant, seed, graph)
+        return real(dataset, variant, seed, graph, *args)
 
     monkeypatch.setattr(experiments, "run_variant", flaky)
     summary = experiments.run_experiment(

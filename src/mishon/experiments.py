@@ -108,19 +108,32 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
 
 
-def run_variant(dataset: Path, variant: Variant, seed: int, graph: HeteroGraph) -> dict[str, Any]:
-    """Train one variant with one seed; its valid and test results (all, warm, cold)."""
+def run_variant(
+    dataset: Path,
+    variant: Variant,
+    seed: int,
+    graph: HeteroGraph,
+    protocol: str = "static",
+    refresh_every: int = 1,
+) -> dict[str, Any]:
+    """Train one variant with one seed; its valid and test results (all, warm, cold) under
+    `protocol` (each part ranked by a freshly fitted recommender)."""
     train = variant.settings.train.model_copy(update={"seed": seed})
     settings = variant.settings.model_copy(update={"train": train})
     network, inputs, data, state = train_model(dataset, settings, None, graph=graph)
-    recommender = MishonRecommender(network, inputs, name=variant.name).fit(data)
+
+    def ranked(part: str) -> dict[str, Any]:
+        recommender = MishonRecommender(network, inputs, variant.name, refresh_every)
+        return evaluate(recommender.fit(data), data, part, protocol=protocol)
+
     return {
         "variant": variant.name,
         "seed": seed,
+        "protocol": protocol,
         "best_epoch": state.best_epoch,
         "epochs": state.epoch,
-        "valid": evaluate(recommender, data, "valid"),
-        "test": evaluate(recommender, data, "test"),
+        "valid": ranked("valid"),
+        "test": ranked("test"),
     }
 
 
@@ -131,8 +144,11 @@ def run_experiment(
     out: Path,
     seeds: int = 3,
     stage: Stage | None = None,
+    protocol: str = "static",
+    refresh_every: int = 1,
 ) -> dict[str, Any]:
-    """Run experiment `name` on `dataset` into `out`; returns (and writes) its summary."""
+    """Run experiment `name` on `dataset` into `out` under the evaluation `protocol`; returns
+    (and writes) its summary."""
     report = stage or (lambda _text: None)
     variants = EXPERIMENTS[name](base)
     split = base.split or default_split(dataset)
@@ -145,7 +161,8 @@ def run_experiment(
     for number, (variant, seed) in enumerate(
         ((v, base.train.seed + s) for v in variants for s in range(seeds)), start=1
     ):
-        path = finished / f"{_slug(variant.name)}-seed{seed}.json"
+        tag = "" if protocol == "static" else f"-{protocol}"
+        path = finished / f"{_slug(variant.name)}{tag}-seed{seed}.json"
         if path.is_file():
             results.append(json.loads(path.read_text("utf-8")))
             continue
@@ -156,7 +173,7 @@ def run_experiment(
             graphs[key] = build_graph(dataset, split, variant.settings.graph)
         report(f"[{number}/{total}] {variant.name}, seed {seed}: training")
         try:
-            result = run_variant(dataset, variant, seed, graphs[key])
+            result = run_variant(dataset, variant, seed, graphs[key], protocol, refresh_every)
         except MishonError as exc:  # e.g. a diverging aggregator: recorded, not fatal
             report(f"[{number}/{total}] {variant.name}, seed {seed}: failed: {exc}")
             results.append({"variant": variant.name, "seed": seed, "error": str(exc)})
@@ -165,10 +182,12 @@ def run_experiment(
         write_json(result, path)
         results.append(result)
     summary = summarise(name, dataset, split, variants, results, seeds)
-    write_json(summary, out / f"{name}.json")
-    with atomic_path(out / f"{name}.md") as tmp:
+    summary["protocol"] = protocol
+    stem = name if protocol == "static" else f"{name}-{protocol}"
+    write_json(summary, out / f"{stem}.json")
+    with atomic_path(out / f"{stem}.md") as tmp:
         tmp.write_text(markdown_table(summary), "utf-8")
-    plot(summary, out / f"{name}.png")
+    plot(summary, out / f"{stem}.png")
     return summary
 
 

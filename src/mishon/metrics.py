@@ -68,3 +68,27 @@ def vocabulary_coverage(truth: Sequence[set[str]], vocabulary: set[str]) -> floa
     """Share of the true hashtag occurrences that are in `vocabulary` (an upper bound on recall)."""
     total = sum(len(t) for t in truth)
     return sum(len(t & vocabulary) for t in truth) / total if total else 0.0
+
+
+def recall_of_occurrences(
+    recommended: Sequence[Sequence[str]],
+    truth: Sequence[set[str]],
+    counted: set[str] | None,
+    ks: Sequence[int] = (5, 10),
+    inside: bool = True,
+) -> dict[str, float | int]:
+    """Share of the true hashtag occurrences found in the top K, over the occurrences whose
+    hashtag is in `counted` (inside=True) or not (inside=False); pooled over posts.
+
+    With `counted` the training hashtags, inside=False measures hashtags born after training.
+    """
+    chosen = [
+        {t for t in true if (t in counted) == inside} if counted is not None else set(true)
+        for true in truth
+    ]
+    occurrences = sum(len(c) for c in chosen)
+    result: dict[str, float | int] = {"occurrences": occurrences}
+    for k in ks:
+        found = sum(len(c & set(list(r)[:k])) for r, c in zip(recommended, chosen, strict=True))
+        result[f"R@{k}"] = found / occurrences if occurrences else 0.0
+    return result

@@ -113,6 +113,22 @@ SetOption = Annotated[
     ),
 ]
 
+ProtocolOption = Annotated[
+    str,
+    typer.Option(
+        help="What recommenders know: static (training posts), known-past (+ validation "
+        "posts) or stream (+ each evaluated post once ranked, in time order) [static].",
+    ),
+]
+RefreshOption = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="stream: MISHON encodes the graph again after this many revealed posts "
+        "(1 = after each, exact) [1].",
+    ),
+]
+
 LOG_EVERY_S = 10.0  # seconds between progress lines when output goes to a log
 
 
@@ -251,3 +267,21 @@ def print_results(results: list[dict[str, Any]], part: str, title: str = "") -> 
                 f"{result['vocabulary_coverage']:.1%}",
             )
         console.print(table)
+    new = first.get("new_hashtags", {}).get("occurrences", 0)
+    if new:
+        table = Table(title=f"recall of {part} hashtag occurrences, apart")
+        table.add_column("recommender", no_wrap=True)
+        for column in ("new R@5", "new R@10", "known R@5", "known R@10"):
+            table.add_column(column, justify="right")
+        for result in results:
+            fresh, known = result["new_hashtags"], result["known_hashtags"]
+            table.add_row(
+                result["recommender"],
+                *(f"{part_[f'R@{k}']:.3f}" for part_ in (fresh, known) for k in (5, 10)),
+            )
+        console.print(table)
+        console.print(
+            f"new: {new:,} occurrences of hashtags no training post used; known: "
+            f"{first['known_hashtags']['occurrences']:,}",
+            highlight=False,
+        )

@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from mishon.cli.common import SetOption, app, console, print_results, reports_errors, status
+from mishon.cli.common import (
+    ProtocolOption,
+    RefreshOption,
+    SetOption,
+    app,
+    console,
+    print_results,
+    reports_errors,
+    status,
+)
 from mishon.config import load_settings
 from mishon.errors import MishonError
 
@@ -33,6 +42,7 @@ def baselines(
         Path | None, typer.Option("--json", help="Also write the results here.")
     ] = None,
     assignments: SetOption = None,
+    protocol: ProtocolOption = "static",
 ) -> None:
     """Evaluate the baselines: popularity, time-decayed popularity, user history, content kNN
     and the content-only network (trained here, without the graph)."""
@@ -49,11 +59,11 @@ def baselines(
     data = load_split_data(dataset, split or settings.split or default_split(dataset))
     with status("fitting") as shown:
         results, skipped = evaluate_baselines(
-            names, data, part, settings, stage=lambda name: shown.update(name)
+            names, data, part, settings, lambda name: shown.update(name), protocol
         )
     for name, why in skipped.items():
         console.print(f"{name}: skipped ({why})")
-    print_results(results, part, f"{data.split_name!r} ")
+    print_results(results, part, f"{data.split_name!r} ({protocol}) ")
     if json_out is not None:
         write_json(results, json_out)
 
@@ -72,6 +82,8 @@ def evaluate_run(
     dataset: Annotated[
         Path | None, typer.Option(help="The run's dataset, if it has moved since training.")
     ] = None,
+    protocol: ProtocolOption = "static",
+    refresh: RefreshOption = 1,
 ) -> None:
     """Metrics @1/3/5/10 of a trained run on all, warm and cold-start posts -> evaluation.json."""
     from mishon.evaluate.evaluation import evaluate_run as run_evaluation
@@ -79,15 +91,21 @@ def evaluate_run(
 
     with status(f"evaluating {run}") as shown:
         evaluation = run_evaluation(
-            run, part, baselines, dataset, stage=lambda name: shown.update(name)
+            run,
+            part,
+            baselines,
+            dataset,
+            stage=lambda name: shown.update(name),
+            protocol=protocol,
+            refresh_every=refresh,
         )
     for name, why in evaluation.skipped.items():
         console.print(f"{name}: skipped ({why})")
-    print_results(evaluation.results, part, f"{run} on {evaluation.split!r} ")
+    print_results(evaluation.results, part, f"{run} on {evaluation.split!r} ({protocol}) ")
     for subset, ratio in (evaluation.relative_f1_at_5 or {}).items():
         if ratio is not None:
             console.print(f"{subset}: MISHON F1@5 = {ratio:.3f} x the best baseline")
-    console.print(f"written: {evaluation_path(run, part)}")
+    console.print(f"written: {evaluation_path(run, part, protocol)}")
 
 
 @app.command("report")
@@ -121,6 +139,8 @@ def experiment(
     ] = None,
     seeds: Annotated[int, typer.Option(min=1, help="Seeds per variant (mean and sd).")] = 3,
     assignments: SetOption = None,
+    protocol: ProtocolOption = "static",
+    refresh: RefreshOption = 1,
 ) -> None:
     """Train and evaluate the variants of one of the paper's experiments; finished variants are
     kept in OUT/variants and skipped when the command is run again."""
@@ -132,9 +152,17 @@ def experiment(
     settings = load_settings(RunSettings, config, {"split": split}, assignments)
     with status(f"{name}: starting") as shown:
         summary = run_experiment(
-            name, dataset, settings, out, seeds, stage=lambda text: shown.update(text)
+            name,
+            dataset,
+            settings,
+            out,
+            seeds,
+            stage=lambda text: shown.update(text),
+            protocol=protocol,
+            refresh_every=refresh,
         )
     console.print(markdown_table(summary), highlight=False, markup=False)
+    stem = name if protocol == "static" else f"{name}-{protocol}"
     console.print(
-        f"written: {out / (name + '.md')}, {out / (name + '.json')}, {out / (name + '.png')}"
+        f"written: {out / (stem + '.md')}, {out / (stem + '.json')}, {out / (stem + '.png')}"
     )

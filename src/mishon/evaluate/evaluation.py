@@ -19,6 +19,7 @@ from mishon.data.split_data import SplitData
 from mishon.data.store import write_json
 from mishon.errors import MishonError
 from mishon.evaluate.compare import relative_to_best
+from mishon.evaluate.protocols import check_protocol
 from mishon.evaluate.run import evaluate
 from mishon.lineage import Lineage
 from mishon.recommenders import (
@@ -40,6 +41,7 @@ class Evaluation(BaseModel):
     run: str
     part: str
     split: str
+    protocol: str = "static"
     lineage: Lineage
     results: list[dict[str, Any]]
     skipped: dict[str, str] = {}
@@ -50,8 +52,10 @@ class Evaluation(BaseModel):
         return path
 
 
-def evaluation_path(run: Path, part: str) -> Path:
-    return run / f"evaluation-{part}.json"
+def evaluation_path(run: Path, part: str, protocol: str = "static") -> Path:
+    """RUN/evaluation-PART.json (static protocol) or evaluation-PART-PROTOCOL.json."""
+    suffix = "" if protocol == "static" else f"-{protocol}"
+    return run / f"evaluation-{part}{suffix}.json"
 
 
 def check_part(part: str) -> str:
@@ -89,8 +93,10 @@ def evaluate_baselines(
     part: str,
     settings: Any = None,
     stage: StageFn | None = None,
+    protocol: str = "static",
 ) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """Fit and evaluate the named baselines; those that cannot run are returned with why."""
+    """Fit and evaluate the named baselines under `protocol`; those that cannot run are
+    returned with why."""
     report = stage or (lambda _name: None)
     skipped = unavailable_baselines(names, data)
     results = []
@@ -98,7 +104,8 @@ def evaluate_baselines(
         if name in skipped:
             continue
         report(f"{name}: fitting and ranking")
-        results.append(evaluate(baseline(name, settings).fit(data), data, check_part(part)))
+        fitted = baseline(name, settings).fit(data)
+        results.append(evaluate(fitted, data, check_part(part), protocol=protocol))
     return results, skipped
 
 
@@ -110,24 +117,31 @@ def evaluate_run(
     device: str = "auto",
     stage: StageFn | None = None,
     loaded: TrainedRun | None = None,
+    protocol: str = "static",
+    refresh_every: int = 1,
 ) -> Evaluation:
-    """Evaluate the run in `run` (and `baselines`) on `part`; writes evaluation-PART.json."""
+    """Evaluate the run in `run` (and `baselines`) on `part` under `protocol`; writes
+    `evaluation_path(run, part, protocol)`. Under `stream`, MISHON encodes the graph again
+    after every `refresh_every` revealed posts (1: after each, exact; more: faster, each post
+    still sees only posts before it)."""
     report = stage or (lambda _name: None)
     check_part(part)
+    check_protocol(protocol)
     names = baseline_names(baselines)
     if loaded is None:
         report("loading the run")
         loaded = load_run(run, dataset, device)
     data = loaded.data
     report("MISHON: ranking")
-    mishon = MishonRecommender(loaded.network, loaded.inputs).fit(data)
-    results = [evaluate(mishon, data, part)]
-    others, skipped = evaluate_baselines(names, data, part, loaded.settings, report)
+    mishon = MishonRecommender(loaded.network, loaded.inputs, refresh_every=refresh_every)
+    results = [evaluate(mishon.fit(data), data, part, protocol=protocol)]
+    others, skipped = evaluate_baselines(names, data, part, loaded.settings, report, protocol)
     results += others
     evaluation = Evaluation(
         run=str(run),
         part=part,
         split=data.split_name,
+        protocol=protocol,
         lineage=Lineage(
             posts=data.posts_fingerprint, split=data.fingerprint, run=loaded.fingerprint
         ),
@@ -140,7 +154,7 @@ def evaluate_run(
             for subset in ("all", "warm", "cold")
             if results[0]["cases"][subset]
         }
-    evaluation.save(evaluation_path(run, part))
+    evaluation.save(evaluation_path(run, part, protocol))
     return evaluation
 
 

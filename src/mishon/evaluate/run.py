@@ -1,4 +1,5 @@
-"""Evaluating a recommender on a split: metrics for all cases, warm users and cold-start users."""
+"""Evaluating a recommender on a split: metrics for all cases, warm users and cold-start users,
+under an evaluation protocol (`protocols.py`), with recall on new and known hashtags apart."""
 
 from __future__ import annotations
 
@@ -7,27 +8,42 @@ from typing import Any
 import numpy as np
 
 from mishon.data.split_data import SplitData
-from mishon.metrics import DEFAULT_KS, ranking_metrics, vocabulary_coverage
+from mishon.evaluate.protocols import rank_under
+from mishon.metrics import DEFAULT_KS, ranking_metrics, recall_of_occurrences, vocabulary_coverage
 from mishon.recommenders.base import Recommender
 
 
 def evaluate(
-    recommender: Recommender, data: SplitData, part: str = "test", ks: tuple[int, ...] = DEFAULT_KS
+    recommender: Recommender,
+    data: SplitData,
+    part: str = "test",
+    ks: tuple[int, ...] = DEFAULT_KS,
+    protocol: str = "static",
 ) -> dict[str, Any]:
-    """Metrics of `recommender` (already fitted) on the labelled posts of `part`."""
+    """Metrics of `recommender` (already fitted) on the labelled posts of `part`.
+
+    Under `known-past` and `stream` the recommender takes in hashtags as it goes (`observe`),
+    so it must be freshly fitted for each call. `new_hashtags` counts the true occurrences of
+    hashtags no training post used (born after training), `known_hashtags` the others.
+    """
     cases = data.cases(part)
     truth = [set(tags) for tags in data.posts["hashtags"].to_numpy()[cases]]
-    ranked = recommender.recommend(cases, max(ks))
+    # the vocabulary before the protocol reveals anything
+    vocabulary = set(getattr(recommender, "vocabulary", set()))
+    ranked = rank_under(recommender, data, part, protocol, max(ks))
     users = data.posts["user_id"].astype(str).to_numpy()[cases]
     warm_users = data.warm_users()
     warm = np.array([u in warm_users for u in users], dtype=bool)
+    training = {t for tags in data.posts.loc[data.is_train, "hashtags"] for t in tags}
+    recall_ks = tuple(k for k in (5, 10) if k <= max(ks))
     result: dict[str, Any] = {
         "recommender": recommender.name,
         "part": part,
+        "protocol": protocol,
         "cases": {"all": len(cases), "warm": int(warm.sum()), "cold": int((~warm).sum())},
-        "vocabulary_coverage": round(
-            vocabulary_coverage(truth, getattr(recommender, "vocabulary", set())), 4
-        ),
+        "vocabulary_coverage": round(vocabulary_coverage(truth, vocabulary), 4),
+        "new_hashtags": recall_of_occurrences(ranked, truth, training, recall_ks, inside=False),
+        "known_hashtags": recall_of_occurrences(ranked, truth, training, recall_ks, inside=True),
     }
     for subset, mask in (("all", np.ones(len(cases), dtype=bool)), ("warm", warm), ("cold", ~warm)):
         chosen = np.flatnonzero(mask)

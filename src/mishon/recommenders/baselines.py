@@ -2,7 +2,8 @@
 
 Each recommender is fitted on the training posts of a split (their hashtags, users, times and,
 for content kNN, their features) and ranks hashtags for any post of the split. Only training
-hashtags are ever read.
+hashtags are read by `fit`; `observe(positions)` takes in more posts' hashtags as the
+evaluation protocols reveal them (`evaluate/protocols.py`), without refitting.
 
 - popularity: the most used training hashtags, the same list for every post;
 - time-decayed popularity: each training use weighs 0.5 ** (age / half-life), the age measured
@@ -26,6 +27,8 @@ from mishon.errors import MishonError
 from mishon.features.store import MANIFEST, FeatureStore, modality_dir
 from mishon.graph.pooled import pooled_vectors
 
+RESCALE_AFTER = 512.0  # half-lives: 2 ** 512 is far from float64's limit
+
 
 def _ranked(counts: Counter[str] | dict[str, float], k: int) -> list[str]:
     return [tag for tag, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:k]]
@@ -35,10 +38,17 @@ class Popularity:
     name = "popularity"
 
     def fit(self, data: SplitData) -> Self:
-        train = data.posts.loc[data.is_train, "hashtags"]
-        self.counts = Counter(t for tags in train for t in tags)
-        self.vocabulary = set(self.counts)
+        self.hashtags_ = data.posts["hashtags"].to_numpy()
+        self.counts: Counter[str] = Counter()
+        self.vocabulary: set[str] = set()
+        self.observe(np.flatnonzero(data.is_train))
         return self
+
+    def observe(self, positions: np.ndarray) -> None:
+        """The posts at `positions` now show their hashtags (evaluation protocols)."""
+        for position in positions:
+            self.counts.update(self.hashtags_[position])
+        self.vocabulary.update(self.counts)
 
     def top(self, k: int) -> list[str]:
         return _ranked(self.counts, k)
@@ -49,6 +59,13 @@ class Popularity:
 
 
 class DecayedPopularity(Popularity):
+    """Each use weighs 0.5 ** (age / half-life), the age from the latest known post.
+
+    Scores are kept relative to a reference time: a later post weighs 2 ** (half-lives since
+    the reference), which differs from the decayed weight by a factor common to all hashtags
+    (no ranking changes); every RESCALE_AFTER half-lives the scores are brought back to 1.
+    """
+
     name = "decayed popularity"
 
     def __init__(self, half_life_days: float = 14.0, half_life_posts: float = 0.1) -> None:
@@ -57,21 +74,40 @@ class DecayedPopularity(Popularity):
 
     def fit(self, data: SplitData) -> Self:
         train = data.is_train
-        times = data.time_key()[train]
-        if "created_at" in data.posts and data.posts["created_at"].notna().all():
-            age = (times.max() - times) / 86400.0
-            half_life = self.half_life_days
+        self.hashtags_ = data.posts["hashtags"].to_numpy()
+        self.timed_ = "created_at" in data.posts and data.posts["created_at"].notna().all()
+        if self.timed_:
+            self.times_ = data.time_key() / 86400.0  # days
+            self.half_life_ = self.half_life_days
         else:
-            age = np.argsort(np.argsort(-times)).astype(np.float64)  # posts since this one
-            half_life = max(1.0, self.half_life_posts * len(times))
-        weights = 0.5 ** (age / half_life)
-        scores: dict[str, float] = defaultdict(float)
-        for tags, weight in zip(data.posts.loc[train, "hashtags"], weights, strict=True):
-            for tag in tags:
-                scores[tag] += float(weight)
-        self.counts = scores  # type: ignore[assignment]
-        self.vocabulary = set(scores)
+            # without timestamps the clock counts known posts, in dataset order
+            self.times_ = np.zeros(len(train))
+            self.half_life_ = max(1.0, self.half_life_posts * int(train.sum()))
+        self.clock_ = 0.0
+        self.reference_ = -np.inf
+        self.counts = defaultdict(float)  # type: ignore[assignment]
+        self.vocabulary = set()
+        self.observe(np.flatnonzero(train))
         return self
+
+    def observe(self, positions: np.ndarray) -> None:
+        for position in positions:
+            if self.timed_:
+                when = float(self.times_[position])
+            else:
+                self.clock_ += 1.0
+                when = self.clock_
+            if not np.isfinite(self.reference_):
+                self.reference_ = when
+            exponent = (when - self.reference_) / self.half_life_
+            if exponent > RESCALE_AFTER:  # keep the weights of later posts finite
+                for tag in self.counts:
+                    self.counts[tag] *= 0.5**exponent
+                self.reference_, exponent = when, 0.0
+            weight = 2.0**exponent  # 0.5 ** (age / half-life), up to a common factor
+            for tag in self.hashtags_[position]:
+                self.counts[tag] += weight
+                self.vocabulary.add(tag)
 
 
 class UserHistory:
@@ -81,16 +117,22 @@ class UserHistory:
         self.popularity = Popularity().fit(data)
         self.vocabulary = self.popularity.vocabulary
         self.users = data.posts["user_id"].astype(str).to_numpy()
-        train = data.is_train
-        times = data.time_key()
+        self.hashtags_ = data.posts["hashtags"].to_numpy()
+        self.times_ = data.time_key()
         self.history: dict[str, dict[str, tuple[int, float]]] = defaultdict(dict)
-        for user, tags, time in zip(
-            self.users[train], data.posts.loc[train, "hashtags"], times[train], strict=True
-        ):
-            for tag in tags:
+        self._add(np.flatnonzero(data.is_train))
+        return self
+
+    def observe(self, positions: np.ndarray) -> None:
+        self.popularity.observe(positions)
+        self._add(positions)
+
+    def _add(self, positions: np.ndarray) -> None:
+        for position in positions:
+            user, time = self.users[position], self.times_[position]
+            for tag in self.hashtags_[position]:
                 count, last = self.history[user].get(tag, (0, -np.inf))
                 self.history[user][tag] = (count + 1, max(last, time))
-        return self
 
     def recommend(self, positions: np.ndarray, k: int) -> list[list[str]]:
         fallback = self.popularity.top(k + 50)
@@ -125,11 +167,18 @@ class ContentKNN:
                     self.vectors.append((vectors, present))
         if not self.vectors:
             raise MishonError(f"content kNN needs features: run `mishon extract {data.dataset}`")
-        labelled = data.posts["hashtags"].str.len().to_numpy() > 0
-        self.train = np.flatnonzero(data.is_train & labelled)
+        self.labelled_ = data.posts["hashtags"].str.len().to_numpy() > 0
+        self.train = np.flatnonzero(data.is_train & self.labelled_)
         self.tags = data.posts["hashtags"].to_numpy()
         self.vocabulary = {t for i in self.train for t in self.tags[i]}
         return self
+
+    def observe(self, positions: np.ndarray) -> None:
+        """Labelled posts at `positions` join the neighbours a post can draw on."""
+        added = np.asarray(positions, dtype=np.int64)
+        added = added[self.labelled_[added]]
+        self.train = np.concatenate([self.train, added])
+        self.vocabulary.update(t for i in added for t in self.tags[i])
 
     def similarity(self, positions: np.ndarray) -> np.ndarray:
         """[queries, training posts]: mean cosine over the modalities both posts have."""

@@ -7,6 +7,7 @@ result is measured against.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Self
 
 import numpy as np
@@ -17,19 +18,33 @@ from mishon.data.split_data import SplitData
 from mishon.errors import MishonError
 from mishon.features.store import MANIFEST, modality_dir
 from mishon.graph.build import MODALITIES, HeteroGraph
-from mishon.model.inputs import ModelInputs
+from mishon.model.inputs import ModelInputs, Targets
 from mishon.model.network import MishonNetwork
 from mishon.train.run import train_model
 from mishon.train.trainer import encode_eval, top_k
 
 
 class MishonRecommender:
-    """A trained network: `fit` encodes every post of its graph once (no training)."""
+    """A trained network: `fit` encodes every post of its graph once (no training).
 
-    def __init__(self, network: MishonNetwork, inputs: ModelInputs, name: str = "MISHON") -> None:
+    `observe(positions)` makes those posts' (in-vocabulary) hashtags hashtag inputs of their
+    nodes, as training posts' are, so the graph carries them to similar posts and users; the
+    weights do not change. The posts are encoded again at the next `recommend` once
+    `refresh_every` posts have been observed since the last encoding (1: exactly after each).
+    A network without hashtag inputs (the paper's model, content-only) cannot use them.
+    """
+
+    def __init__(
+        self,
+        network: MishonNetwork,
+        inputs: ModelInputs,
+        name: str = "MISHON",
+        refresh_every: int = 1,
+    ) -> None:
         self.name = name
         self.network = network
         self.inputs = inputs
+        self.refresh_every = refresh_every
 
     def fit(self, data: SplitData) -> Self:
         if len(data.posts) != self.inputs.num_posts:
@@ -39,12 +54,33 @@ class MishonRecommender:
             )
         self.tags = self.inputs.vocabulary.tags
         self.vocabulary = set(self.tags)
+        self.hashtags_ = data.posts["hashtags"].to_numpy()
+        self.known_ = np.asarray(data.is_train, dtype=bool).copy()
+        self.pending_ = 0
         self.fused_: torch.Tensor = encode_eval(self.network, self.inputs)
         return self
 
+    def observe(self, positions: np.ndarray) -> None:
+        if not self.network.uses_hashtag_inputs:
+            return
+        self.known_[np.asarray(positions, dtype=np.int64)] = True
+        self.pending_ += len(positions)
+
     def recommend(self, positions: np.ndarray, k: int) -> list[list[str]]:
+        if self.pending_ and self.pending_ >= self.refresh_every:
+            self._encode_known()
         ranked = top_k(self.network, self.fused_, np.asarray(positions), min(k, len(self.tags)))
         return [[self.tags[i] for i in row] for row in ranked]
+
+    def _encode_known(self) -> None:
+        """Encode again with every known post's hashtags as inputs."""
+        shown = [
+            list(tags) if known else []
+            for tags, known in zip(self.hashtags_, self.known_, strict=True)
+        ]
+        targets = Targets.build(shown, self.inputs.vocabulary).to(self.inputs.device)
+        self.fused_ = encode_eval(self.network, replace(self.inputs, targets=targets))
+        self.pending_ = 0
 
 
 class ContentOnly:
@@ -66,6 +102,9 @@ class ContentOnly:
         self.model_ = MishonRecommender(network, inputs, name=self.name).fit(data)
         self.vocabulary = self.model_.vocabulary
         return self
+
+    def observe(self, positions: np.ndarray) -> None:
+        self.model_.observe(positions)  # no graph, no hashtag inputs: nothing it can use
 
     def recommend(self, positions: np.ndarray, k: int) -> list[list[str]]:
         return self.model_.recommend(positions, k)

@@ -171,3 +171,18 @@ def test_cli_evaluate_under_each_protocol(tmp_path: Path) -> None:
     assert written["known-past"]["user history"] >= written["static"]["user history"]
     result = runner.invoke(app, ["evaluate", str(tmp_path / "run"), "--protocol", "future"])
     assert result.exit_code == 1 and "unknown protocol 'future'" in result.output
+
+
+def test_an_experiment_under_a_protocol_keeps_its_own_files(tmp_path: Path) -> None:
+    from mishon import experiments
+
+    dataset = planted_dataset(tmp_path / "planted" / "ds")
+    summary = experiments.run_experiment(
+        "aggregators", dataset, small_settings(epochs=2), tmp_path / "agg", seeds=1,
+        protocol="known-past", refresh_every=8,
+    )  # fmt: skip
+    assert summary["protocol"] == "known-past"
+    assert (tmp_path / "agg" / "aggregators-known-past.md").is_file()
+    assert not (tmp_path / "agg" / "aggregators.md").exists()
+    files = sorted(p.name for p in (tmp_path / "agg" / "variants").iterdir())
+    assert files and all("-known-past-seed" in name for name in files)

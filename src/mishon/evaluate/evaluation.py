@@ -58,6 +58,12 @@ def evaluation_path(run: Path, part: str, protocol: str = "static") -> Path:
     return run / f"evaluation-{part}{suffix}.json"
 
 
+def evaluation_lineage(loaded: TrainedRun) -> Lineage:
+    """What an evaluation of `loaded` depends on: its posts, its split and the run itself."""
+    data = loaded.data
+    return Lineage(posts=data.posts_fingerprint, split=data.fingerprint, run=loaded.fingerprint)
+
+
 def check_part(part: str) -> str:
     if part not in PARTS:
         raise MishonError(f"the evaluated part must be test or valid, not {part!r}")
@@ -142,9 +148,7 @@ def evaluate_run(
         part=part,
         split=data.split_name,
         protocol=protocol,
-        lineage=Lineage(
-            posts=data.posts_fingerprint, split=data.fingerprint, run=loaded.fingerprint
-        ),
+        lineage=evaluation_lineage(loaded),
         results=results,
         skipped=skipped,
     )
@@ -170,11 +174,7 @@ def load_evaluation(run: Path, loaded: TrainedRun, part: str = "test") -> Evalua
             f"{path} is not an evaluation of this MISHON version ({exc.__class__.__name__}): "
             f"rerun `mishon evaluate {run} --part {part} --baselines all`"
         ) from None
-    now = Lineage(
-        posts=loaded.data.posts_fingerprint,
-        split=loaded.data.fingerprint,
-        run=loaded.fingerprint,
-    )
+    now = evaluation_lineage(loaded)
     changed = evaluation.lineage.changes(now, ignore=("code",))
     if changed:
         raise MishonError(

@@ -114,13 +114,19 @@ def stale_graph_reasons(graph: HeteroGraph, data: SplitData, settings: RunSettin
     return [f"{change} changed since it was built" for change in recorded.changes(now)]
 
 
-def run_lineage(data: SplitData, graph: HeteroGraph | None, settings: RunSettings) -> Lineage:
-    """What a run is trained from: posts, split, features, what is trained, and the graph."""
+def run_lineage(
+    data: SplitData,
+    graph: HeteroGraph | None,
+    settings: RunSettings,
+    features: str | None = None,
+) -> Lineage:
+    """What a run is trained from: posts, split, features (`features`: their fingerprint,
+    when already computed), what is trained, and the graph."""
     built = graph.lineage if graph is not None else None
     return Lineage(
         posts=data.posts_fingerprint,
         split=data.fingerprint,
-        features=features_fingerprint(data.dataset),
+        features=features or features_fingerprint(data.dataset),
         settings=digest(settings.model_dump(mode="json", include={"graph", "model"})),
         graph=built.fingerprint if built else None,
     )
@@ -163,11 +169,12 @@ def train_model(
     else:
         name = split_name(dataset, settings, out if resuming else None)
     data = load_split_data(dataset, name)
+    features = features_fingerprint(dataset)  # read once for the checks below
     if resuming:  # before anything in the run directory is rebuilt
-        _check_lineage(out, run_lineage(data, None, settings), "resume")
+        _check_lineage(out, run_lineage(data, None, settings, features), "resume")
     if graph is None:
         graph = graph_for(data, settings, out, report, notice)
-    lineage = run_lineage(data, graph, settings)
+    lineage = run_lineage(data, graph, settings, features)
     report("loading features")
     vocabulary = None
     if resume and out is not None and (out / VOCABULARY).is_file():

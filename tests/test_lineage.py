@@ -113,7 +113,7 @@ def test_other_settings_or_features_are_named(trained: tuple[Path, Path], tmp_pa
 def test_an_evaluation_of_other_weights_is_refused(trained: tuple[Path, Path]) -> None:
     _, run = trained
     evaluation = evaluate_run(run, baselines="popularity")
-    assert [r["recommender"] for r in evaluation.results] == ["MISHON", "popularity"]
+    assert [r["recommender"] for r in evaluation.results] == ["MISHON", "MISHON live", "popularity"]
     loaded = load_run(run)
     assert load_evaluation(run, loaded).lineage.run == loaded.fingerprint
     weights = load_file(str(run / "model.safetensors"))

@@ -46,8 +46,8 @@ def test_the_readme_python_example_runs(
     monkeypatch.chdir(tmp_path)
     exec(compile(python_example(), "README.md", "exec"), {"__name__": "readme"})
     printed = capsys.readouterr().out.splitlines()
-    figures = {line.split()[0]: float(line.split()[-1]) for line in printed[:3]}
-    assert set(figures) == {"MISHON", "popularity", "user"}
+    figures = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in printed[:4]}
+    assert set(figures) == {"MISHON", "MISHON live", "popularity", "user history"}
     assert figures["MISHON"] > figures["popularity"]
     suggested = [tag for tag, _ in ast.literal_eval(printed[-1])]  # [(tag, probability), ...]
     assert len(suggested) == 5 and "sunset" in suggested

@@ -92,11 +92,40 @@ def test_recorded_posts_shape_the_users_recommendations(client: TestClient) -> N
     assert again.status_code == 409
     bad = client.post("/v1/posts", json={"user_id": "newbie", "hashtags": ["two words"]})
     assert bad.status_code == 422 and "whitespace" in bad.json()["detail"]
-    body = client.post("/v1/recommend", data={"caption": "hello", "user_id": "newbie"}).json()
-    first = body["hashtags"][0]
-    assert first["hashtag"] == "brandnewtag"
-    assert "chose it in 1 recorded post" in first["reasons"][0]
+    body = client.post(
+        "/v1/recommend", data={"caption": "hello", "user_id": "newbie", "k": "10"}
+    ).json()
+    mine = next(h for h in body["hashtags"] if h["hashtag"] == "brandnewtag")
+    assert mine["reasons"][0] == "the user chose it in 1 known post(s)"
+    assert mine["evidence"]["history"] == 1.0
     assert client.get("/v1/health").json()["recorded_posts"] >= 1
+
+
+def test_a_hashtag_recorded_for_one_user_reaches_similar_posts_of_others(
+    client: TestClient, service: HashtagService
+) -> None:
+    caption = "sunrise paddle race across the harbour with the blue team"
+    before = client.post("/v1/recommend", data={"caption": caption, "user_id": "bob", "k": "5"})
+    assert "harbourrace26" not in [h["hashtag"] for h in before.json()["hashtags"]]
+    known = service.health()["known_posts"]
+    posted = client.post(
+        "/v1/posts", json={"user_id": "alice", "hashtags": ["#HarbourRace26"], "caption": caption}
+    )
+    assert posted.status_code == 201
+    assert service.health()["known_posts"] == known + 1
+    after = client.post("/v1/recommend", data={"caption": caption, "user_id": "bob", "k": "5"})
+    found = {h["hashtag"]: h for h in after.json()["hashtags"]}
+    assert "harbourrace26" in found  # not in the model's vocabulary: from the known posts
+    assert found["harbourrace26"]["evidence"]["neighbours"] > 0
+    assert "of the weight of the most similar posts" in found["harbourrace26"]["reasons"][0]
+
+
+def test_recorded_posts_are_known_again_after_a_restart(service: HashtagService) -> None:
+    service.record("carol", ["restarttag"], "a caption to place it by", "r1")
+    again = HashtagService(service.run, service.settings)
+    assert again.known.uses["restarttag"] == 1
+    assert again.known.known.sum() == service.known.known.sum()
+    assert again.weights_source.startswith("defaults")
 
 
 def test_concurrent_requests_all_succeed(client: TestClient) -> None:

@@ -503,12 +503,6 @@ class ServeSettings(Settings):
     device: DeviceName = Field(
         "cpu", description="torch device of the model: cpu, auto, cuda or cuda:N"
     )
-    history_weight: float = Field(
-        0.3, ge=0.0, le=1.0, description="share of the score from the user's recorded posts"
-    )
-    popularity_weight: float = Field(
-        0.05, ge=0.0, le=1.0, description="share of the score from recently recorded posts"
-    )
     media_types: list[str] = Field(
         default_factory=lambda: ["video/mp4", "video/quicktime", "video/webm", "video/x-matroska"],
         description="accepted upload content types",

@@ -56,12 +56,17 @@ def ranking_metrics(
         results[f"HR@{k}"] = float((found > 0).mean())
         results[f"P@{k}"] = precision
         results[f"R@{k}"] = recall
-        results[f"F1@{k}"] = (
-            2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        )
+        results[f"F1@{k}"] = f1_from_hits(found, sizes, k)
         results[f"NDCG@{k}"] = float((dcg / ideal).mean())
         results[f"MAP@{k}"] = float((precision_at_hits / np.minimum(sizes, k)).mean())
     return results
+
+
+def f1_from_hits(found: np.ndarray, sizes: np.ndarray, k: int) -> float:
+    """F1@k from each post's hits in its top k and its number of true hashtags."""
+    precision = float((found / k).mean())
+    recall = float((found / sizes).mean())
+    return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
 
 
 def vocabulary_coverage(truth: Sequence[set[str]], vocabulary: set[str]) -> float:

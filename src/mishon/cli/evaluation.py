@@ -84,6 +84,13 @@ def evaluate_run(
     ] = None,
     protocol: ProtocolOption = "static",
     refresh: RefreshOption = 1,
+    live: Annotated[
+        bool,
+        typer.Option(
+            help="Also evaluate MISHON live (the network plus the known posts' evidence, "
+            "weights selected on the validation posts)."
+        ),
+    ] = True,
 ) -> None:
     """Metrics @1/3/5/10 of a trained run on all, warm and cold-start posts -> evaluation.json."""
     from mishon.evaluate.evaluation import evaluate_run as run_evaluation
@@ -98,13 +105,15 @@ def evaluate_run(
             stage=lambda name: shown.update(name),
             protocol=protocol,
             refresh_every=refresh,
+            live=live,
         )
     for name, why in evaluation.skipped.items():
         console.print(f"{name}: skipped ({why})")
     print_results(evaluation.results, part, f"{run} on {evaluation.split!r} ({protocol}) ")
-    for subset, ratio in (evaluation.relative_f1_at_5 or {}).items():
-        if ratio is not None:
-            console.print(f"{subset}: MISHON F1@5 = {ratio:.3f} x the best baseline")
+    for name, ratios in (evaluation.relative_f1_at_5 or {}).items():
+        for subset, ratio in ratios.items():
+            if ratio is not None:
+                console.print(f"{subset}: {name} F1@5 = {ratio:.3f} x the best baseline")
     console.print(f"written: {evaluation_path(run, part, protocol)}")
 
 

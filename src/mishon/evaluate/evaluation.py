@@ -19,6 +19,7 @@ from mishon.data.split_data import SplitData
 from mishon.data.store import write_json
 from mishon.errors import MishonError
 from mishon.evaluate.compare import relative_to_best
+from mishon.evaluate.live import select_live_weights
 from mishon.evaluate.protocols import check_protocol
 from mishon.evaluate.run import evaluate
 from mishon.lineage import Lineage
@@ -28,6 +29,7 @@ from mishon.recommenders import (
     MishonRecommender,
     baseline,
 )
+from mishon.recommenders.live import LiveMishon
 from mishon.train.run import StageFn, TrainedRun, load_run
 
 PARTS = ("test", "valid")
@@ -45,7 +47,8 @@ class Evaluation(BaseModel):
     lineage: Lineage
     results: list[dict[str, Any]]
     skipped: dict[str, str] = {}
-    relative_f1_at_5: dict[str, float | None] | None = None
+    # per MISHON recommender and subset: its F1@5 over the best baseline's
+    relative_f1_at_5: dict[str, dict[str, float | None]] | None = None
 
     def save(self, path: Path) -> Path:
         write_json(self.model_dump(mode="json", exclude_none=True), path)
@@ -125,11 +128,13 @@ def evaluate_run(
     loaded: TrainedRun | None = None,
     protocol: str = "static",
     refresh_every: int = 1,
+    live: bool = True,
 ) -> Evaluation:
     """Evaluate the run in `run` (and `baselines`) on `part` under `protocol`; writes
     `evaluation_path(run, part, protocol)`. Under `stream`, MISHON encodes the graph again
     after every `refresh_every` revealed posts (1: after each, exact; more: faster, each post
-    still sees only posts before it)."""
+    still sees only posts before it). With `live`, MISHON live (`recommenders/live.py`) is
+    evaluated too, its weights selected on the validation posts under the same protocol."""
     report = stage or (lambda _name: None)
     check_part(part)
     check_protocol(protocol)
@@ -141,6 +146,8 @@ def evaluate_run(
     report("MISHON: ranking")
     mishon = MishonRecommender(loaded.network, loaded.inputs, refresh_every=refresh_every)
     results = [evaluate(mishon.fit(data), data, part, protocol=protocol)]
+    if live:
+        results.append(evaluate_live(loaded, part, protocol, refresh_every, report))
     others, skipped = evaluate_baselines(names, data, part, loaded.settings, report, protocol)
     results += others
     evaluation = Evaluation(
@@ -153,32 +160,55 @@ def evaluate_run(
         skipped=skipped,
     )
     if others:
+        ours = [r["recommender"] for r in results[: len(results) - len(others)]]
         evaluation.relative_f1_at_5 = {
-            subset: relative_to_best(results, "MISHON", subset=subset)
-            for subset in ("all", "warm", "cold")
-            if results[0]["cases"][subset]
+            name: {
+                subset: relative_to_best(results, name, subset=subset, exclude=ours)
+                for subset in ("all", "warm", "cold")
+                if results[0]["cases"][subset]
+            }
+            for name in ours
         }
     evaluation.save(evaluation_path(run, part, protocol))
     return evaluation
 
 
-def load_evaluation(run: Path, loaded: TrainedRun, part: str = "test") -> Evaluation:
-    """The run's saved evaluation of `part`, refused when the run changed since it was made."""
-    path = evaluation_path(run, check_part(part))
+def evaluate_live(
+    loaded: TrainedRun, part: str, protocol: str, refresh_every: int, report: StageFn
+) -> dict[str, Any]:
+    """MISHON live's result on `part`, with the weights selected on the validation posts."""
+    live = LiveMishon(loaded.network, loaded.inputs, refresh_every=refresh_every)
+    report("MISHON live: selecting its weights on the validation posts")
+    valid_f1 = select_live_weights(live, loaded.data, protocol)
+    report("MISHON live: ranking")
+    result = evaluate(live, loaded.data, part, protocol=protocol)
+    result["weights"] = live.weights
+    result["weights_valid_f1_at_5"] = round(valid_f1, 4)
+    if part == "valid":
+        result["note"] = "weights selected on these same validation posts"
+    return result
+
+
+def load_evaluation(
+    run: Path, loaded: TrainedRun, part: str = "test", protocol: str = "static"
+) -> Evaluation:
+    """The run's saved evaluation of `part` under `protocol`, refused when the run changed
+    since it was made."""
+    path = evaluation_path(run, check_part(part), check_protocol(protocol))
+    again = f"mishon evaluate {run} --part {part} --protocol {protocol} --baselines all"
     if not path.is_file():
-        raise MishonError(f"no evaluation in {run}: run `mishon evaluate {run} --baselines all`")
+        raise MishonError(f"no {protocol} evaluation in {run}: run `{again}`")
     try:
         evaluation = Evaluation.model_validate(json.loads(path.read_text("utf-8")))
     except (ValueError, TypeError) as exc:
         raise MishonError(
             f"{path} is not an evaluation of this MISHON version ({exc.__class__.__name__}): "
-            f"rerun `mishon evaluate {run} --part {part} --baselines all`"
+            f"rerun `{again}`"
         ) from None
     now = evaluation_lineage(loaded)
     changed = evaluation.lineage.changes(now, ignore=("code",))
     if changed:
         raise MishonError(
-            f"{path} was computed before {', '.join(changed)} changed: rerun "
-            f"`mishon evaluate {run} --part {part} --baselines all`"
+            f"{path} was computed before {', '.join(changed)} changed: rerun `{again}`"
         )
     return evaluation

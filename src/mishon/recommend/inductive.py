@@ -54,6 +54,8 @@ class Recommendation:
     user_known: bool
     neighbours: list[Neighbour]
     reasons: dict[str, list[str]]  # hashtag -> short reasons
+    fused: np.ndarray | None = None  # [d]: the post in the model's space
+    content: list[tuple[np.ndarray, bool]] = field(default_factory=list)  # pooled, per modality
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -102,6 +104,7 @@ class InductiveRecommender:
         # the graph posts' pooled vectors, indexed to find a new post's neighbours; the centre
         # places a new post's vector like theirs
         self.centres: dict[str, np.ndarray] = {}
+        self.pooled: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.indexes: dict[str, PostIndex] = {}
         popular_profiles = []
         knn_meta = run.graph.meta.get("knn_method", {})
@@ -112,6 +115,7 @@ class InductiveRecommender:
                 store = FeatureStore.open(modality_dir(data.dataset, modality))
                 vectors, present, centre = pooled_vectors_and_centre(store, data.rows)
             self.centres[modality] = centre
+            self.pooled[modality] = (vectors, present)
             self.indexes[modality] = PostIndex(
                 vectors,
                 present,
@@ -194,14 +198,14 @@ class InductiveRecommender:
         return local
 
     @torch.no_grad()
-    def scores_for(
+    def fused_for(
         self,
         initial: dict[str, torch.Tensor],
         neighbours: dict[str, np.ndarray],
         user: int | None,
         links: np.ndarray,
     ) -> torch.Tensor:
-        """Hashtag probabilities [V] of one post from its initial modality states.
+        """The fused vector [1, d] of one post from its initial modality states.
 
         Each layer is the network's own `layer_step` over the post's neighbourhood
         (`_local_adjacency`), the neighbours at their cached states of that layer.
@@ -229,8 +233,28 @@ class InductiveRecommender:
             if new_user:
                 user_state = following[USER][:1]
         final_user = user_state if new_user else self.states[-1][USER][user : user + 1]
-        fused = self.network.fuse([current[m] for m in modalities], final_user)
+        return self.network.fuse([current[m] for m in modalities], final_user)
+
+    @torch.no_grad()
+    def scores_for(
+        self,
+        initial: dict[str, torch.Tensor],
+        neighbours: dict[str, np.ndarray],
+        user: int | None,
+        links: np.ndarray,
+    ) -> torch.Tensor:
+        """Hashtag probabilities [V] of one post (see `fused_for`)."""
+        fused = self.fused_for(initial, neighbours, user, links)
         return torch.softmax(self.network.scores(fused)[0], dim=0)
+
+    @torch.no_grad()
+    def graph_fused(self) -> np.ndarray:
+        """The fused vectors [N, d] of the graph's posts (the cached final states)."""
+        final = self.states[-1]
+        fused = self.network.fuse(
+            [final[m] for m in self.network.modalities], final[USER], self.run.inputs.post_user
+        )
+        return fused.cpu().numpy()
 
     def existing_links(self, user: int) -> np.ndarray:
         """The graph's user-user in-neighbours of a graph user (its social links)."""
@@ -302,11 +326,19 @@ class InductiveRecommender:
         linked: list[Neighbour] = []
         if not known:
             links, linked = self._link_new_user(profiles)
-        probabilities = self.scores_for(initial, neighbours, user, links)
+        fused = self.fused_for(initial, neighbours, user, links)
+        with torch.no_grad():
+            probabilities = torch.softmax(self.network.scores(fused)[0], dim=0)
         top = self._top(probabilities, k)
         found.sort(key=lambda n: -n.similarity)
         reasons = self._reasons(top, found, user, linked)
-        return Recommendation(top, known, found[: explain * 2] + linked, reasons)
+        content = [
+            (np.zeros_like(self.centres[m]), False) if vector is None else (vector, True)
+            for m, vector in zip(self.network.modalities, profiles, strict=True)
+        ]
+        return Recommendation(
+            top, known, found[: explain * 2] + linked, reasons, fused[0].cpu().numpy(), content
+        )
 
     def _link_new_user(
         self, profiles: list[np.ndarray | None]

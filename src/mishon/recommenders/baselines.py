@@ -151,6 +151,19 @@ class UserHistory:
         return lists
 
 
+def content_vectors(data: SplitData) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(pooled centred unit vectors [N, D], present [N]) of each modality the split's posts
+    have features of (in visual, acoustic, textual order)."""
+    found = []
+    for modality in ("visual", "acoustic", "textual"):
+        folder = modality_dir(data.dataset, modality)
+        if (folder / MANIFEST).is_file():
+            vectors, present = pooled_vectors(FeatureStore.open(folder), data.rows)
+            if present.any():
+                found.append((vectors, present))
+    return found
+
+
 class ContentKNN:
     name = "content kNN"
 
@@ -158,13 +171,7 @@ class ContentKNN:
         self.neighbours = neighbours
 
     def fit(self, data: SplitData) -> Self:
-        self.vectors: list[tuple[np.ndarray, np.ndarray]] = []
-        for modality in ("visual", "acoustic", "textual"):
-            folder = modality_dir(data.dataset, modality)
-            if (folder / MANIFEST).is_file():
-                vectors, present = pooled_vectors(FeatureStore.open(folder), data.rows)
-                if present.any():
-                    self.vectors.append((vectors, present))
+        self.vectors = content_vectors(data)
         if not self.vectors:
             raise MishonError(f"content kNN needs features: run `mishon extract {data.dataset}`")
         self.labelled_ = data.posts["hashtags"].str.len().to_numpy() > 0

@@ -1,7 +1,7 @@
 """Posts accepted through the service, kept in SQLite under the run directory.
 
-They keep user histories and popularity current between retrainings: the service blends the
-model's scores with the hashtags each user (and everybody, recently) recorded since training.
+They join the service's known posts (their users' histories, popularity, and by their
+caption's place the posts similar ones draw hashtags from) between retrainings.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections import Counter
 from pathlib import Path
+from typing import Any
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS posts (
@@ -52,16 +52,16 @@ class PostRecords:
             raise ValueError(f"post {post_id!r} is already recorded") from None
         return post_id
 
-    def _counts(self, query: str, args: tuple[object, ...]) -> Counter[str]:
+    def all(self) -> list[dict[str, Any]]:
+        """Every recorded post, oldest first: post_id, user_id, caption, hashtags."""
         with self._lock:
-            rows = self._db.execute(query, args).fetchall()
-        return Counter(tag for (tags,) in rows for tag in json.loads(tags))
-
-    def user_counts(self, user_id: str) -> Counter[str]:
-        return self._counts("SELECT hashtags FROM posts WHERE user_id = ?", (user_id,))
-
-    def recent_counts(self, limit: int = 1000) -> Counter[str]:
-        return self._counts("SELECT hashtags FROM posts ORDER BY created_at DESC LIMIT ?", (limit,))
+            rows = self._db.execute(
+                "SELECT post_id, user_id, caption, hashtags FROM posts ORDER BY created_at, rowid"
+            ).fetchall()
+        return [
+            {"post_id": p, "user_id": u, "caption": c, "hashtags": json.loads(h)}
+            for p, u, c, h in rows
+        ]
 
     def count(self) -> int:
         with self._lock:

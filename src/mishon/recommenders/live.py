@@ -1,0 +1,176 @@
+"""MISHON live: the trained network plus everything known when a post is ranked.
+
+Each candidate hashtag's score is a weighted sum of its evidence (`evidence.py`): the model's
+probability, label propagation over the model's fused space (all known posts, and the user's
+own), the user's history, content kNN and popularity. The weights are selected on validation
+posts under the same protocol as the evaluation (`select_weights`, driven by
+`evaluate/live.py`), by coordinate ascent on F1@5; nothing is retrained. Posts revealed by
+the protocol (`observe`) join the known posts with their hashtags, so hashtags born after
+training become recommendable at once.
+"""
+
+from __future__ import annotations
+
+from typing import Self
+
+import numpy as np
+
+from mishon.data.split_data import SplitData
+from mishon.metrics import f1_from_hits
+from mishon.model.inputs import ModelInputs
+from mishon.model.network import MishonNetwork
+from mishon.recommenders.baselines import content_vectors
+from mishon.recommenders.evidence import (
+    EVIDENCE,
+    EvidenceSettings,
+    EvidenceTable,
+    KnownPosts,
+    Query,
+    gather_evidence,
+)
+from mishon.recommenders.mishon import MishonRecommender
+
+WEIGHT_GRID = (0.0, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 5.0)
+ANCHOR = "neighbours"  # its weight stays 1: scores are compared, not their scale
+DEFAULT_WEIGHTS = {"model": 1.0, "neighbours": 1.0, "own_posts": 0.3, "history": 0.1,
+                   "content": 1.0, "popularity": 0.03}  # fmt: skip
+BLOCK = 256  # queries whose similarities are computed at once
+
+
+def rank_tables(tables: list[EvidenceTable], weights: dict[str, float], k: int) -> list[list[str]]:
+    """Each table's top-`k` hashtags by the weighted evidence (ties by hashtag)."""
+    w = np.array([weights.get(name, 0.0) for name in EVIDENCE])
+    lists = []
+    for table in tables:
+        scores = table.values @ w
+        order = sorted(range(len(scores)), key=lambda i: (-scores[i], table.hashtags[i]))
+        lists.append([table.hashtags[i] for i in order[:k]])
+    return lists
+
+
+def select_weights(
+    tables: list[EvidenceTable],
+    truth: list[set[str]],
+    k: int = 5,
+    rounds: int = 3,
+    grid: tuple[float, ...] = WEIGHT_GRID,
+) -> tuple[dict[str, float], float]:
+    """Weights maximising F1@k over `tables` (validation posts): coordinate ascent over `grid`
+    from the neighbours alone, `rounds` passes. Returns (weights, the F1@k they reach)."""
+    hits = [
+        np.array([t in true for t in table.hashtags], dtype=bool)
+        for table, true in zip(tables, truth, strict=True)
+    ]
+    sizes = np.array([len(t) for t in truth], dtype=np.float64)
+
+    def f1(weights: np.ndarray) -> float:
+        found = np.zeros(len(tables))
+        for i, table in enumerate(tables):
+            scores = table.values @ weights
+            top = np.argsort(-scores, kind="stable")[:k]
+            found[i] = hits[i][top].sum()
+        return f1_from_hits(found, sizes, k)
+
+    anchor = EVIDENCE.index(ANCHOR)
+    weights = np.zeros(len(EVIDENCE))
+    weights[anchor] = 1.0
+    best = f1(weights)
+    for _ in range(rounds):
+        improved = False
+        for i in range(len(EVIDENCE)):
+            if i == anchor:
+                continue
+            for value in grid:
+                trial = weights.copy()
+                trial[i] = value
+                score = f1(trial)
+                if score > best + 1e-9:
+                    best, weights, improved = score, trial, True
+        if not improved:
+            break
+    return {name: float(w) for name, w in zip(EVIDENCE, weights, strict=True)}, best
+
+
+class LiveMishon:
+    """A trained network ranking every known hashtag with its live evidence (see module).
+
+    `fit` encodes the graph and makes the training posts known; `observe` reveals more posts
+    (their hashtags also become the network's hashtag inputs, encoded again every
+    `refresh_every` posts, as `MishonRecommender` does). `weights` default to DEFAULT_WEIGHTS;
+    `evaluate.live.select_live_weights` picks them on the validation posts.
+    """
+
+    def __init__(
+        self,
+        network: MishonNetwork,
+        inputs: ModelInputs,
+        name: str = "MISHON live",
+        refresh_every: int = 1,
+        weights: dict[str, float] | None = None,
+        settings: EvidenceSettings | None = None,
+    ) -> None:
+        self.name = name
+        self.network = network
+        self.inputs = inputs
+        self.refresh_every = refresh_every
+        self.weights = dict(weights or DEFAULT_WEIGHTS)
+        self.settings = settings or EvidenceSettings()
+
+    def fit(self, data: SplitData) -> Self:
+        self.model_ = MishonRecommender(
+            self.network, self.inputs, refresh_every=self.refresh_every
+        ).fit(data)
+        self.hashtags_ = data.posts["hashtags"].to_numpy()
+        self.users_ = data.posts["user_id"].astype(str).to_numpy()
+        self.known_ = KnownPosts(self.model_.fused_.cpu().numpy(), content_vectors(data))
+        self.vocabulary: set[str] = set()
+        self.recorded_: dict[int, EvidenceTable] | None = None
+        self.observe(np.flatnonzero(data.is_train), encode=False)
+        self.vocabulary |= self.model_.vocabulary
+        return self
+
+    def observe(self, positions: np.ndarray, encode: bool = True) -> None:
+        positions = np.asarray(positions, dtype=np.int64)
+        if encode:
+            self.model_.observe(positions)
+        for position in positions.tolist():
+            tags = list(self.hashtags_[position])
+            if tags:  # a post without hashtags says nothing about any
+                self.known_.reveal(position, self.users_[position], tags)
+                self.vocabulary.update(tags)
+
+    def evidence(self, positions: np.ndarray) -> list[EvidenceTable]:
+        """The evidence tables of the split's posts at `positions`, with what is known now."""
+        if self.model_.pending_ and self.model_.pending_ >= self.refresh_every:
+            self.model_._encode_known()
+            self.known_.set_fused(self.model_.fused_.cpu().numpy())
+        fused = self.model_.fused_
+        tags = self.model_.tags
+        candidates = min(self.settings.model_candidates, len(tags))
+        tables = []
+        for start in range(0, len(positions), BLOCK):
+            block = np.asarray(positions[start : start + BLOCK], dtype=np.int64)
+            vectors = fused[block]
+            probabilities = self.network.scores(vectors).softmax(dim=1)
+            values, indices = probabilities.topk(candidates, dim=1)
+            queries = [
+                Query(
+                    fused=self.known_.fused[p],
+                    content=[(v[p], bool(present[p])) for v, present in self.known_.content],
+                    user=self.users_[p],
+                    model={
+                        tags[j]: v
+                        for j, v in zip(indices[i].tolist(), values[i].tolist(), strict=True)
+                    },
+                )
+                for i, p in enumerate(block.tolist())
+            ]
+            tables += gather_evidence(self.known_, queries, self.settings)
+        return tables
+
+    def recommend(self, positions: np.ndarray, k: int) -> list[list[str]]:
+        positions = np.asarray(positions, dtype=np.int64)
+        tables = self.evidence(positions)
+        if self.recorded_ is not None:  # weight selection reads them (evaluate/live.py)
+            self.recorded_.update(zip(positions.tolist(), tables, strict=True))
+        return rank_tables(tables, self.weights, k)

@@ -1,0 +1,138 @@
+"""MISHON live: evidence from the known posts, weights selected on validation posts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mishon.data.split_data import SplitData
+from mishon.evaluate.live import select_live_weights
+from mishon.evaluate.protocols import rank_under, stream_order
+from mishon.recommenders.evidence import EVIDENCE, EvidenceSettings, EvidenceTable, KnownPosts
+from mishon.recommenders.live import LiveMishon, rank_tables, select_weights
+from mishon.train.run import train_model
+
+from .planted import planted_dataset, small_settings
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    root = tmp_path_factory.mktemp("live")
+    dataset = planted_dataset(root / "ds")
+    network, inputs, data, _ = train_model(dataset, small_settings(epochs=5), None)
+    return network, inputs, data
+
+
+def _table(rows: dict[str, dict[str, float]]) -> EvidenceTable:
+    tags = list(rows)
+    values = np.array([[rows[t].get(name, 0.0) for name in EVIDENCE] for t in tags])
+    return EvidenceTable(tags, values)
+
+
+def test_weights_follow_the_evidence_that_finds_the_true_hashtags() -> None:
+    # the neighbours prefer a wrong hashtag; the user's history names the right one
+    tables = [
+        _table({"wrong": {"neighbours": 0.6}, f"right{i}": {"neighbours": 0.4, "history": 1.0}})
+        for i in range(4)
+    ]
+    truth = [{f"right{i}"} for i in range(4)]
+    assert [r[0] for r in rank_tables(tables, {"neighbours": 1.0}, 1)] == ["wrong"] * 4
+    weights, f1 = select_weights(tables, truth, k=1)
+    assert weights["neighbours"] == 1.0 and weights["history"] > 0
+    assert f1 == pytest.approx(1.0)
+    assert [r[0] for r in rank_tables(tables, weights, 1)] == [f"right{i}" for i in range(4)]
+
+
+def test_known_posts_count_each_revealed_post_once() -> None:
+    known = KnownPosts(np.eye(3, 2, dtype=np.float32), [])
+    known.reveal(0, "u", ["a", "b"])
+    known.reveal(0, "u", ["a", "b"])
+    row = known.add(np.ones(2, dtype=np.float32), [], "v", ["a"])
+    assert row == 3 and known.known.tolist() == [True, False, False, True]
+    assert known.uses == {"a": 2, "b": 1} and known.by_user == {"u": [0], "v": [3]}
+
+
+def test_a_hashtag_born_after_training_reaches_a_similar_post_of_another_user(
+    trained: tuple,
+) -> None:
+    network, inputs, data = trained
+    settings = EvidenceSettings(neighbours=20)
+    live = LiveMishon(network, inputs, weights={"neighbours": 1.0}, settings=settings).fit(data)
+    users = data.posts["user_id"].astype(str).to_numpy()
+    fused = live.known_.fused
+    unseen = [int(p) for p in data.cases("test")]
+    # the most similar pair of test posts of two users
+    query, nearest = max(
+        ((q, o) for q in unseen for o in unseen if users[o] != users[q]),
+        key=lambda pair: float(fused[pair[0]] @ fused[pair[1]]),
+    )
+    assert "brandnew" not in live.vocabulary
+    assert "brandnew" not in live.recommend(np.array([query]), 10)[0]
+    posts = data.posts.copy()
+    posts.at[nearest, "hashtags"] = ["brandnew"]
+    altered = SplitData(data.dataset, data.split_name, posts, data.rows, data.all_post_ids)
+    live = LiveMishon(network, inputs, weights={"neighbours": 1.0}, settings=settings)
+    live.fit(altered).observe(np.array([nearest]))
+    assert "brandnew" in live.vocabulary
+    assert "brandnew" in live.recommend(np.array([query]), 10)[0]
+
+
+def test_live_never_sees_its_own_or_later_hashtags(trained: tuple) -> None:
+    network, inputs, data = trained
+    cases = data.cases("test")
+    order = stream_order(data, cases).tolist()
+    before = rank_under(LiveMishon(network, inputs).fit(data), data, "test", "stream", 10)
+    changed = order[len(order) // 2]
+    posts = data.posts.copy()
+    posts.at[changed, "hashtags"] = ["topic0", "topic1", "leak"]
+    altered = SplitData(data.dataset, data.split_name, posts, data.rows, data.all_post_ids)
+    live = LiveMishon(network, inputs).fit(altered)
+    live.recorded_ = {}
+    after = rank_under(live, altered, "test", "stream", 10)
+    position = {p: i for i, p in enumerate(cases.tolist())}
+    for earlier in order[: order.index(changed) + 1]:
+        assert after[position[earlier]] == before[position[earlier]]
+        assert "leak" not in live.recorded_[earlier].hashtags
+    # once revealed, the hashtag is evidence for later posts (a neighbour's hashtag)
+    later = order[order.index(changed) + 1 :]
+    assert any("leak" in live.recorded_[p].hashtags for p in later)
+
+
+def test_weights_are_selected_on_validation_posts_only(trained: tuple) -> None:
+    network, inputs, data = trained
+    live = LiveMishon(network, inputs, refresh_every=1000)
+    score = select_live_weights(live, data, "stream")
+    assert 0.0 < score <= 1.0 and set(live.weights) == set(EVIDENCE)
+    selected = dict(live.weights)
+    posts = data.posts.copy()
+    for position in data.cases("test"):
+        posts.at[position, "hashtags"] = ["noise"]
+    altered = SplitData(data.dataset, data.split_name, posts, data.rows, data.all_post_ids)
+    other = LiveMishon(network, inputs, refresh_every=1000)
+    assert select_live_weights(other, altered, "stream") == score
+    assert other.weights == selected
+    # the recommender starts again from the training posts after selecting
+    assert not other.known_.known[data.cases("valid")].any()
+
+
+def test_evaluate_run_reports_mishon_live_beside_the_network(tmp_path: Path) -> None:
+    import json
+
+    from mishon.evaluate.evaluation import evaluate_run
+
+    dataset = planted_dataset(tmp_path / "ds")
+    train_model(dataset, small_settings(epochs=5), tmp_path / "run")
+    evaluation = evaluate_run(tmp_path / "run", baselines="history", protocol="known-past")
+    names = [r["recommender"] for r in evaluation.results]
+    assert names == ["MISHON", "MISHON live", "user history"]
+    live = evaluation.results[1]
+    assert set(live["weights"]) == set(EVIDENCE) and live["protocol"] == "known-past"
+    assert set(evaluation.relative_f1_at_5 or {}) == {"MISHON", "MISHON live"}
+    ratio = evaluation.relative_f1_at_5["MISHON live"]["all"]
+    assert ratio == pytest.approx(live["all"]["F1@5"] / evaluation.results[2]["all"]["F1@5"])
+    saved = json.loads((tmp_path / "run" / "evaluation-test-known-past.json").read_text())
+    assert saved["results"][1]["weights"] == live["weights"]
+    without = evaluate_run(tmp_path / "run", protocol="known-past", live=False)
+    assert [r["recommender"] for r in without.results] == ["MISHON"]

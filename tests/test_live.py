@@ -136,3 +136,24 @@ def test_evaluate_run_reports_mishon_live_beside_the_network(tmp_path: Path) -> 
     assert saved["results"][1]["weights"] == live["weights"]
     without = evaluate_run(tmp_path / "run", protocol="known-past", live=False)
     assert [r["recommender"] for r in without.results] == ["MISHON"]
+
+
+def test_an_evidence_ablation_selects_among_the_named_evidence_only(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mishon.cli import app
+
+    dataset = planted_dataset(tmp_path / "ds")
+    train_model(dataset, small_settings(epochs=3), tmp_path / "run")
+    runner = CliRunner()
+    result = runner.invoke(app, ["evaluate", str(tmp_path / "run"), "--evidence", "model,content"])
+    assert result.exit_code == 0, result.output
+    saved = tmp_path / "run" / "evaluation-test-live-model+content.json"
+    assert saved.is_file() and not (tmp_path / "run" / "evaluation-test.json").exists()
+    import json
+
+    live = json.loads(saved.read_text())["results"][1]
+    assert live["evidence"] == ["model", "content"]
+    assert {n for n, w in live["weights"].items() if w} <= {"model", "content"}
+    bad = runner.invoke(app, ["evaluate", str(tmp_path / "run"), "--evidence", "model,magic"])
+    assert bad.exit_code == 1 and "unknown evidence ['magic']" in bad.output

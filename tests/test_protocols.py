@@ -186,3 +186,17 @@ def test_an_experiment_under_a_protocol_keeps_its_own_files(tmp_path: Path) -> N
     assert not (tmp_path / "agg" / "aggregators.md").exists()
     files = sorted(p.name for p in (tmp_path / "agg" / "variants").iterdir())
     assert files and all("-known-past-seed" in name for name in files)
+
+
+def test_an_experiment_with_live_evidence_adds_a_row_per_variant(tmp_path: Path) -> None:
+    from mishon import experiments
+
+    dataset = planted_dataset(tmp_path / "planted" / "ds")
+    summary = experiments.run_experiment(
+        "aggregators", dataset, small_settings(epochs=2), tmp_path / "agg", seeds=1,
+        protocol="stream", refresh_every=8, live=True,
+    )  # fmt: skip
+    names = [row["variant"] for row in summary["rows"]]
+    assert names[:2] == ["mean", "mean + live"] and len(names) == 10
+    assert (tmp_path / "agg" / "aggregators-stream-live.md").is_file()
+    assert "| mean + live |" in (tmp_path / "agg" / "aggregators-stream-live.md").read_text()

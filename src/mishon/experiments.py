@@ -25,9 +25,11 @@ from typing import Any
 from mishon.config import EdgeSettings, RunSettings
 from mishon.data.store import atomic_path, write_json
 from mishon.errors import MishonError
+from mishon.evaluate.live import select_live_weights
 from mishon.evaluate.run import evaluate
 from mishon.graph.build import HeteroGraph, build_graph, default_split
 from mishon.recommenders import MishonRecommender
+from mishon.recommenders.live import LiveMishon
 from mishon.train.run import train_model
 
 FIGURES = ("F1@1", "F1@3", "F1@5", "F1@10", "NDCG@5", "HR@5")
@@ -115,9 +117,11 @@ def run_variant(
     graph: HeteroGraph,
     protocol: str = "static",
     refresh_every: int = 1,
+    live: bool = False,
 ) -> dict[str, Any]:
     """Train one variant with one seed; its valid and test results (all, warm, cold) under
-    `protocol` (each part ranked by a freshly fitted recommender)."""
+    `protocol` (each part ranked by a freshly fitted recommender). With `live`, also the
+    variant's network as MISHON live (weights selected on the valid posts): `result["live"]`."""
     train = variant.settings.train.model_copy(update={"seed": seed})
     settings = variant.settings.model_copy(update={"train": train})
     network, inputs, data, state = train_model(dataset, settings, None, graph=graph)
@@ -126,7 +130,7 @@ def run_variant(
         recommender = MishonRecommender(network, inputs, variant.name, refresh_every)
         return evaluate(recommender.fit(data), data, part, protocol=protocol)
 
-    return {
+    result = {
         "variant": variant.name,
         "seed": seed,
         "protocol": protocol,
@@ -135,6 +139,15 @@ def run_variant(
         "valid": ranked("valid"),
         "test": ranked("test"),
     }
+    if live:
+        evidence = LiveMishon(network, inputs, f"{variant.name} + live", refresh_every)
+        select_live_weights(evidence, data, protocol)
+        result["live"] = {
+            "weights": evidence.weights,
+            "valid": evaluate(evidence, data, "valid", protocol=protocol),
+            "test": evaluate(evidence.fit(data), data, "test", protocol=protocol),
+        }
+    return result
 
 
 def run_experiment(
@@ -146,9 +159,11 @@ def run_experiment(
     stage: Stage | None = None,
     protocol: str = "static",
     refresh_every: int = 1,
+    live: bool = False,
 ) -> dict[str, Any]:
     """Run experiment `name` on `dataset` into `out` under the evaluation `protocol`; returns
-    (and writes) its summary."""
+    (and writes) its summary. With `live`, each variant is also evaluated as MISHON live
+    (a row "VARIANT + live")."""
     report = stage or (lambda _text: None)
     variants = EXPERIMENTS[name](base)
     split = base.split or default_split(dataset)
@@ -161,7 +176,7 @@ def run_experiment(
     for number, (variant, seed) in enumerate(
         ((v, base.train.seed + s) for v in variants for s in range(seeds)), start=1
     ):
-        tag = "" if protocol == "static" else f"-{protocol}"
+        tag = ("" if protocol == "static" else f"-{protocol}") + ("-live" if live else "")
         path = finished / f"{_slug(variant.name)}{tag}-seed{seed}.json"
         if path.is_file():
             results.append(json.loads(path.read_text("utf-8")))
@@ -173,7 +188,7 @@ def run_experiment(
             graphs[key] = build_graph(dataset, split, variant.settings.graph)
         report(f"[{number}/{total}] {variant.name}, seed {seed}: training")
         try:
-            result = run_variant(dataset, variant, seed, graphs[key], protocol, refresh_every)
+            result = run_variant(dataset, variant, seed, graphs[key], protocol, refresh_every, live)
         except MishonError as exc:  # e.g. a diverging aggregator: recorded, not fatal
             report(f"[{number}/{total}] {variant.name}, seed {seed}: failed: {exc}")
             results.append({"variant": variant.name, "seed": seed, "error": str(exc)})
@@ -181,9 +196,20 @@ def run_experiment(
         result["x"] = variant.x
         write_json(result, path)
         results.append(result)
+    if live:  # each variant's live evaluation as a variant of its own
+        variants = [
+            row
+            for variant in variants
+            for row in (variant, Variant(f"{variant.name} + live", variant.settings, variant.x))
+        ]
+        results += [
+            {"variant": f"{r['variant']} + live", "seed": r["seed"], **r["live"]}
+            for r in results
+            if "live" in r
+        ]
     summary = summarise(name, dataset, split, variants, results, seeds)
     summary["protocol"] = protocol
-    stem = name if protocol == "static" else f"{name}-{protocol}"
+    stem = (name if protocol == "static" else f"{name}-{protocol}") + ("-live" if live else "")
     write_json(summary, out / f"{stem}.json")
     with atomic_path(out / f"{stem}.md") as tmp:
         tmp.write_text(markdown_table(summary), "utf-8")

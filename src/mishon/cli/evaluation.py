@@ -91,11 +91,20 @@ def evaluate_run(
             "weights selected on the validation posts)."
         ),
     ] = True,
+    evidence: Annotated[
+        str | None,
+        typer.Option(
+            help="MISHON live's evidence, comma-separated (an ablation) [all: "
+            "model,neighbours,own_posts,history,content,popularity]."
+        ),
+    ] = None,
 ) -> None:
     """Metrics @1/3/5/10 of a trained run on all, warm and cold-start posts -> evaluation.json."""
     from mishon.evaluate.evaluation import evaluate_run as run_evaluation
     from mishon.evaluate.evaluation import evaluation_path
+    from mishon.recommenders.evidence import EVIDENCE
 
+    chosen = tuple(e.strip() for e in evidence.split(",")) if evidence else EVIDENCE
     with status(f"evaluating {run}") as shown:
         evaluation = run_evaluation(
             run,
@@ -106,6 +115,7 @@ def evaluate_run(
             protocol=protocol,
             refresh_every=refresh,
             live=live,
+            evidence=chosen,
         )
     for name, why in evaluation.skipped.items():
         console.print(f"{name}: skipped ({why})")
@@ -114,7 +124,7 @@ def evaluate_run(
         for subset, ratio in ratios.items():
             if ratio is not None:
                 console.print(f"{subset}: {name} F1@5 = {ratio:.3f} x the best baseline")
-    console.print(f"written: {evaluation_path(run, part, protocol)}")
+    console.print(f"written: {evaluation_path(run, part, protocol, chosen)}")
 
 
 @app.command("report")
@@ -150,6 +160,10 @@ def experiment(
     assignments: SetOption = None,
     protocol: ProtocolOption = "static",
     refresh: RefreshOption = 1,
+    live: Annotated[
+        bool,
+        typer.Option(help="Also evaluate each variant as MISHON live (rows 'VARIANT + live')."),
+    ] = False,
 ) -> None:
     """Train and evaluate the variants of one of the paper's experiments; finished variants are
     kept in OUT/variants and skipped when the command is run again."""
@@ -169,9 +183,10 @@ def experiment(
             stage=lambda text: shown.update(text),
             protocol=protocol,
             refresh_every=refresh,
+            live=live,
         )
     console.print(markdown_table(summary), highlight=False, markup=False)
-    stem = name if protocol == "static" else f"{name}-{protocol}"
+    stem = (name if protocol == "static" else f"{name}-{protocol}") + ("-live" if live else "")
     console.print(
         f"written: {out / (stem + '.md')}, {out / (stem + '.json')}, {out / (stem + '.png')}"
     )

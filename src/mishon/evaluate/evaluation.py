@@ -29,7 +29,8 @@ from mishon.recommenders import (
     MishonRecommender,
     baseline,
 )
-from mishon.recommenders.live import LiveMishon
+from mishon.recommenders.evidence import EVIDENCE
+from mishon.recommenders.live import LiveMishon, check_evidence
 from mishon.train.run import StageFn, TrainedRun, load_run
 
 PARTS = ("test", "valid")
@@ -55,9 +56,14 @@ class Evaluation(BaseModel):
         return path
 
 
-def evaluation_path(run: Path, part: str, protocol: str = "static") -> Path:
-    """RUN/evaluation-PART.json (static protocol) or evaluation-PART-PROTOCOL.json."""
+def evaluation_path(
+    run: Path, part: str, protocol: str = "static", evidence: tuple[str, ...] = EVIDENCE
+) -> Path:
+    """RUN/evaluation-PART.json (static protocol) or evaluation-PART-PROTOCOL.json; an
+    evaluation of MISHON live with part of its evidence adds -live-E1+E2..."""
     suffix = "" if protocol == "static" else f"-{protocol}"
+    if tuple(evidence) != EVIDENCE:
+        suffix += "-live-" + "+".join(evidence)
     return run / f"evaluation-{part}{suffix}.json"
 
 
@@ -129,15 +135,18 @@ def evaluate_run(
     protocol: str = "static",
     refresh_every: int = 1,
     live: bool = True,
+    evidence: tuple[str, ...] = EVIDENCE,
 ) -> Evaluation:
     """Evaluate the run in `run` (and `baselines`) on `part` under `protocol`; writes
     `evaluation_path(run, part, protocol)`. Under `stream`, MISHON encodes the graph again
     after every `refresh_every` revealed posts (1: after each, exact; more: faster, each post
     still sees only posts before it). With `live`, MISHON live (`recommenders/live.py`) is
-    evaluated too, its weights selected on the validation posts under the same protocol."""
+    evaluated too, its weights selected on the validation posts under the same protocol, from
+    the `evidence` named (all by default)."""
     report = stage or (lambda _name: None)
     check_part(part)
     check_protocol(protocol)
+    check_evidence(evidence)
     names = baseline_names(baselines)
     if loaded is None:
         report("loading the run")
@@ -147,7 +156,7 @@ def evaluate_run(
     mishon = MishonRecommender(loaded.network, loaded.inputs, refresh_every=refresh_every)
     results = [evaluate(mishon.fit(data), data, part, protocol=protocol)]
     if live:
-        results.append(evaluate_live(loaded, part, protocol, refresh_every, report))
+        results.append(evaluate_live(loaded, part, protocol, refresh_every, report, evidence))
     others, skipped = evaluate_baselines(names, data, part, loaded.settings, report, protocol)
     results += others
     evaluation = Evaluation(
@@ -169,21 +178,28 @@ def evaluate_run(
             }
             for name in ours
         }
-    evaluation.save(evaluation_path(run, part, protocol))
+    evaluation.save(evaluation_path(run, part, protocol, evidence))
     return evaluation
 
 
 def evaluate_live(
-    loaded: TrainedRun, part: str, protocol: str, refresh_every: int, report: StageFn
+    loaded: TrainedRun,
+    part: str,
+    protocol: str,
+    refresh_every: int,
+    report: StageFn,
+    evidence: tuple[str, ...] = EVIDENCE,
 ) -> dict[str, Any]:
     """MISHON live's result on `part`, with the weights selected on the validation posts."""
-    live = LiveMishon(loaded.network, loaded.inputs, refresh_every=refresh_every)
+    live = LiveMishon(loaded.network, loaded.inputs, refresh_every=refresh_every, evidence=evidence)
     report("MISHON live: selecting its weights on the validation posts")
     valid_f1 = select_live_weights(live, loaded.data, protocol)
     report("MISHON live: ranking")
     result = evaluate(live, loaded.data, part, protocol=protocol)
     result["weights"] = live.weights
     result["weights_valid_f1_at_5"] = round(valid_f1, 4)
+    if evidence != EVIDENCE:
+        result["evidence"] = list(evidence)
     if part == "valid":
         result["note"] = "weights selected on these same validation posts"
     return result

@@ -20,7 +20,7 @@ def select_live_weights(live: LiveMishon, data: SplitData, protocol: str, k: int
     cases = data.cases("valid")
     tables = [live.recorded_[int(p)] for p in cases]
     truth = [set(tags) for tags in data.posts["hashtags"].to_numpy()[cases]]
-    live.weights, score = select_weights(tables, truth, k)
+    live.weights, score = select_weights(tables, truth, k, use=live.use)
     live.recorded_ = None
     live.fit(data)
     return score

@@ -16,6 +16,7 @@ from typing import Self
 import numpy as np
 
 from mishon.data.split_data import SplitData
+from mishon.errors import MishonError
 from mishon.metrics import f1_from_hits
 from mishon.model.inputs import ModelInputs
 from mishon.model.network import MishonNetwork
@@ -48,15 +49,27 @@ def rank_tables(tables: list[EvidenceTable], weights: dict[str, float], k: int) 
     return lists
 
 
+def check_evidence(names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """`names` as a tuple of known evidence names (at least one), else a clear error."""
+    unknown = [n for n in names if n not in EVIDENCE]
+    if unknown or not names:
+        raise MishonError(
+            f"unknown evidence {unknown or '(none given)'}; choose from {list(EVIDENCE)}"
+        )
+    return tuple(names)
+
+
 def select_weights(
     tables: list[EvidenceTable],
     truth: list[set[str]],
     k: int = 5,
     rounds: int = 3,
     grid: tuple[float, ...] = WEIGHT_GRID,
+    use: tuple[str, ...] = EVIDENCE,
 ) -> tuple[dict[str, float], float]:
     """Weights maximising F1@k over `tables` (validation posts): coordinate ascent over `grid`
-    from the neighbours alone, `rounds` passes. Returns (weights, the F1@k they reach)."""
+    from the neighbours alone (or the first of `use`), `rounds` passes; evidence outside `use`
+    keeps weight 0. Returns (weights, the F1@k they reach)."""
     hits = [
         np.array([t in true for t in table.hashtags], dtype=bool)
         for table, true in zip(tables, truth, strict=True)
@@ -71,14 +84,15 @@ def select_weights(
             found[i] = hits[i][top].sum()
         return f1_from_hits(found, sizes, k)
 
-    anchor = EVIDENCE.index(ANCHOR)
+    use = check_evidence(use)
+    anchor = EVIDENCE.index(ANCHOR if ANCHOR in use else use[0])
     weights = np.zeros(len(EVIDENCE))
     weights[anchor] = 1.0
     best = f1(weights)
     for _ in range(rounds):
         improved = False
         for i in range(len(EVIDENCE)):
-            if i == anchor:
+            if i == anchor or EVIDENCE[i] not in use:
                 continue
             for value in grid:
                 trial = weights.copy()
@@ -97,6 +111,7 @@ class LiveMishon:
     `fit` encodes the graph and makes the training posts known; `observe` reveals more posts
     (their hashtags also become the network's hashtag inputs, encoded again every
     `refresh_every` posts, as `MishonRecommender` does). `weights` default to DEFAULT_WEIGHTS;
+    only the `evidence` named count (an ablation leaves some out);
     `evaluate.live.select_live_weights` picks them on the validation posts.
     """
 
@@ -108,12 +123,15 @@ class LiveMishon:
         refresh_every: int = 1,
         weights: dict[str, float] | None = None,
         settings: EvidenceSettings | None = None,
+        evidence: tuple[str, ...] = EVIDENCE,
     ) -> None:
         self.name = name
+        self.use = check_evidence(evidence)
         self.network = network
         self.inputs = inputs
         self.refresh_every = refresh_every
-        self.weights = dict(weights or DEFAULT_WEIGHTS)
+        chosen = weights or DEFAULT_WEIGHTS
+        self.weights = {n: chosen.get(n, 0.0) if n in self.use else 0.0 for n in EVIDENCE}
         self.settings = settings or EvidenceSettings()
 
     def fit(self, data: SplitData) -> Self:

@@ -111,9 +111,21 @@ def evaluate(
     part: str = "test",
     baselines: str | list[str] | None = None,
     dataset: PathLike | None = None,
+    protocol: str = "static",
+    refresh_every: int = 1,
+    live: bool = True,
 ) -> Evaluation:
-    """Metrics of a run (and `baselines`: 'all' or names) on its test or valid posts."""
-    return evaluate_run(Path(run), part, baselines, _path(dataset))
+    """Metrics of a run (and `baselines`: 'all' or names) on its test or valid posts under
+    `protocol` (static, known-past, stream); with `live`, MISHON live's too."""
+    return evaluate_run(
+        Path(run),
+        part,
+        baselines,
+        _path(dataset),
+        protocol=protocol,
+        refresh_every=refresh_every,
+        live=live,
+    )
 
 
 def report(run: PathLike, dataset: PathLike | None = None) -> Path:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Self
 
 import numpy as np
+import torch
 
 from mishon.data.split_data import SplitData
 from mishon.errors import MishonError
@@ -159,8 +160,7 @@ class LiveMishon:
 
     def evidence(self, positions: np.ndarray) -> list[EvidenceTable]:
         """The evidence tables of the split's posts at `positions`, with what is known now."""
-        if self.model_.pending_ and self.model_.pending_ >= self.refresh_every:
-            self.model_._encode_known()
+        if self.model_.refresh():
             self.known_.set_fused(self.model_.fused_.cpu().numpy())
         fused = self.model_.fused_
         tags = self.model_.tags
@@ -168,9 +168,9 @@ class LiveMishon:
         tables = []
         for start in range(0, len(positions), BLOCK):
             block = np.asarray(positions[start : start + BLOCK], dtype=np.int64)
-            vectors = fused[block]
-            probabilities = self.network.scores(vectors).softmax(dim=1)
-            values, indices = probabilities.topk(candidates, dim=1)
+            with torch.no_grad():
+                probabilities = self.network.scores(fused[block]).softmax(dim=1)
+                values, indices = probabilities.topk(candidates, dim=1)
             queries = [
                 Query(
                     fused=self.known_.fused[p],

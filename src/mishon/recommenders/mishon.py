@@ -66,9 +66,15 @@ class MishonRecommender:
         self.known_[np.asarray(positions, dtype=np.int64)] = True
         self.pending_ += len(positions)
 
-    def recommend(self, positions: np.ndarray, k: int) -> list[list[str]]:
+    def refresh(self) -> bool:
+        """Encode again if `refresh_every` posts were observed since the last encoding."""
         if self.pending_ and self.pending_ >= self.refresh_every:
             self._encode_known()
+            return True
+        return False
+
+    def recommend(self, positions: np.ndarray, k: int) -> list[list[str]]:
+        self.refresh()
         ranked = top_k(self.network, self.fused_, np.asarray(positions), min(k, len(self.tags)))
         return [[self.tags[i] for i in row] for row in ranked]
 

@@ -49,6 +49,6 @@ def test_the_readme_python_example_runs(
     figures = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in printed[:4]}
     assert set(figures) == {"MISHON", "MISHON live", "popularity", "user history"}
     assert figures["MISHON"] > figures["popularity"]
-    suggested = [tag for tag, _ in ast.literal_eval(printed[-1])]  # [(tag, probability), ...]
+    suggested = [tag for tag, _ in ast.literal_eval(printed[-1])]  # [(tag, score), ...]
     assert len(suggested) == 5 and "sunset" in suggested
     assert (tmp_path / "runs" / "first" / "evaluation-test.json").is_file()

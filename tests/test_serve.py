@@ -123,8 +123,8 @@ def test_a_hashtag_recorded_for_one_user_reaches_similar_posts_of_others(
 def test_recorded_posts_are_known_again_after_a_restart(service: HashtagService) -> None:
     service.record("carol", ["restarttag"], "a caption to place it by", "r1")
     again = HashtagService(service.run, service.settings)
-    assert again.known.uses["restarttag"] == 1
-    assert again.known.known.sum() == service.known.known.sum()
+    assert again.live.known.uses["restarttag"] == 1
+    assert again.live.known.known.sum() == service.live.known.known.sum()
     assert again.weights_source.startswith("defaults")
 
 

@@ -31,10 +31,11 @@ from mishon.data.importers import ImportResult
 from mishon.data.importers import import_dataset as _import_dataset
 from mishon.data.splits import split_dataset
 from mishon.data.synth import World, generate_corpus
-from mishon.evaluate.evaluation import Evaluation, evaluate_run
+from mishon.evaluate.evaluation import Evaluation, evaluate_run, selected_live_weights
 from mishon.features.extract import ExtractReport, extract_features
 from mishon.recommend.featurize import PostFeaturizer
-from mishon.recommend.inductive import InductiveRecommender, NewPost, Recommendation
+from mishon.recommend.inductive import NewPost, Recommendation
+from mishon.recommend.live import LiveRecommender
 from mishon.report import write_report
 from mishon.train.run import TrainedRun, load_run, train_model
 
@@ -134,12 +135,15 @@ def report(run: PathLike, dataset: PathLike | None = None) -> Path:
 
 
 class Recommender:
-    """A loaded run that recommends hashtags for new posts (video and/or caption)."""
+    """A loaded run that recommends hashtags for new posts (video and/or caption), ranked as
+    MISHON live ranks them (with the weights of the run's stream evaluation, else defaults)."""
 
     def __init__(self, run: PathLike, dataset: PathLike | None = None, device: str = "cpu") -> None:
-        self.inductive = InductiveRecommender(load_run(Path(run), _path(dataset), device))
+        loaded = load_run(Path(run), _path(dataset), device)
+        weights, self.weights_source = selected_live_weights(Path(run), loaded)
+        self.live = LiveRecommender(loaded, weights)
         self.featurizer = PostFeaturizer.for_dataset(
-            self.inductive.run.data.dataset, self.inductive.network.modalities, device
+            loaded.data.dataset, loaded.network.modalities, device
         )
 
     def recommend(
@@ -151,7 +155,7 @@ class Recommender:
     ) -> Recommendation:
         """Top-`k` hashtags with scores and reasons; an unknown `user_id` is a new user."""
         units, _, _ = self.featurizer.featurize(_path(video), caption)
-        return self.inductive.recommend(NewPost(units, user_id), k)
+        return self.live.recommend(NewPost(units, user_id), k)
 
 
 def recommend(

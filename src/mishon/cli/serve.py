@@ -32,9 +32,12 @@ def recommend(
     ] = False,
 ) -> None:
     """Top-K hashtags for a new post (video and/or caption) with the reasons behind them, from
-    the trained graph's cached states: no retraining."""
+    the trained graph's cached states and the dataset's known posts (MISHON live): no
+    retraining."""
+    from mishon.evaluate.evaluation import selected_live_weights
     from mishon.recommend.featurize import PostFeaturizer
-    from mishon.recommend.inductive import InductiveRecommender, NewPost
+    from mishon.recommend.inductive import NewPost
+    from mishon.recommend.live import LiveRecommender
     from mishon.train.run import load_run
 
     if video is None and not caption:
@@ -42,10 +45,9 @@ def recommend(
     if video is not None and not video.is_file():
         raise MishonError(f"video {video} does not exist")
     with status("loading the run"):
-        recommender = InductiveRecommender(load_run(run, dataset))
-        featurizer = PostFeaturizer.for_dataset(
-            recommender.run.data.dataset, recommender.network.modalities
-        )
+        loaded = load_run(run, dataset)
+        recommender = LiveRecommender(loaded, selected_live_weights(run, loaded)[0])
+        featurizer = PostFeaturizer.for_dataset(loaded.data.dataset, loaded.network.modalities)
     with status("extracting features and ranking"):
         units, timings, notes = featurizer.featurize(video, caption)
         result = recommender.recommend(NewPost(units, user), k)

@@ -228,3 +228,16 @@ def load_evaluation(
             f"{path} was computed before {', '.join(changed)} changed: rerun `{again}`"
         )
     return evaluation
+
+
+def selected_live_weights(run: Path, loaded: TrainedRun) -> tuple[dict[str, float] | None, str]:
+    """MISHON live's weights from the run's current stream evaluation (None: there is none)
+    and where they come from; a new post is ranked as the stream protocol ranks test posts."""
+    try:
+        evaluation = load_evaluation(run, loaded, "test", "stream")
+    except MishonError:
+        return None, "defaults (no current stream evaluation of the run)"
+    for result in evaluation.results:
+        if result["recommender"] == "MISHON live" and "weights" in result:
+            return dict(result["weights"]), "selected on the validation posts (stream protocol)"
+    return None, "defaults (the stream evaluation has no MISHON live)"

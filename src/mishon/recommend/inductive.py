@@ -50,17 +50,23 @@ class Neighbour:
 
 @dataclass
 class Recommendation:
-    hashtags: list[tuple[str, float]]  # (hashtag, probability), best first
+    hashtags: list[tuple[str, float]]  # (hashtag, probability or live score), best first
     user_known: bool
     neighbours: list[Neighbour]
     reasons: dict[str, list[str]]  # hashtag -> short reasons
     fused: np.ndarray | None = None  # [d]: the post in the model's space
     content: list[tuple[np.ndarray, bool]] = field(default_factory=list)  # pooled, per modality
+    evidence: dict[str, dict[str, float]] = field(default_factory=dict)  # hashtag -> values
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "hashtags": [
-                {"hashtag": t, "score": round(s, 6), "reasons": self.reasons.get(t, [])}
+                {
+                    "hashtag": t,
+                    "score": round(s, 6),
+                    "reasons": self.reasons.get(t, []),
+                    **({"evidence": self.evidence[t]} if t in self.evidence else {}),
+                }
                 for t, s in self.hashtags
             ],
             "user_known": self.user_known,

@@ -162,7 +162,9 @@ def _shares(
     return shares
 
 
-def _softmax(values: np.ndarray, temperature: float) -> np.ndarray:
+def _exp_weights(values: np.ndarray, temperature: float) -> np.ndarray:
+    """exp(temperature * value), shifted by the maximum: softmax weights before `_shares`
+    normalises them."""
     if len(values) == 0:
         return values
     scaled = temperature * (values - values.max())
@@ -207,13 +209,15 @@ def gather_evidence(
     for i, query in enumerate(queries):
         near = _nearest(model_space[i], settings.neighbours)
         neighbours = _shares(
-            near, _softmax(model_space[i, near], settings.temperature), known.hashtags
+            near, _exp_weights(model_space[i, near], settings.temperature), known.hashtags
         )
         own_rows = np.array(known.by_user.get(query.user, []) if query.user else [], np.int64)
         own_count = max(len(own_rows), 1)
         # a post without content sits at cosine 0 (its fused row is zero)
         own_similarity = known.fused[own_rows] @ fused[i]
-        own = _shares(own_rows, _softmax(own_similarity, settings.own_temperature), known.hashtags)
+        own = _shares(
+            own_rows, _exp_weights(own_similarity, settings.own_temperature), known.hashtags
+        )
         history = known.history.get(query.user, Counter()) if query.user else Counter()
         similar = _nearest(content[i], settings.content_neighbours)
         content_shares = _shares(

@@ -36,7 +36,7 @@ WEIGHT_GRID = (0.0, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 5.0)
 ANCHOR = "neighbours"  # its weight stays 1: scores are compared, not their scale
 DEFAULT_WEIGHTS = {"model": 1.0, "neighbours": 1.0, "own_posts": 0.3, "history": 0.1,
                    "content": 1.0, "popularity": 0.03}  # fmt: skip
-BLOCK = 256  # queries whose similarities are computed at once
+BLOCK = 64  # queries whose similarities are computed at once ([BLOCK, posts] arrays)
 
 
 def rank_tables(tables: list[EvidenceTable], weights: dict[str, float], k: int) -> list[list[str]]:

@@ -1,0 +1,95 @@
+"""New posts ranked as MISHON live ranks them: the inductive path, then the known posts' evidence.
+
+The inductive path (`inductive.py`) gives the model's probabilities and the new post's place
+in the model's space; `gather_evidence` then scores every hashtag of the known posts (every
+labelled post of the dataset, and each post `add`ed since, such as those recorded by the
+service) with the weights given (MISHON live's, selected on validation posts, or
+DEFAULT_WEIGHTS). A hashtag added a moment ago for one user is recommendable to similar posts
+of any user; nothing is retrained.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mishon.recommend.inductive import InductiveRecommender, NewPost, Recommendation
+from mishon.recommenders.evidence import (
+    EVIDENCE,
+    EvidenceSettings,
+    KnownPosts,
+    Query,
+    gather_evidence,
+)
+from mishon.recommenders.live import DEFAULT_WEIGHTS
+from mishon.train.run import TrainedRun
+
+MODEL_CANDIDATES = 50  # model hashtags considered beyond k
+
+
+class LiveRecommender:
+    """Top-k hashtags for new posts, with evidence and reasons, from a run and the known posts."""
+
+    def __init__(
+        self,
+        run: TrainedRun,
+        weights: dict[str, float] | None = None,
+        settings: EvidenceSettings | None = None,
+        pooled: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
+    ) -> None:
+        self.inductive = InductiveRecommender(run, pooled)
+        self.weights = dict(weights or DEFAULT_WEIGHTS)
+        self.settings = settings or EvidenceSettings()
+        modalities = self.inductive.network.modalities
+        self.known = KnownPosts(
+            self.inductive.graph_fused(), [self.inductive.pooled[m] for m in modalities]
+        )
+        posts = run.data.posts
+        users = posts["user_id"].astype(str).tolist()
+        for row, tags in enumerate(posts["hashtags"]):
+            if len(tags):
+                self.known.reveal(row, users[row], list(tags))
+
+    def add(self, post: NewPost, hashtags: list[str]) -> None:
+        """A post of `post.user_id` with its chosen hashtags joins the known posts, placed by its
+        content (a post without any counts for its user's history and popularity only)."""
+        fused, content = None, []
+        if post.units:
+            placed = self.inductive.recommend(post, 1)
+            fused, content = placed.fused, placed.content
+        self.known.add(fused, content, post.user_id or "", hashtags)
+
+    def recommend(self, post: NewPost, k: int = 10, explain: int = 5) -> Recommendation:
+        """Top-`k` hashtags by weighted evidence, each with its evidence values and reasons."""
+        result = self.inductive.recommend(post, k + MODEL_CANDIDATES, explain)
+        query = Query(result.fused, result.content, post.user_id, dict(result.hashtags))
+        table = gather_evidence(self.known, [query], self.settings)[0]
+        weights = np.array([self.weights.get(name, 0.0) for name in EVIDENCE])
+        scores = table.values @ weights
+        order = sorted(range(len(scores)), key=lambda i: (-scores[i], table.hashtags[i]))[:k]
+        history = self.known.history.get(post.user_id, {}) if post.user_id else {}
+        top, reasons, evidence = [], {}, {}
+        for i in order:
+            tag = table.hashtags[i]
+            values = dict(zip(EVIDENCE, table.values[i].tolist(), strict=True))
+            top.append((tag, float(scores[i])))
+            evidence[tag] = {name: round(v, 4) for name, v in values.items() if v}
+            reasons[tag] = _reasons(tag, values, history, result.reasons.get(tag, []))
+        return Recommendation(
+            top, result.user_known, result.neighbours, reasons, result.fused, result.content,
+            evidence,
+        )  # fmt: skip
+
+
+def _reasons(
+    tag: str, evidence: dict[str, float], history: dict[str, int], model: list[str]
+) -> list[str]:
+    """Short reasons for one recommended hashtag, strongest evidence first."""
+    why = []
+    if history.get(tag):
+        why.append(f"the user chose it in {history[tag]} known post(s)")
+    if evidence["neighbours"] > 0:
+        why.append(f"{evidence['neighbours']:.0%} of the weight of the most similar posts")
+    why += [reason for reason in model if "training post" not in reason or not history.get(tag)]
+    if not why and evidence["popularity"] > 0:
+        why.append("one of the most used hashtags")
+    return why

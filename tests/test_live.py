@@ -10,7 +10,14 @@ import pytest
 from mishon.data.split_data import SplitData
 from mishon.evaluate.live import select_live_weights
 from mishon.evaluate.protocols import rank_under, stream_order
-from mishon.recommenders.evidence import EVIDENCE, EvidenceSettings, EvidenceTable, KnownPosts
+from mishon.recommenders.evidence import (
+    EVIDENCE,
+    EvidenceSettings,
+    EvidenceTable,
+    KnownPosts,
+    Query,
+    gather_evidence,
+)
 from mishon.recommenders.live import LiveMishon, rank_tables, select_weights
 from mishon.train.run import train_model
 
@@ -52,6 +59,32 @@ def test_known_posts_count_each_revealed_post_once() -> None:
     row = known.add(np.ones(2, dtype=np.float32), [], "v", ["a"])
     assert row == 3 and known.known.tolist() == [True, False, False, True]
     assert known.uses == {"a": 2, "b": 1} and known.by_user == {"u": [0], "v": [3]}
+
+
+def test_evidence_values_on_a_handmade_set_of_known_posts() -> None:
+    fused = np.array([[1, 0], [0.8, 0.6], [0, 1], [-1, 0]], dtype=np.float32)
+    known = KnownPosts(fused, [])
+    for row, (user, tags) in enumerate(
+        [("ann", ["sea"]), ("ann", ["sea", "sun"]), ("bob", ["cat"]), ("cyd", ["sun"])]
+    ):
+        known.reveal(row, user, tags)
+    query = Query(np.array([1, 0], np.float32), [], "ann", {"sea": 0.5}, linked=["bob", "cyd"])
+    settings = EvidenceSettings(neighbours=2, temperature=0.0, popular_candidates=1)
+    table = gather_evidence(known, [query], settings)[0]
+    values = {
+        t: dict(zip(EVIDENCE, row, strict=True))
+        for t, row in zip(table.hashtags, table.values, strict=True)
+    }
+    assert set(values) == {"sea", "sun", "cat"}
+    # the two nearest posts (rows 0 and 1) weigh alike at temperature 0: sea on both, sun on one
+    assert values["sea"]["neighbours"] == pytest.approx(1.0)
+    assert values["sun"]["neighbours"] == pytest.approx(0.5)
+    assert values["sea"]["history"] == 1.0 and values["sun"]["history"] == 0.5
+    assert values["sea"]["model"] == 0.5 and values["sun"]["model"] == 0.0
+    # bob and cyd have one known post each: cat on one, sun on the other
+    assert values["cat"]["linked_users"] == 0.5 and values["sun"]["linked_users"] == 0.5
+    assert values["sea"]["popularity"] == 1.0  # the most used: log(1 + 2) / log(1 + 2)
+    assert values["cat"]["content"] == 0.0  # no content modality at all
 
 
 def test_a_hashtag_born_after_training_reaches_a_similar_post_of_another_user(

@@ -61,7 +61,12 @@ class LiveRecommender:
     def recommend(self, post: NewPost, k: int = 10, explain: int = 5) -> Recommendation:
         """Top-`k` hashtags by weighted evidence, each with its evidence values and reasons."""
         result = self.inductive.recommend(post, k + MODEL_CANDIDATES, explain)
-        query = Query(result.fused, result.content, post.user_id, dict(result.hashtags))
+        if result.user_known:  # the graph's links of a graph user; a new user's popular links
+            index = self.inductive.user_index[post.user_id]
+            linked = [self.inductive.user_ids[v] for v in self.inductive.existing_links(index)]
+        else:
+            linked = [n.id for n in result.neighbours if n.kind == "user"]
+        query = Query(result.fused, result.content, post.user_id, dict(result.hashtags), linked)
         table = gather_evidence(self.known, [query], self.settings)[0]
         weights = np.array([self.weights.get(name, 0.0) for name in EVIDENCE])
         scores = table.values @ weights

@@ -14,7 +14,10 @@ in [0, 1]:
 - `history`: the share of the user's known posts that carry it;
 - `content`: content kNN: the similarity-weighted share over the `content_neighbours` known
   posts nearest in pooled content (mean cosine over the modalities both posts have);
-- `popularity`: log(1 + uses) / log(1 + the most uses of any hashtag).
+- `popularity`: log(1 + uses) / log(1 + the most uses of any hashtag);
+- `linked_users`: the share of the known posts of the users the graph links to the post's
+  user (user-user edges: training-hashtag Jaccard, social-influence links of cold-start users)
+  that carry it.
 
 Candidates are the hashtags any evidence names (the model's best `model_candidates`, the
 `popular_candidates` most used). A linear combination ranks them (`recommenders/live.py`).
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import itemgetter
 
 import numpy as np
@@ -32,7 +35,15 @@ from pydantic import Field
 
 from mishon.config import Settings
 
-EVIDENCE = ("model", "neighbours", "own_posts", "history", "content", "popularity")
+EVIDENCE = (
+    "model",
+    "neighbours",
+    "own_posts",
+    "history",
+    "content",
+    "popularity",
+    "linked_users",
+)
 
 
 class EvidenceSettings(Settings):
@@ -48,16 +59,21 @@ class EvidenceSettings(Settings):
     content_neighbours: int = Field(30, ge=1, description="known posts nearest in content")
     model_candidates: int = Field(50, ge=1, description="the model's best hashtags considered")
     popular_candidates: int = Field(20, ge=0, description="most used hashtags considered")
+    linked_candidates: int = Field(
+        50, ge=0, description="hashtags most used by the linked users considered"
+    )
 
 
 @dataclass
 class Query:
-    """One post to rank: fused unit vector [d], pooled content per modality, user, model."""
+    """One post to rank: fused unit vector [d], pooled content per modality, user, model, and
+    the users the graph links its user to."""
 
     fused: np.ndarray
     content: list[tuple[np.ndarray, bool]]
     user: str | None
     model: dict[str, float]
+    linked: list[str] = field(default_factory=list)
 
 
 class KnownPosts:
@@ -219,6 +235,10 @@ def gather_evidence(
             own_rows, _exp_weights(own_similarity, settings.own_temperature), known.hashtags
         )
         history = known.history.get(query.user, Counter()) if query.user else Counter()
+        linked: Counter[str] = Counter()
+        for other in query.linked:
+            linked.update(known.history.get(other, {}))
+        linked_posts = max(sum(len(known.by_user.get(o, ())) for o in query.linked), 1)
         similar = _nearest(content[i], settings.content_neighbours)
         content_shares = _shares(
             similar, np.maximum(content[i, similar], 0.0) + 1e-6, known.hashtags
@@ -230,6 +250,7 @@ def gather_evidence(
                 + list(neighbours)
                 + list(own)
                 + list(content_shares)
+                + [t for t, _ in linked.most_common(settings.linked_candidates)]
                 + popular
             )
         )
@@ -242,6 +263,7 @@ def gather_evidence(
                     history.get(t, 0) / own_count,
                     content_shares.get(t, 0.0),
                     np.log1p(known.uses.get(t, 0)) / scale,
+                    linked.get(t, 0) / linked_posts,
                 )
                 for t in candidates
             ],

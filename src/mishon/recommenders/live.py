@@ -35,7 +35,7 @@ from mishon.recommenders.mishon import MishonRecommender
 WEIGHT_GRID = (0.0, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 5.0)
 ANCHOR = "neighbours"  # its weight stays 1: scores are compared, not their scale
 DEFAULT_WEIGHTS = {"model": 1.0, "neighbours": 1.0, "own_posts": 0.3, "history": 0.1,
-                   "content": 1.0, "popularity": 0.03}  # fmt: skip
+                   "content": 1.0, "popularity": 0.03, "linked_users": 0.1}  # fmt: skip
 BLOCK = 64  # queries whose similarities are computed at once ([BLOCK, posts] arrays)
 
 
@@ -142,6 +142,7 @@ class LiveMishon:
         self.hashtags_ = data.posts["hashtags"].to_numpy()
         self.users_ = data.posts["user_id"].astype(str).to_numpy()
         self.known_ = KnownPosts(self.model_.fused_.cpu().numpy(), content_vectors(data))
+        self.links_ = user_links(self.inputs, self.users_)
         self.vocabulary: set[str] = set()
         self.recorded_: dict[int, EvidenceTable] | None = None
         self.observe(np.flatnonzero(data.is_train), encode=False)
@@ -176,6 +177,7 @@ class LiveMishon:
                     fused=self.known_.fused[p],
                     content=[(v[p], bool(present[p])) for v, present in self.known_.content],
                     user=self.users_[p],
+                    linked=self.links_.get(self.users_[p], []),
                     model={
                         tags[j]: v
                         for j, v in zip(indices[i].tolist(), values[i].tolist(), strict=True)
@@ -192,3 +194,20 @@ class LiveMishon:
         if self.recorded_ is not None:  # weight selection reads them (evaluate/live.py)
             self.recorded_.update(zip(positions.tolist(), tables, strict=True))
         return rank_tables(tables, self.weights, k)
+
+
+def user_links(inputs: ModelInputs, post_users: np.ndarray) -> dict[str, list[str]]:
+    """Per user id, the user ids the graph's user-user edges link to it (none without them)."""
+    matrix = next((a for (s, _, d), a in inputs.adjacency.items() if s == d == "user"), None)
+    if matrix is None:
+        return {}
+    names = [""] * inputs.num_users
+    for index, user in zip(inputs.post_user.tolist(), post_users.tolist(), strict=True):
+        names[index] = user
+    crow = matrix.crow_indices().cpu().numpy()
+    col = matrix.col_indices().cpu().numpy()
+    return {
+        names[u]: [names[v] for v in col[crow[u] : crow[u + 1]]]
+        for u in range(inputs.num_users)
+        if crow[u + 1] > crow[u]
+    }

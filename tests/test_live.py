@@ -57,7 +57,9 @@ def test_known_posts_count_each_revealed_post_once() -> None:
     known.reveal(0, "u", ["a", "b"])
     known.reveal(0, "u", ["a", "b"])
     row = known.add(np.ones(2, dtype=np.float32), [], "v", ["a"])
-    assert row == 3 and known.known.tolist() == [True, False, False, True]
+    assert row == 3 and len(known) == 4
+    assert known.known[: len(known)].tolist() == [True, False, False, True]
+    assert not known.known[len(known) :].any()  # room for more, unknown
     assert known.uses == {"a": 2, "b": 1} and known.by_user == {"u": [0], "v": [3]}
 
 

@@ -35,6 +35,8 @@ from pydantic import Field
 
 from mishon.config import Settings
 
+GROW_MIN = 1024  # rows of room added at least when `KnownPosts.add` runs out
+
 EVIDENCE = (
     "model",
     "neighbours",
@@ -89,6 +91,7 @@ class KnownPosts:
         self.fused = _unit_rows(fused)
         self.content = [(v.astype(np.float32), p.astype(bool)) for v, p in content]
         self.known = np.zeros(len(fused), dtype=bool)
+        self.size = len(fused)  # rows stored; the arrays may hold room for more
         self.placed = np.ones(len(fused), dtype=bool)  # has vectors: can be a neighbour
         self.users: list[str | None] = [None] * len(fused)
         self.hashtags: list[tuple[str, ...]] = [()] * len(fused)
@@ -98,7 +101,7 @@ class KnownPosts:
         self._popular: list[str] | None = None
 
     def __len__(self) -> int:
-        return len(self.known)
+        return self.size
 
     def set_fused(self, fused: np.ndarray) -> None:
         """New fused vectors for the stored rows (the model encoded the graph again)."""
@@ -125,22 +128,34 @@ class KnownPosts:
     ) -> int:
         """Store and reveal one more post; returns its row. A post without a fused vector
         (nothing to place it by) counts for its user's history and popularity only."""
-        row = len(self.known)
-        placed = fused is not None
+        row = self.size
+        if row == len(self.known):
+            self._grow(max(GROW_MIN, row // 8))
         if not content:  # nothing of any modality
             content = [(np.zeros(v.shape[1], np.float32), False) for v, _ in self.content]
-        vector = fused if placed else np.zeros(self.fused.shape[1], dtype=np.float32)
-        self.fused = np.vstack([self.fused, _unit_rows(np.asarray(vector)[None])])
-        self.placed = np.append(self.placed, placed)
-        self.content = [
-            (np.vstack([v, vector[None].astype(np.float32)]), np.append(p, present))
-            for (v, p), (vector, present) in zip(self.content, content, strict=True)
-        ]
-        self.known = np.append(self.known, False)
+        if fused is not None:
+            self.fused[row] = _unit_rows(np.asarray(fused)[None])[0]
+        self.placed[row] = fused is not None
+        for (vectors, present), (vector, has) in zip(self.content, content, strict=True):
+            vectors[row], present[row] = vector, has
         self.users.append(None)
         self.hashtags.append(())
+        self.size += 1
         self.reveal(row, user, hashtags)
         return row
+
+    def _grow(self, rows: int) -> None:
+        """Room for `rows` more posts (unknown until added): a copy every `rows` additions,
+        not one per post."""
+
+        def grown(array: np.ndarray) -> np.ndarray:
+            more = np.zeros((rows, *array.shape[1:]), dtype=array.dtype)
+            return np.concatenate([array, more])
+
+        self.fused = grown(self.fused)
+        self.placed = grown(self.placed)
+        self.known = grown(self.known)
+        self.content = [(grown(v), grown(p)) for v, p in self.content]
 
     def popular(self, count: int) -> list[str]:
         """The `count` most used hashtags, most used first (ties by name; at the cut, in first-use

@@ -190,5 +190,7 @@ def test_an_evidence_ablation_selects_among_the_named_evidence_only(tmp_path: Pa
     live = json.loads(saved.read_text())["results"][1]
     assert live["evidence"] == ["model", "content"]
     assert {n for n, w in live["weights"].items() if w} <= {"model", "content"}
+    listed = runner.invoke(app, ["evaluate", "--help"]).output.replace("\n", "").replace(" ", "")
+    assert all(name in listed for name in EVIDENCE)
     bad = runner.invoke(app, ["evaluate", str(tmp_path / "run"), "--evidence", "model,magic"])
     assert bad.exit_code == 1 and "unknown evidence ['magic']" in bad.output

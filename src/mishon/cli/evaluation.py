@@ -95,7 +95,7 @@ def evaluate_run(
         str | None,
         typer.Option(
             help="MISHON live's evidence, comma-separated (an ablation) [all: "
-            "model,neighbours,own_posts,history,content,popularity]."
+            "model,neighbours,own_posts,history,content,popularity,linked_users]."
         ),
     ] = None,
 ) -> None:

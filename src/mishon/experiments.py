@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +143,7 @@ def run_variant(
         evidence = LiveMishon(network, inputs, f"{variant.name} + live", refresh_every)
         select_live_weights(evidence, data, protocol)
         result["live"] = {
-            "weights": evidence.weights,
+            "weights": asdict(evidence.weights),
             "valid": evaluate(evidence, data, "valid", protocol=protocol),
             "test": evaluate(evidence.fit(data), data, "test", protocol=protocol),
         }

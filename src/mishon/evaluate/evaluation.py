@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from mishon.recommenders import (
     baseline,
 )
 from mishon.recommenders.evidence import EVIDENCE
-from mishon.recommenders.live import LiveMishon, check_evidence
+from mishon.recommenders.live import LiveMishon, LiveWeights, check_evidence
 from mishon.train.run import StageFn, TrainedRun, load_run
 
 PARTS = ("test", "valid")
@@ -196,8 +197,8 @@ def evaluate_live(
     valid_f1 = select_live_weights(live, loaded.data, protocol)
     report("MISHON live: ranking")
     result = evaluate(live, loaded.data, part, protocol=protocol)
-    result["weights"] = live.weights
-    result["weights_valid_f1_at_5"] = round(valid_f1, 4)
+    result["weights"] = asdict(live.weights)
+    result["weights_valid_f1_at_5"] = valid_f1
     if evidence != EVIDENCE:
         result["evidence"] = list(evidence)
     if part == "valid":
@@ -230,7 +231,7 @@ def load_evaluation(
     return evaluation
 
 
-def selected_live_weights(run: Path, loaded: TrainedRun) -> tuple[dict[str, float] | None, str]:
+def selected_live_weights(run: Path, loaded: TrainedRun) -> tuple[LiveWeights | None, str]:
     """MISHON live's weights from the run's current stream evaluation (None: there is none)
     and where they come from; a new post is ranked as the stream protocol ranks test posts."""
     try:
@@ -239,5 +240,6 @@ def selected_live_weights(run: Path, loaded: TrainedRun) -> tuple[dict[str, floa
         return None, "defaults (no current stream evaluation of the run)"
     for result in evaluation.results:
         if result["recommender"] == "MISHON live" and "weights" in result:
-            return dict(result["weights"]), "selected on the validation posts (stream protocol)"
+            weights = LiveWeights(**result["weights"])
+            return weights, "selected on the validation posts (stream protocol)"
     return None, "defaults (the stream evaluation has no MISHON live)"

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from mishon.data.split_data import SplitData
 from mishon.evaluate.protocols import rank_under
-from mishon.recommenders.live import LiveMishon, select_weights
+from mishon.recommenders.live import LiveMishon, LiveWeights, select_weights
+
+MIN_GROUP_POSTS = 100  # validation posts a group needs for weights of its own
 
 
-def select_live_weights(live: LiveMishon, data: SplitData, protocol: str, k: int = 5) -> float:
-    """Set `live.weights` to those with the best validation F1@k under `protocol`; returns it.
+def select_live_weights(
+    live: LiveMishon, data: SplitData, protocol: str, k: int = 5
+) -> dict[str, float]:
+    """Set `live.weights` to those with the best validation F1@k under `protocol`, chosen apart
+    for posts of users with known posts and of users without (when at least
+    MIN_GROUP_POSTS validation posts are of that kind; else the other group's); returns the
+    F1@k reached on each group.
 
     The validation posts are ranked as the protocol ranks test posts: knowing the training
     posts and, under stream, the validation posts before each one. Then `live` is fitted
@@ -18,9 +25,24 @@ def select_live_weights(live: LiveMishon, data: SplitData, protocol: str, k: int
     live.recorded_ = {}
     rank_under(live, data, "valid", protocol, k)
     cases = data.cases("valid")
-    tables = [live.recorded_[int(p)] for p in cases]
+    recorded = [live.recorded_[int(p)] for p in cases]
     truth = [set(tags) for tags in data.posts["hashtags"].to_numpy()[cases]]
-    live.weights, score = select_weights(tables, truth, k, use=live.use)
+    chosen: dict[bool, dict[str, float]] = {}
+    reached: dict[str, float] = {}
+    for has_posts in (True, False):
+        rows = [i for i, (_, has) in enumerate(recorded) if has == has_posts]
+        if len(rows) < MIN_GROUP_POSTS:
+            continue
+        tables = [recorded[i][0] for i in rows]
+        chosen[has_posts], score = select_weights(tables, [truth[i] for i in rows], k, use=live.use)
+        reached["known_user" if has_posts else "new_user"] = round(score, 4)
+    if not chosen:  # too few of either: one set of weights for all
+        weights, score = select_weights([t for t, _ in recorded], truth, k, use=live.use)
+        chosen = {True: weights, False: weights}
+        reached["all"] = round(score, 4)
+    live.weights = LiveWeights(
+        chosen.get(True, chosen.get(False, {})), chosen.get(False, chosen.get(True, {}))
+    )
     live.recorded_ = None
     live.fit(data)
-    return score
+    return reached

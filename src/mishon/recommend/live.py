@@ -20,7 +20,7 @@ from mishon.recommenders.evidence import (
     Query,
     gather_evidence,
 )
-from mishon.recommenders.live import DEFAULT_WEIGHTS
+from mishon.recommenders.live import LiveWeights
 from mishon.train.run import TrainedRun
 
 MODEL_CANDIDATES = 50  # model hashtags considered beyond k
@@ -32,12 +32,12 @@ class LiveRecommender:
     def __init__(
         self,
         run: TrainedRun,
-        weights: dict[str, float] | None = None,
+        weights: LiveWeights | dict[str, float] | None = None,
         settings: EvidenceSettings | None = None,
         pooled: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
     ) -> None:
         self.inductive = InductiveRecommender(run, pooled)
-        self.weights = dict(weights or DEFAULT_WEIGHTS)
+        self.weights = LiveWeights.of(weights)
         self.settings = settings or EvidenceSettings()
         modalities = self.inductive.network.modalities
         self.known = KnownPosts(
@@ -68,7 +68,9 @@ class LiveRecommender:
             linked = [n.id for n in result.neighbours if n.kind == "user"]
         query = Query(result.fused, result.content, post.user_id, dict(result.hashtags), linked)
         table = gather_evidence(self.known, [query], self.settings)[0]
-        weights = np.array([self.weights.get(name, 0.0) for name in EVIDENCE])
+        has_posts = bool(post.user_id and self.known.by_user.get(post.user_id))
+        chosen = self.weights.for_user(has_posts)
+        weights = np.array([chosen.get(name, 0.0) for name in EVIDENCE])
         scores = table.values @ weights
         order = sorted(range(len(scores)), key=lambda i: (-scores[i], table.hashtags[i]))[:k]
         history = self.known.history.get(post.user_id, {}) if post.user_id else {}

@@ -11,6 +11,7 @@ training become recommendable at once.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Self
 
 import numpy as np
@@ -37,6 +38,35 @@ ANCHOR = "neighbours"  # its weight stays 1: scores are compared, not their scal
 DEFAULT_WEIGHTS = {"model": 1.0, "neighbours": 1.0, "own_posts": 0.3, "history": 0.1,
                    "content": 1.0, "popularity": 0.03, "linked_users": 0.1}  # fmt: skip
 BLOCK = 64  # queries whose similarities are computed at once ([BLOCK, posts] arrays)
+
+
+@dataclass
+class LiveWeights:
+    """Evidence weights for posts of users with known posts, and for those of users with none
+    yet (new and cold-start users), selected apart: a learned gate between the user's own
+    evidence and everybody's."""
+
+    known_user: dict[str, float]
+    new_user: dict[str, float]
+
+    @classmethod
+    def of(cls, weights: LiveWeights | dict[str, float] | None) -> LiveWeights:
+        """`weights` as LiveWeights: one dict serves both groups; None: DEFAULT_WEIGHTS."""
+        if isinstance(weights, LiveWeights):
+            return weights
+        chosen = dict(weights or DEFAULT_WEIGHTS)
+        return cls(chosen, dict(chosen))
+
+    def for_user(self, has_known_posts: bool) -> dict[str, float]:
+        return self.known_user if has_known_posts else self.new_user
+
+    def limited_to(self, use: tuple[str, ...]) -> LiveWeights:
+        """These weights with every evidence outside `use` at 0."""
+
+        def limited(weights: dict[str, float]) -> dict[str, float]:
+            return {n: weights.get(n, 0.0) if n in use else 0.0 for n in EVIDENCE}
+
+        return LiveWeights(limited(self.known_user), limited(self.new_user))
 
 
 def rank_tables(tables: list[EvidenceTable], weights: dict[str, float], k: int) -> list[list[str]]:
@@ -111,8 +141,9 @@ class LiveMishon:
 
     `fit` encodes the graph and makes the training posts known; `observe` reveals more posts
     (their hashtags also become the network's hashtag inputs, encoded again every
-    `refresh_every` posts, as `MishonRecommender` does). `weights` default to DEFAULT_WEIGHTS;
-    only the `evidence` named count (an ablation leaves some out);
+    `refresh_every` posts, as `MishonRecommender` does). `weights` (LiveWeights, or one dict for
+    all posts) default to DEFAULT_WEIGHTS; only the `evidence` named count (an ablation leaves
+    some out);
     `evaluate.live.select_live_weights` picks them on the validation posts.
     """
 
@@ -122,7 +153,7 @@ class LiveMishon:
         inputs: ModelInputs,
         name: str = "MISHON live",
         refresh_every: int = 1,
-        weights: dict[str, float] | None = None,
+        weights: LiveWeights | dict[str, float] | None = None,
         settings: EvidenceSettings | None = None,
         evidence: tuple[str, ...] = EVIDENCE,
     ) -> None:
@@ -131,8 +162,7 @@ class LiveMishon:
         self.network = network
         self.inputs = inputs
         self.refresh_every = refresh_every
-        chosen = weights or DEFAULT_WEIGHTS
-        self.weights = {n: chosen.get(n, 0.0) if n in self.use else 0.0 for n in EVIDENCE}
+        self.weights = LiveWeights.of(weights).limited_to(self.use)
         self.settings = settings or EvidenceSettings()
 
     def fit(self, data: SplitData) -> Self:
@@ -144,7 +174,7 @@ class LiveMishon:
         self.known_ = KnownPosts(self.model_.fused_.cpu().numpy(), content_vectors(data))
         self.links_ = user_links(self.inputs, self.users_)
         self.vocabulary: set[str] = set()
-        self.recorded_: dict[int, EvidenceTable] | None = None
+        self.recorded_: dict[int, tuple[EvidenceTable, bool]] | None = None
         self.observe(np.flatnonzero(data.is_train), encode=False)
         self.vocabulary |= self.model_.vocabulary
         return self
@@ -190,10 +220,16 @@ class LiveMishon:
 
     def recommend(self, positions: np.ndarray, k: int) -> list[list[str]]:
         positions = np.asarray(positions, dtype=np.int64)
+        # which weights: whether the user has known posts before these are ranked
+        known_user = [bool(self.known_.by_user.get(self.users_[p])) for p in positions]
         tables = self.evidence(positions)
         if self.recorded_ is not None:  # weight selection reads them (evaluate/live.py)
-            self.recorded_.update(zip(positions.tolist(), tables, strict=True))
-        return rank_tables(tables, self.weights, k)
+            pairs = zip(tables, known_user, strict=True)
+            self.recorded_.update(zip(positions.tolist(), pairs, strict=True))
+        return [
+            rank_tables([table], self.weights.for_user(has), k)[0]
+            for table, has in zip(tables, known_user, strict=True)
+        ]
 
 
 def user_links(inputs: ModelInputs, post_users: np.ndarray) -> dict[str, list[str]]:

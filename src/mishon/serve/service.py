@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,7 @@ class HashtagService:
             "graph_posts": len(self.recommender.post_ids),
             "known_posts": int(self.live.known.known.sum()),
             "recorded_posts": self.records.count(),
-            "weights": self.live.weights,
+            "weights": asdict(self.live.weights),
             "weights_source": self.weights_source,
         }
 

@@ -201,7 +201,9 @@ def evaluate_live(
     result["weights_valid_f1_at_5"] = valid_f1
     if evidence != EVIDENCE:
         result["evidence"] = list(evidence)
-    if part == "valid":
+    if not valid_f1:
+        result["note"] = "no validation posts to select the weights on: the defaults"
+    elif part == "valid":
         result["note"] = "weights selected on these same validation posts"
     return result
 

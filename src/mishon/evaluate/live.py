@@ -15,16 +15,19 @@ def select_live_weights(
     """Set `live.weights` to those with the best validation F1@k under `protocol`, chosen apart
     for posts of users with known posts and of users without (when at least
     MIN_GROUP_POSTS validation posts are of that kind; else the other group's); returns the
-    F1@k reached on each group.
+    F1@k reached on each group (empty, the weights unchanged, without validation posts).
 
     The validation posts are ranked as the protocol ranks test posts: knowing the training
     posts and, under stream, the validation posts before each one. Then `live` is fitted
     again, so an evaluation starts from the training posts only.
     """
+    cases = data.cases("valid")
+    if not len(cases):  # nothing to select on: the weights stay as they are
+        live.fit(data)
+        return {}
     live.fit(data)
     live.recorded_ = {}
     rank_under(live, data, "valid", protocol, k)
-    cases = data.cases("valid")
     recorded = [live.recorded_[int(p)] for p in cases]
     truth = [set(tags) for tags in data.posts["hashtags"].to_numpy()[cases]]
     chosen: dict[bool, dict[str, float]] = {}

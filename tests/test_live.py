@@ -18,7 +18,13 @@ from mishon.recommenders.evidence import (
     Query,
     gather_evidence,
 )
-from mishon.recommenders.live import LiveMishon, rank_tables, select_weights
+from mishon.recommenders.live import (
+    DEFAULT_WEIGHTS,
+    LiveMishon,
+    LiveWeights,
+    rank_tables,
+    select_weights,
+)
 from mishon.train.run import train_model
 
 from .planted import planted_dataset, small_settings
@@ -153,6 +159,17 @@ def test_weights_are_selected_on_validation_posts_only(trained: tuple) -> None:
     assert other.weights == selected
     # the recommender starts again from the training posts after selecting
     assert not other.known_.known[data.cases("valid")].any()
+
+
+def test_without_validation_posts_the_default_weights_stay(trained: tuple) -> None:
+    network, inputs, data = trained
+    posts = data.posts.copy()
+    for position in data.cases("valid"):  # no labelled validation post left
+        posts.at[position, "hashtags"] = []
+    unlabelled = SplitData(data.dataset, data.split_name, posts, data.rows, data.all_post_ids)
+    live = LiveMishon(network, inputs)
+    assert select_live_weights(live, unlabelled, "stream") == {}
+    assert live.weights == LiveWeights.of(DEFAULT_WEIGHTS)
 
 
 def test_evaluate_run_reports_mishon_live_beside_the_network(tmp_path: Path) -> None:

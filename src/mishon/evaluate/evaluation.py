@@ -242,6 +242,9 @@ def selected_live_weights(run: Path, loaded: TrainedRun) -> tuple[LiveWeights | 
         return None, "defaults (no current stream evaluation of the run)"
     for result in evaluation.results:
         if result["recommender"] == "MISHON live" and "weights" in result:
-            weights = LiveWeights(**result["weights"])
+            try:
+                weights = LiveWeights(**result["weights"])
+            except TypeError:
+                return None, "defaults (the stream evaluation is of an older format: rerun it)"
             return weights, "selected on the validation posts (stream protocol)"
     return None, "defaults (the stream evaluation has no MISHON live)"

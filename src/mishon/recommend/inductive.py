@@ -242,15 +242,8 @@ class InductiveRecommender:
         return self.network.fuse([current[m] for m in modalities], final_user)
 
     @torch.no_grad()
-    def scores_for(
-        self,
-        initial: dict[str, torch.Tensor],
-        neighbours: dict[str, np.ndarray],
-        user: int | None,
-        links: np.ndarray,
-    ) -> torch.Tensor:
-        """Hashtag probabilities [V] of one post (see `fused_for`)."""
-        fused = self.fused_for(initial, neighbours, user, links)
+    def probabilities(self, fused: torch.Tensor) -> torch.Tensor:
+        """Hashtag probabilities [V] of one post's fused vector [1, d]."""
         return torch.softmax(self.network.scores(fused)[0], dim=0)
 
     @torch.no_grad()
@@ -282,13 +275,12 @@ class InductiveRecommender:
         """
         initial = {m: self.states[0][m][position : position + 1] for m in self.network.modalities}
         user = int(self.run.inputs.post_user[position])
+        sources = self.existing_sources(position)
         if new_user:
-            return self.scores_for(
-                initial, self.existing_sources(position), None, self.existing_links(user)
-            )
-        return self.scores_for(
-            initial, self.existing_sources(position), user, np.zeros(0, np.int64)
-        )
+            fused = self.fused_for(initial, sources, None, self.existing_links(user))
+        else:
+            fused = self.fused_for(initial, sources, user, np.zeros(0, np.int64))
+        return self.probabilities(fused)
 
     def recommend_existing(self, position: int, k: int) -> list[tuple[str, float]]:
         """Top-`k` of a graph post through the inductive path (`existing_probabilities`)."""
@@ -333,9 +325,7 @@ class InductiveRecommender:
         if not known:
             links, linked = self._link_new_user(profiles)
         fused = self.fused_for(initial, neighbours, user, links)
-        with torch.no_grad():
-            probabilities = torch.softmax(self.network.scores(fused)[0], dim=0)
-        top = self._top(probabilities, k)
+        top = self._top(self.probabilities(fused), k)
         found.sort(key=lambda n: -n.similarity)
         reasons = self._reasons(top, found, user, linked)
         content = [

@@ -65,7 +65,7 @@ def metrics_at_k(run: Path, evaluation: dict[str, Any]) -> str:
     for axis, metric in zip(axes, ("F1", "NDCG"), strict=True):
         for result in evaluation["results"]:
             values = [result["all"][f"{metric}@{k}"] for k in KS]
-            style = "o-" if result["recommender"] == "MISHON" else ".--"
+            style = "o-" if result["recommender"].startswith("MISHON") else ".--"
             axis.plot(KS, values, style, label=result["recommender"])
         axis.set_xticks(KS)
         axis.set_xlabel("K")

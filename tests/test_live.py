@@ -161,6 +161,29 @@ def test_weights_are_selected_on_validation_posts_only(trained: tuple) -> None:
     assert not other.known_.known[data.cases("valid")].any()
 
 
+def test_users_without_known_posts_get_weights_of_their_own(
+    trained: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    network, inputs, data = trained
+    posts = data.posts.copy()
+    valid = data.cases("valid")
+    newcomers = valid[: len(valid) // 2]
+    for position in newcomers:  # posts of users nobody has seen before
+        posts.at[position, "user_id"] = f"newcomer{position}"
+    mixed = SplitData(data.dataset, data.split_name, posts, data.rows, data.all_post_ids)
+    monkeypatch.setattr("mishon.evaluate.live.MIN_GROUP_POSTS", 1)
+    live = LiveMishon(network, inputs)
+    reached = select_live_weights(live, mixed, "known-past")
+    assert set(reached) == {"known_user", "new_user"}
+    # each kind of post is ranked with its own weights
+    fixed = LiveWeights({"neighbours": 1.0}, {"popularity": 1.0})
+    ranker = LiveMishon(network, inputs, weights=fixed).fit(mixed)
+    popular = ranker.known_.popular(3)
+    assert ranker.recommend(np.array([newcomers[0]]), 3)[0] == popular
+    warm = valid[len(valid) // 2 :]
+    assert any(ranker.recommend(np.array([p]), 3)[0] != popular for p in warm)
+
+
 def test_without_validation_posts_the_default_weights_stay(trained: tuple) -> None:
     network, inputs, data = trained
     posts = data.posts.copy()

@@ -120,6 +120,9 @@ def evaluate_run(
     for name, why in evaluation.skipped.items():
         console.print(f"{name}: skipped ({why})")
     print_results(evaluation.results, part, f"{run} on {evaluation.split!r} ({protocol}) ")
+    for result in evaluation.results:
+        if result.get("note"):
+            console.print(f"{result['recommender']}: {result['note']}", highlight=False)
     for name, ratios in (evaluation.relative_f1_at_5 or {}).items():
         for subset, ratio in ratios.items():
             if ratio is not None:

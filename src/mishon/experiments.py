@@ -4,6 +4,8 @@ Each experiment is a list of variants of one base RunSettings. Every variant is 
 `seeds` seeds (selection on the validation posts, as always) and evaluated on valid and test;
 each (variant, seed) result is written as soon as it exists, so a rerun skips finished work.
 The summary gives mean and standard deviation over seeds, as JSON, a Markdown table and a PNG.
+With `live`, each variant's network is also evaluated as MISHON live (a row "VARIANT + live";
+files NAME[-PROTOCOL]-live.*).
 
 - ablation: full MISHON, no hashtag inputs (the paper's model), no attention, no graph
   (content-only), no user-user edges, no modality-modality edges;

@@ -1,12 +1,13 @@
 """The recommendation service without HTTP: a loaded run, its featurizer and the known posts.
 
-A post is ranked as MISHON live ranks it (`recommenders/live.py`): the inductive path gives
+A post is ranked as MISHON live ranks it (`recommend/live.py`): the inductive path gives
 the model's probabilities and the post's place in the model's space; the evidence of the known
 posts (every labelled post of the dataset, then every post recorded through `record`) scores
 every hashtag they carry, so a hashtag recorded a moment ago for one user is recommendable to
 similar posts of everybody. The weights are those MISHON live selected on the validation posts
 under the stream protocol (`mishon evaluate RUN --protocol stream`), else the defaults.
-Recorded posts are kept in SQLite and placed again when the service starts.
+Recorded posts are kept in SQLite and placed again when the service starts (their captions go
+through the extractor again: start-up grows with the recorded posts).
 """
 
 from __future__ import annotations

@@ -152,6 +152,11 @@ def run_variant(
     return result
 
 
+def file_suffix(protocol: str, live: bool) -> str:
+    """What an experiment's file names add for its protocol (not static) and for --live."""
+    return ("" if protocol == "static" else f"-{protocol}") + ("-live" if live else "")
+
+
 def run_experiment(
     name: str,
     dataset: Path,
@@ -178,7 +183,7 @@ def run_experiment(
     for number, (variant, seed) in enumerate(
         ((v, base.train.seed + s) for v in variants for s in range(seeds)), start=1
     ):
-        tag = ("" if protocol == "static" else f"-{protocol}") + ("-live" if live else "")
+        tag = file_suffix(protocol, live)
         path = finished / f"{_slug(variant.name)}{tag}-seed{seed}.json"
         if path.is_file():
             results.append(json.loads(path.read_text("utf-8")))
@@ -211,7 +216,7 @@ def run_experiment(
         ]
     summary = summarise(name, dataset, split, variants, results, seeds)
     summary["protocol"] = protocol
-    stem = (name if protocol == "static" else f"{name}-{protocol}") + ("-live" if live else "")
+    stem = name + file_suffix(protocol, live)
     write_json(summary, out / f"{stem}.json")
     with atomic_path(out / f"{stem}.md") as tmp:
         tmp.write_text(markdown_table(summary), "utf-8")

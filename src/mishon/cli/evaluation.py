@@ -171,7 +171,7 @@ def experiment(
     """Train and evaluate the variants of one of the paper's experiments; finished variants are
     kept in OUT/variants and skipped when the command is run again."""
     from mishon.config import RunSettings
-    from mishon.experiments import EXPERIMENTS, markdown_table, run_experiment
+    from mishon.experiments import EXPERIMENTS, file_suffix, markdown_table, run_experiment
 
     if name not in EXPERIMENTS:
         raise MishonError(f"unknown experiment {name!r}; choose from {list(EXPERIMENTS)}")
@@ -189,7 +189,7 @@ def experiment(
             live=live,
         )
     console.print(markdown_table(summary), highlight=False, markup=False)
-    stem = (name if protocol == "static" else f"{name}-{protocol}") + ("-live" if live else "")
+    stem = name + file_suffix(protocol, live)
     console.print(
         f"written: {out / (stem + '.md')}, {out / (stem + '.json')}, {out / (stem + '.png')}"
     )

@@ -69,16 +69,12 @@ class LiveRecommender:
         query = Query(result.fused, result.content, post.user_id, dict(result.hashtags), linked)
         table = gather_evidence(self.known, [query], self.settings)[0]
         has_posts = bool(post.user_id and self.known.by_user.get(post.user_id))
-        chosen = self.weights.for_user(has_posts)
-        weights = np.array([chosen.get(name, 0.0) for name in EVIDENCE])
-        scores = table.values @ weights
-        order = sorted(range(len(scores)), key=lambda i: (-scores[i], table.hashtags[i]))[:k]
+        top = table.ranked(self.weights.for_user(has_posts), k)
         history = self.known.history.get(post.user_id, {}) if post.user_id else {}
-        top, reasons, evidence = [], {}, {}
-        for i in order:
-            tag = table.hashtags[i]
-            values = dict(zip(EVIDENCE, table.values[i].tolist(), strict=True))
-            top.append((tag, float(scores[i])))
+        row = {tag: i for i, tag in enumerate(table.hashtags)}
+        reasons, evidence = {}, {}
+        for tag, _ in top:
+            values = dict(zip(EVIDENCE, table.values[row[tag]].tolist(), strict=True))
             evidence[tag] = {name: round(v, 4) for name, v in values.items() if v}
             reasons[tag] = _reasons(tag, values, history, result.reasons.get(tag, []))
         return Recommendation(

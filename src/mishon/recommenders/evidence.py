@@ -173,6 +173,12 @@ class EvidenceTable:
     hashtags: list[str]
     values: np.ndarray
 
+    def ranked(self, weights: dict[str, float], k: int) -> list[tuple[str, float]]:
+        """The top-`k` (hashtag, weighted evidence), best first, ties by hashtag."""
+        scores = self.values @ np.array([weights.get(name, 0.0) for name in EVIDENCE])
+        order = sorted(range(len(scores)), key=lambda i: (-scores[i], self.hashtags[i]))
+        return [(self.hashtags[i], float(scores[i])) for i in order[:k]]
+
 
 def _unit_rows(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)

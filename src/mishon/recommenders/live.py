@@ -71,13 +71,7 @@ class LiveWeights:
 
 def rank_tables(tables: list[EvidenceTable], weights: dict[str, float], k: int) -> list[list[str]]:
     """Each table's top-`k` hashtags by the weighted evidence (ties by hashtag)."""
-    w = np.array([weights.get(name, 0.0) for name in EVIDENCE])
-    lists = []
-    for table in tables:
-        scores = table.values @ w
-        order = sorted(range(len(scores)), key=lambda i: (-scores[i], table.hashtags[i]))
-        lists.append([table.hashtags[i] for i in order[:k]])
-    return lists
+    return [[tag for tag, _ in table.ranked(weights, k)] for table in tables]
 
 
 def check_evidence(names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -227,7 +221,7 @@ class LiveMishon:
             pairs = zip(tables, known_user, strict=True)
             self.recorded_.update(zip(positions.tolist(), pairs, strict=True))
         return [
-            rank_tables([table], self.weights.for_user(has), k)[0]
+            [tag for tag, _ in table.ranked(self.weights.for_user(has), k)]
             for table, has in zip(tables, known_user, strict=True)
         ]
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -160,6 +161,29 @@ def test_media_is_checked_and_copied(tmp_path: Path, tiny_corpus: tuple[Path, ob
     assert validate_dataset(tmp_path / "ds") == []
 
 
+def test_media_outside_the_source_folder_is_refused(
+    tmp_path: Path, tiny_corpus: tuple[Path, object]
+) -> None:
+    corpus, _ = tiny_corpus
+    clip = corpus / "media" / "p000000.mp4"
+    outside = tmp_path / "elsewhere.mp4"
+    outside.write_bytes(clip.read_bytes())
+    source = tmp_path / "src"
+    (source / "clips").mkdir(parents=True)
+    (source / "clips" / "link.mp4").symlink_to(outside)
+    mapping = "post_id=id,user_id=author,hashtags=tags,video=clip"
+    rows = f"a,u,x,{outside}\nb,u,x,../elsewhere.mp4\nc,u,x,clips/link.mp4\n"
+    src = write(source / "p.csv", "id,author,tags,clip\n" + rows)
+    problems = _problems(src, tmp_path / "out", mapping=mapping)
+    assert len(problems) == 3
+    assert all("field 'clip'" in p and "outside" in p for p in problems)
+    assert "--allow-outside-media" in problems[0]
+    out = tmp_path / "ds"
+    import_dataset(src, out, settings(mapping=mapping, allow_outside_media=True))
+    videos = read_posts(out)["video"].tolist()
+    assert all((out / v).read_bytes() == clip.read_bytes() for v in videos)
+
+
 def test_skip_bad_imports_the_rest_and_reports_each_row(tmp_path: Path) -> None:
     src = write(
         tmp_path / "p.csv",
@@ -191,10 +215,114 @@ def test_output_directory_guards(tmp_path: Path) -> None:
     with pytest.raises(MishonError, match="not empty; pass --overwrite"):
         import_dataset(src, out, settings(mapping=mapping))
     (out / "mine.txt").write_text("keep me")
-    import_dataset(src, out, settings(mapping=mapping), overwrite=True)
-    assert (out / "mine.txt").read_text() == "keep me"  # overwrite removes only dataset files
-    with pytest.raises(MishonError, match="must not be the source"):
+    with pytest.raises(MishonError, match=r"not a dataset's \(mine.txt\)"):
+        import_dataset(src, out, settings(mapping=mapping), overwrite=True)
+    assert (out / "mine.txt").read_text() == "keep me" and (out / "posts.parquet").is_file()
+    with pytest.raises(MishonError, match="must not lie inside the source"):
         import_dataset(tmp_path, tmp_path / "inside", settings("howyoutagtweets"))
+
+
+def test_overwrite_never_replaces_the_source_folder(tmp_path: Path) -> None:
+    (tmp_path / "media").mkdir()
+    (tmp_path / "media" / "clip.mp4").write_bytes(b"my only copy")
+    src = write(tmp_path / "p.csv", "author,tags\nu,a\n")
+    for out in (tmp_path, tmp_path.parent):
+        with pytest.raises(MishonError, match="must not be or hold the source"):
+            import_dataset(src, out, settings(mapping="user_id=author,hashtags=tags"), True)
+    assert (tmp_path / "media" / "clip.mp4").read_bytes() == b"my only copy"
+
+
+def test_failed_overwrite_keeps_the_old_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mapping = "user_id=author,hashtags=tags"
+    out = tmp_path / "ds"
+    import_dataset(
+        write(tmp_path / "old.csv", "author,tags\nu,old\n"), out, settings(mapping=mapping)
+    )
+    new = write(tmp_path / "new.csv", "author,tags\nu,new\n")
+
+    def crash(*args: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr("mishon.data.importers.write_dataset", crash)
+    with pytest.raises(OSError, match="disk full"):
+        import_dataset(new, out, settings(mapping=mapping), overwrite=True)
+    monkeypatch.undo()
+    assert read_posts(out)["hashtags"].tolist() == [["old"]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "new.csv", "old.csv"]
+    import_dataset(new, out, settings(mapping=mapping), overwrite=True)
+    assert read_posts(out)["hashtags"].tolist() == [["new"]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "new.csv", "old.csv"]
+
+
+def test_a_swap_killed_half_way_is_recovered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where directories cannot be exchanged in one step, the old one is renamed aside first;
+    a kill right then leaves it there, and the next run puts it back."""
+    mapping = "user_id=author,hashtags=tags"
+    out = tmp_path / "ds"
+    import_dataset(
+        write(tmp_path / "old.csv", "author,tags\nu,old\n"), out, settings(mapping=mapping)
+    )
+    monkeypatch.setattr("mishon.data.store._exchange", lambda a, b: False)
+    renames = []
+    real_rename = os.rename
+
+    def killed_on_second_rename(a: object, b: object) -> None:
+        renames.append(a)
+        if len(renames) == 2:
+            raise KeyboardInterrupt  # as a kill between the two renames
+        real_rename(a, b)
+
+    monkeypatch.setattr("mishon.data.store.os.rename", killed_on_second_rename)
+    new = write(tmp_path / "new.csv", "author,tags\nu,new\n")
+    with pytest.raises(KeyboardInterrupt):
+        import_dataset(new, out, settings(mapping=mapping), overwrite=True)
+    monkeypatch.undo()
+    assert not out.exists() and (tmp_path / ".ds.old" / "posts.parquet").is_file()
+    with pytest.raises(MishonError, match="not empty"):
+        import_dataset(new, out, settings(mapping=mapping))  # recovers first, then refuses
+    assert read_posts(out)["hashtags"].tolist() == [["old"]]
+    assert not (tmp_path / ".ds.old").exists()
+
+
+def test_unbalanced_quote_is_one_bad_record(tmp_path: Path) -> None:
+    src = write(
+        tmp_path / "p.csv",
+        'id,author,text,tags\n1,u1,"hello,fun\n2,u2,second,cats\n3,u3,third "x",dogs\n'
+        '4,u4,"fourth\nline two",birds\n5,u5,"never closed,fish\n',
+    )
+    mapping = "post_id=id,user_id=author,caption=text,hashtags=tags"
+    problems = _problems(src, tmp_path / "out", mapping=mapping)
+    assert problems == [
+        f"{src}, line 2, field 'text': malformed CSV: ',' expected after '\"' "
+        "(an unbalanced quote?)",
+        f"{src}, line 7, field 'text': a quoted cell opened on this line never closes",
+    ]
+    out = tmp_path / "ds"
+    import_dataset(src, out, settings(mapping=mapping, skip_bad=True))
+    posts = read_posts(out)
+    assert posts["post_id"].tolist() == ["2", "3", "4"]
+    assert posts["hashtags"].tolist() == [["cats"], ["dogs"], ["birds"]]
+    assert posts["caption"].tolist() == ["second", 'third "x"', "fourth line two"]
+
+
+def test_oversized_cell_and_number_are_bad_records(tmp_path: Path) -> None:
+    src = write(
+        tmp_path / "p.csv",
+        "id,author,text,tags,likes\n"
+        f"1,u1,{'x' * 200_000},cats,1\n"
+        "2,u2,ok,dogs,99999999999999999999999\n"
+        "3,u3,fine,birds,2\n",
+    )
+    mapping = "post_id=id,user_id=author,caption=text,hashtags=tags,likes=likes"
+    result = import_dataset(src, tmp_path / "ds", settings(mapping=mapping, skip_bad=True))
+    assert result.posts["post_id"].tolist() == ["3"]
+    assert [(p.row, p.field) for p in result.problems] == [(2, None), (3, "likes")]
+    assert "field larger than field limit" in result.problems[0].message
+    assert "out of range" in result.problems[1].message
 
 
 def test_mapping_and_settings_errors() -> None:

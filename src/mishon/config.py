@@ -79,6 +79,11 @@ class ImportSettings(Settings):
         "copy", description="how video files enter the dataset's media/ folder"
     )
     encoding: str = Field("utf-8-sig", description="text encoding of the source (BOM tolerated)")
+    allow_outside_media: bool = Field(
+        False,
+        description="accept video paths that resolve outside the source's folder "
+        "(absolute, '..' or symlinks leading out)",
+    )
 
     @field_validator("mapping")
     @classmethod

@@ -53,6 +53,13 @@ def data_import(
     encoding: Annotated[
         str, typer.Option("--encoding", help="Text encoding of the source.")
     ] = "utf-8-sig",
+    allow_outside_media: Annotated[
+        bool,
+        typer.Option(
+            "--allow-outside-media",
+            help="Accept video paths that resolve outside the source's folder.",
+        ),
+    ] = False,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace a dataset already in OUT.")
     ] = False,
@@ -69,6 +76,7 @@ def data_import(
             "hashtag_separator": hashtag_sep,
             "media": media,
             "encoding": encoding,
+            "allow_outside_media": allow_outside_media,
         },
     )
     with status(f"importing {src}"):

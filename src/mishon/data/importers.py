@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import io
 import json
 import math
 import os
@@ -29,7 +30,7 @@ from mishon import __version__
 from mishon.config import MAPPABLE_FIELDS, ImportSettings
 from mishon.data.hashtags import extract_from_caption, parse_hashtag_field
 from mishon.data.schema import ENGAGEMENT_FIELDS, MEDIA_DIR, VIDEO_EXTENSIONS
-from mishon.data.store import prepare_output_dir, write_dataset, write_json
+from mishon.data.store import building_dir, write_dataset, write_json
 from mishon.errors import FieldError, InputError, MishonError, Problem
 
 SPLIT_ALIASES = {
@@ -52,6 +53,8 @@ class RawRecord:
     row: int
     values: dict[str, Any]
     row_label: str = "line"
+    error: str | None = None  # why the record could not be read into values
+    error_field: str | None = None
 
 
 @dataclass
@@ -89,6 +92,9 @@ def parse_mapping(text: str) -> dict[str, str]:
 # --------------------------------------------------------------------------- value parsing
 
 
+MAX_COUNT = 2**63 - 1  # the int64 column it is stored in
+
+
 def parse_count(value: Any, name: str) -> int | None:
     """A non-negative integer, or None where the value is missing."""
     if value is None or (isinstance(value, str) and not value.strip()):
@@ -121,6 +127,8 @@ def parse_count(value: Any, name: str) -> int | None:
             number = int(as_float)
     if number < 0:
         raise FieldError(name, "bad number", f"must be >= 0, got {number}")
+    if number > MAX_COUNT:
+        raise FieldError(name, "bad number", f"out of range: {number} is above {MAX_COUNT}")
     return number
 
 
@@ -177,7 +185,9 @@ def _split_label(value: Any) -> str | None:
     return SPLIT_ALIASES[text]
 
 
-def _video_source(value: Any, base: Path) -> Path | None:
+def _video_source(value: Any, base: Path, outside: bool = False) -> Path | None:
+    """The video file a record names, resolved (symlinks followed); it must lie inside `base`
+    (the source's folder) unless `outside`."""
     text = (_text(value) or "").strip()
     if not text:
         return None
@@ -191,9 +201,17 @@ def _video_source(value: Any, base: Path) -> Path | None:
             f"{text!r} has extension {path.suffix or '(none)'!r}; "
             f"accepted: {', '.join(sorted(VIDEO_EXTENSIONS))}",
         )
-    if not path.is_file() or not os.access(path, os.R_OK):
+    resolved = path.resolve()
+    if not outside and not resolved.is_relative_to(base.resolve()):
+        raise FieldError(
+            "video",
+            "media outside the source",
+            f"{text!r} resolves to {resolved}, outside {base.resolve()} "
+            "(pass --allow-outside-media to accept it)",
+        )
+    if not resolved.is_file() or not os.access(resolved, os.R_OK):
         raise FieldError("video", "unreadable media", f"{text!r} is not a readable file")
-    return path
+    return resolved
 
 
 # --------------------------------------------------------------------------- readers
@@ -233,59 +251,130 @@ def _decode_guard(path: Path, line: int) -> InputError:
     )
 
 
+# A record may span lines only inside a quoted cell; one longer than this is refused (and,
+# with --skip-bad, listed) rather than read into memory: an unclosed quote would otherwise
+# swallow the rest of the file into one cell.
+MAX_RECORD_CHARS = 1 << 20
+
+
+def _open_quote_field(line: str, delimiter: str, inside: bool, field: int) -> tuple[bool, int]:
+    """Scan one physical line of CSV; whether a quoted cell is still open at its end, and the
+    index of the cell the scan ended in. A quote opens a quoted cell only at a cell's start."""
+    start = not inside
+    i = 0
+    while i < len(line):
+        char = line[i]
+        if inside:
+            if char == '"':
+                if i + 1 < len(line) and line[i + 1] == '"':
+                    i += 1  # an escaped quote
+                else:
+                    inside = False
+        elif char == delimiter:
+            field += 1
+            start = True
+            i += 1
+            continue
+        elif char == '"' and start:
+            inside = True
+        start = False
+        i += 1
+    return inside, field
+
+
+def _parse_record(text: str, delimiter: str) -> list[str]:
+    rows = list(csv.reader(io.StringIO(text), delimiter=delimiter, strict=True))
+    if len(rows) > 1:
+        raise csv.Error("a line break outside quotes")
+    return rows[0] if rows else []
+
+
+def _delimited_records(
+    lines: list[str], delimiter: str
+) -> Iterator[tuple[int, list[str] | None, str | None, int | None]]:
+    """(first line number, cells, error, cell index of the error) for each record.
+
+    A record spans lines only while a quoted cell is open. Where it cannot be read (a quote
+    that never closes within MAX_RECORD_CHARS, text after a closing quote), it is reported on
+    its first line and reading resumes at the next line, so a stray quote costs one record.
+    """
+    number = 0
+    while number < len(lines):
+        first = number
+        inside, cell, size = False, 0, 0
+        while True:
+            size += len(lines[number])
+            inside, cell = _open_quote_field(lines[number], delimiter, inside, cell)
+            number += 1
+            if not inside or number == len(lines) or size > MAX_RECORD_CHARS:
+                break
+        if inside:
+            reason = "is longer than 1 MiB" if size > MAX_RECORD_CHARS else "never closes"
+            yield first + 1, None, f"a quoted cell opened on this line {reason}", cell
+            number = first + 1
+            continue
+        try:
+            cells = _parse_record("".join(lines[first:number]), delimiter)
+        except csv.Error as exc:
+            opened, cell = _open_quote_field(lines[first], delimiter, False, 0)
+            hint = " (an unbalanced quote?)" if number - first > 1 else ""
+            yield first + 1, None, f"malformed CSV: {exc}{hint}", cell if opened else None
+            number = first + 1
+            continue
+        yield first + 1, cells, None, None
+
+
 def read_delimited(
     path: Path, delimiter: str, columns: list[str], encoding: str
 ) -> Iterator[RawRecord]:
-    """Records of a CSV/TSV file with a header row; each record names its first line."""
-    handle = _open_text(path, encoding)
-    with handle:
-        reader = csv.reader(handle, delimiter=delimiter)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise InputError.single(
-                path, "file is empty (no header row)", reason="unreadable file"
-            ) from None
-        except csv.Error as exc:
-            raise InputError.single(
-                path, f"malformed header: {exc}", reason="unreadable file"
-            ) from None
-        header = [h.strip() for h in header]
-        missing = [c for c in columns if c not in header]
-        if missing:
-            raise InputError.single(
-                path,
-                f"missing column(s) {missing}; the header has: {header}",
-                field=missing[0],
-                reason="missing column",
-            )
-        index = {name: header.index(name) for name in columns}
-        line = reader.line_num
-        while True:
-            start = line + 1
-            try:
-                cells = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
+    """Records of a CSV/TSV file with a header row; each record names its first line.
+
+    Parsing is strict: an unclosed quote, text after a closing quote or a wrong number of
+    cells makes that record bad (naming its line and, where known, its cell), not the file.
+    """
+    with _open_text(path, encoding) as handle:
+        lines = handle.readlines()
+    header: list[str] | None = None
+    index: dict[str, int] = {}
+    for number, cells, error, bad_cell in _delimited_records(lines, delimiter):
+        if header is None:
+            if cells is None:
                 raise InputError.single(
                     path,
-                    f"malformed CSV: {exc}",
-                    row=start,
+                    f"malformed header: {error}",
                     reason="unreadable file",
+                    row=number,
                     row_label="line",
-                ) from None
-            line = reader.line_num
-            if not cells or all(not c.strip() for c in cells):
-                continue  # blank line, not a record
-            if len(cells) != len(header):
-                yield RawRecord(
-                    str(path),
-                    start,
-                    {"__error__": f"has {len(cells)} cells, the header {len(header)}"},
                 )
-                continue
-            yield RawRecord(str(path), start, {col: cells[i] for col, i in index.items()})
+            header = _header(path, cells, columns)
+            index = {name: header.index(name) for name in columns}
+            continue
+        if cells is None:
+            where = header[bad_cell] if bad_cell is not None and bad_cell < len(header) else None
+            yield RawRecord(str(path), number, {}, error=error, error_field=where)
+            continue
+        if all(not c.strip() for c in cells):
+            continue  # blank line, not a record
+        if len(cells) != len(header):
+            error = f"has {len(cells)} cells, the header {len(header)}"
+            yield RawRecord(str(path), number, {}, error=error)
+            continue
+        yield RawRecord(str(path), number, {col: cells[i] for col, i in index.items()})
+    if header is None:
+        raise InputError.single(path, "file is empty (no header row)", reason="unreadable file")
+
+
+def _header(path: Path, cells: list[str], columns: list[str]) -> list[str]:
+    header = [h.strip() for h in cells]
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise InputError.single(
+            path,
+            f"missing column(s) {missing}; the header has: {header}",
+            field=missing[0],
+            reason="missing column",
+        )
+    return header
 
 
 def _numbered_lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
@@ -303,10 +392,10 @@ def read_jsonl(path: Path, encoding: str) -> Iterator[RawRecord]:
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
-            yield RawRecord(str(path), number, {"__error__": f"not valid JSON: {exc.msg}"})
+            yield RawRecord(str(path), number, {}, error=f"not valid JSON: {exc.msg}")
             continue
         if not isinstance(obj, dict):
-            yield RawRecord(str(path), number, {"__error__": "not a JSON object"})
+            yield RawRecord(str(path), number, {}, error="not a JSON object")
             continue
         yield RawRecord(str(path), number, obj)
 
@@ -317,10 +406,17 @@ def read_jsonl(path: Path, encoding: str) -> Iterator[RawRecord]:
 class PostBuilder:
     """Turns raw records into posts, collecting problems and keeping the first of each post_id."""
 
-    def __init__(self, mapping: dict[str, str], base_dir: Path, separator: str | None) -> None:
+    def __init__(
+        self,
+        mapping: dict[str, str],
+        base_dir: Path,
+        separator: str | None,
+        outside_media: bool = False,
+    ) -> None:
         self.mapping = mapping
         self.base_dir = base_dir
         self.separator = separator
+        self.outside_media = outside_media
         self.posts: list[dict[str, Any]] = []
         self.media_sources: dict[str, Path] = {}
         self.problems: list[Problem] = []
@@ -333,8 +429,8 @@ class PostBuilder:
 
     def add(self, record: RawRecord, default_post_id: str) -> None:
         self.records_read += 1
-        if "__error__" in record.values:
-            self._problem(record, None, "malformed row", record.values["__error__"])
+        if record.error is not None:
+            self._problem(record, record.error_field, "malformed row", record.error)
             return
         try:
             post = self._convert(record, default_post_id)
@@ -378,7 +474,8 @@ class PostBuilder:
         if "caption" in self.mapping:
             post["caption"] = caption or None
         if "video" in self.mapping:
-            source = _video_source(self._get(record, "video"), self.base_dir)
+            video = self._get(record, "video")
+            source = _video_source(video, self.base_dir, self.outside_media)
             post["video"] = None
             if source is not None:
                 self.media_sources[post_id] = source
@@ -437,12 +534,17 @@ def _place_media(out: Path, result: ImportResult, sources: dict[str, Path], mode
         target = media / name
         if target.exists() or target.is_symlink():
             target.unlink()
-        if mode == "symlink":
-            target.symlink_to(source.resolve())
-        elif mode == "hardlink":
-            os.link(source, target)
-        else:
-            shutil.copyfile(source, target)
+        try:
+            if mode == "symlink":
+                target.symlink_to(source)
+            elif mode == "hardlink":
+                os.link(source, target)
+            else:
+                shutil.copyfile(source, target)
+        except OSError as exc:
+            hint = " (try --media copy)" if mode != "copy" else ""
+            message = f"cannot {mode} {source} into the dataset: {exc.strerror}{hint}"
+            raise MishonError(message) from None
         relative[post_id] = f"{MEDIA_DIR}/{name}"
     result.posts["video"] = result.posts["post_id"].map(relative)
 
@@ -472,17 +574,13 @@ def _howyoutagtweets_records(src: Path, encoding: str) -> Iterator[tuple[RawReco
         path = src / name
         for number, line in _numbered_lines(path, encoding):
             cells = line.split("\t")
-            values: dict[str, Any]
             if len(cells) < 2:
-                values = {"__error__": "expected at least 2 tab-separated columns (text, user id)"}
+                error = "expected at least 2 tab-separated columns (text, user id)"
+                record = RawRecord(str(path), number, {}, error=error)
             else:
-                values = {
-                    "caption": cells[0],
-                    "user_id": cells[1],
-                    "hashtags": cells[2:],
-                    "split": split,
-                }
-            yield RawRecord(str(path), number, values), f"{split}-{number:05d}"
+                values = {"caption": cells[0], "user_id": cells[1], "hashtags": cells[2:]}
+                record = RawRecord(str(path), number, {**values, "split": split})
+            yield record, f"{split}-{number:05d}"
 
 
 HOWYOUTAGTWEETS_MAPPING = {name: name for name in ("caption", "user_id", "hashtags", "split")}
@@ -496,10 +594,11 @@ def import_dataset(
     Raises InputError listing every bad record unless `settings.skip_bad`.
     """
     mapping = HOWYOUTAGTWEETS_MAPPING if settings.format == "howyoutagtweets" else settings.mapping
-    if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
-        raise MishonError("the output directory must not be the source or lie inside it")
     base_dir = src if src.is_dir() else src.parent
-    builder = PostBuilder(mapping, base_dir, settings.hashtag_separator)
+    _check_not_source(src, base_dir, out)
+    builder = PostBuilder(
+        mapping, base_dir, settings.hashtag_separator, settings.allow_outside_media
+    )
     for record, default_id in _records(src, settings):
         builder.add(record, default_id)
     result = builder.result()
@@ -507,8 +606,6 @@ def import_dataset(
         raise InputError(result.problems)
     if result.posts.empty:
         raise MishonError(f"{src}: no post could be imported ({builder.records_read} records read)")
-    prepare_output_dir(out, overwrite)
-    _place_media(out, result, builder.media_sources, settings.media)
     manifest = {
         "format_version": 1,
         "name": out.name,
@@ -519,13 +616,24 @@ def import_dataset(
         "posts": len(result.posts),
         "skipped": len(result.problems),
     }
-    if result.problems:
-        write_json(
-            {
-                "skipped_by_reason": result.skipped_by_reason(),
-                "skipped": [p.to_dict() for p in result.problems],
-            },
-            out / "import_report.json",
-        )
-    write_dataset(out, result.posts, result.users, manifest)
+    with building_dir(out, overwrite) as stage:
+        _place_media(stage, result, builder.media_sources, settings.media)
+        if result.problems:
+            write_json(
+                {
+                    "skipped_by_reason": result.skipped_by_reason(),
+                    "skipped": [p.to_dict() for p in result.problems],
+                },
+                stage / "import_report.json",
+            )
+        write_dataset(stage, result.posts, result.users, manifest)
     return result
+
+
+def _check_not_source(src: Path, base_dir: Path, out: Path) -> None:
+    """The dataset directory must not be, hold, or lie inside the source (or its folder)."""
+    target, source, folder = out.resolve(), src.resolve(), base_dir.resolve()
+    if target in (source, folder) or source.is_relative_to(target):
+        raise MishonError(f"the output directory {out} must not be or hold the source {src}")
+    if src.is_dir() and target.is_relative_to(source):
+        raise MishonError(f"the output directory {out} must not lie inside the source {src}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
@@ -32,7 +33,7 @@ from mishon.data.schema import (
 from mishon.errors import InputError, MishonError
 from mishon.lineage import DIGEST_CHARS
 
-# What a dataset directory may hold that `--overwrite` is allowed to remove.
+# What a dataset directory may hold: `--overwrite` replaces a directory holding only these.
 OWNED_ENTRIES = (
     POSTS_FILE,
     USERS_FILE,
@@ -89,22 +90,89 @@ def write_table(df: pd.DataFrame, path: Path, schema: pa.Schema) -> None:
         pq.write_table(table, tmp, compression="zstd")
 
 
-def prepare_output_dir(out: Path, overwrite: bool) -> None:
-    """Create `out`; refuse a non-empty one unless `overwrite`, which removes only dataset files."""
+def _replaceable(out: Path, overwrite: bool) -> None:
+    """Refuse an `out` that is not a directory, or holds anything unless `overwrite`, or holds
+    files that are not a dataset's (those are never removed)."""
     if out.exists() and not out.is_dir():
         raise MishonError(f"output path {out} exists and is not a directory")
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise MishonError(
-                f"output directory {out} is not empty; pass --overwrite to replace its dataset"
-            )
-        for name in OWNED_ENTRIES:
-            target = out / name
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            elif target.exists() or target.is_symlink():
-                target.unlink()
-    out.mkdir(parents=True, exist_ok=True)
+    entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if entries and not overwrite:
+        raise MishonError(
+            f"output directory {out} is not empty; pass --overwrite to replace its dataset"
+        )
+    foreign = [name for name in entries if name not in OWNED_ENTRIES]
+    if foreign:
+        raise MishonError(
+            f"output directory {out} holds files that are not a dataset's ({', '.join(foreign)}); "
+            "--overwrite replaces only a dataset: move them or choose another output directory"
+        )
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two directories in one step (Linux renameat2 RENAME_EXCHANGE); False where the
+    system or file system cannot."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+def _old_path(out: Path) -> Path:
+    return out.parent / f".{out.name}.old"
+
+
+def _recover(out: Path) -> None:
+    """Finish what a killed swap left: the old dataset back in place, or its leftover removed."""
+    old = _old_path(out)
+    if old.is_dir():
+        if out.exists():
+            shutil.rmtree(old)
+        else:
+            os.rename(old, out)
+
+
+def _swap_in(stage: Path, out: Path) -> None:
+    if out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+    if not out.exists():
+        os.rename(stage, out)
+        return
+    if _exchange(stage, out):
+        shutil.rmtree(stage)  # now the replaced dataset
+        return
+    old = _old_path(out)
+    os.rename(out, old)  # a kill from here on: _recover puts the old one back
+    os.rename(stage, out)
+    shutil.rmtree(old)
+
+
+def staging_path(out: Path) -> Path:
+    """Where a dataset for `out` is built before it replaces `out` (beside it)."""
+    return out.parent / f".{out.name}.partial"
+
+
+@contextmanager
+def building_dir(out: Path, overwrite: bool, keep_partial: bool = False) -> Iterator[Path]:
+    """Yield a folder beside `out` to build a dataset in; it replaces `out` (whose files must
+    all be a dataset's; any at all only with `overwrite`) when the block succeeds. A failure or
+    a kill at any moment leaves the old dataset whole; `keep_partial` keeps an unfinished build
+    for the next run to continue, otherwise it is removed."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _recover(out)
+    _replaceable(out, overwrite)
+    stage = staging_path(out)
+    if stage.exists() and not keep_partial:
+        shutil.rmtree(stage)
+    stage.mkdir(exist_ok=True)
+    try:
+        yield stage
+    except BaseException:
+        if not keep_partial:
+            shutil.rmtree(stage, ignore_errors=True)
+        raise
+    _swap_in(stage, out)
 
 
 def read_posts(root: Path) -> pd.DataFrame:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import shutil
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from datetime import UTC, datetime
@@ -15,8 +16,9 @@ from mishon import __version__
 from mishon.config import SynthSettings
 from mishon.data.schema import MEDIA_DIR, TRUTH_DIR
 from mishon.data.store import (
-    prepare_output_dir,
+    building_dir,
     read_manifest,
+    staging_path,
     write_dataset,
     write_json,
     write_table,
@@ -45,23 +47,28 @@ def _identity(cfg: SynthSettings) -> dict[str, Any]:
     return cfg.model_dump(mode="json", exclude={"workers"})
 
 
-def _start_or_resume(out: Path, cfg: SynthSettings, overwrite: bool) -> None:
+def _target(out: Path, cfg: SynthSettings, overwrite: bool) -> tuple[Path, bool]:
+    """Where to render: `out` itself when it holds this corpus (an interrupted run: keep its
+    clips), else a staging folder beside it that replaces `out` when complete (True)."""
     manifest = read_manifest(out) if out.is_dir() else {}
     if not overwrite and manifest.get("synth") == _identity(cfg):
-        return  # same corpus: keep the clips already rendered
+        return out, False
     if manifest.get("synth") is not None and not overwrite:
         raise MishonError(
             f"{out} holds a synthetic corpus made with other settings; "
             "pass --overwrite to replace it"
         )
-    prepare_output_dir(out, overwrite)
-    write_json(_manifest(out, cfg, complete=False), out / "dataset.json")
+    stage = staging_path(out)
+    staged = read_manifest(stage) if stage.is_dir() else {}
+    if staged.get("synth") != _identity(cfg) and stage.exists():
+        shutil.rmtree(stage)  # an unfinished corpus of other settings
+    return stage, True
 
 
-def _manifest(out: Path, cfg: SynthSettings, complete: bool) -> dict[str, Any]:
+def _manifest(name: str, cfg: SynthSettings, complete: bool) -> dict[str, Any]:
     return {
         "format_version": 1,
-        "name": out.name,
+        "name": name,
         "created_by": f"mishon {__version__} data synth",
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "synth": _identity(cfg),
@@ -104,17 +111,32 @@ def generate_corpus(
     Rerunning with the same settings after an interruption renders only the missing clips
     (each clip is written under a temporary name and renamed when complete).
     """
-    _start_or_resume(out, cfg, overwrite)
+    target, staged = _target(out, cfg, overwrite)
+    if not staged:
+        return _render_corpus(target, out.name, cfg, progress, on_total)
+    with building_dir(out, overwrite, keep_partial=True) as stage:
+        return _render_corpus(stage, out.name, cfg, progress, on_total)
+
+
+def _render_corpus(
+    folder: Path,
+    name: str,
+    cfg: SynthSettings,
+    progress: ProgressFn | None,
+    on_total: Callable[[int], None] | None,
+) -> World:
+    if not (folder / "dataset.json").is_file():
+        write_json(_manifest(name, cfg, complete=False), folder / "dataset.json")
     world = build_world(cfg)
-    media = out / MEDIA_DIR
+    media = folder / MEDIA_DIR
     media.mkdir(exist_ok=True)
     todo = [s for s in world.renders if not (media / f"{s.post_id}.mp4").is_file()]
     if on_total is not None:
         on_total(len(todo))
     _render_all(todo, cfg, media, progress)
-    truth_dir = out / TRUTH_DIR
+    truth_dir = folder / TRUTH_DIR
     truth_dir.mkdir(exist_ok=True)
     write_table(world.truth_posts, truth_dir / "posts.parquet", _TRUTH_SCHEMA)
     write_json(world.truth, truth_dir / "structure.json")
-    write_dataset(out, world.posts, world.users, _manifest(out, cfg, complete=True))
+    write_dataset(folder, world.posts, world.users, _manifest(name, cfg, complete=True))
     return world

@@ -81,6 +81,51 @@ def test_rerun_reuses_everything_and_other_settings_are_refused(extracted: Path)
         extract_features(extracted, other)
 
 
+def test_overwrite_keeps_the_old_store_until_the_new_one_is_complete(
+    tmp_path: Path, extracted: Path
+) -> None:
+    dataset = tmp_path / "ds"
+    shutil.copytree(extracted, dataset)
+    old = load(dataset, "textual").values.copy()
+    other = FAST.model_copy(
+        update={
+            "visual": ExtractorSettings(name=None),
+            "acoustic": ExtractorSettings(name=None),
+            "textual": ExtractorSettings(name="minilm", units=4),
+        }
+    )
+
+    class CrashesOnSecondBatch:
+        def __init__(self, inner: object) -> None:
+            self.inner, self.calls = inner, 0
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.inner, name)
+
+        def encode(self, inputs: list[object]) -> object:
+            self.calls += 1
+            if self.calls == 2:
+                raise KeyboardInterrupt  # as a kill half-way
+            return self.inner.encode(inputs)  # type: ignore[attr-defined]
+
+    from mishon.features.registry import create_extractor
+
+    crashing = CrashesOnSecondBatch(create_extractor(Modality.TEXTUAL, other.textual, other))
+    with pytest.raises(KeyboardInterrupt):
+        extract_features(dataset, other, overwrite=True, extractors={Modality.TEXTUAL: crashing})
+    kept = load(dataset, "textual")
+    assert kept.manifest["units"] == 8 and np.array_equal(kept.values, old)
+    assert (dataset / "features" / ".textual.partial").is_dir()
+    report = extract_features(dataset, other, overwrite=True)
+    assert report.modalities[Modality.TEXTUAL].computed == 12  # the first batch was kept
+    assert load(dataset, "textual").manifest["units"] == 4
+    assert sorted(p.name for p in (dataset / "features").iterdir()) == [
+        "acoustic",
+        "textual",
+        "visual",
+    ]
+
+
 def test_broken_clip_is_a_recorded_failure(tmp_path: Path, tiny_corpus: tuple[Path, World]) -> None:
     dataset = copy_corpus(tiny_corpus[0], tmp_path / "ds")
     clip = dataset / "media" / "p000005.mp4"

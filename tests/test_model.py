@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -216,6 +217,9 @@ def test_saved_run_predicts_like_the_trained_model(planted: Path, tmp_path: Path
     weights = load_file(str(tmp_path / "run" / "model.safetensors"))
     del weights["hashtag_embedding.weight"]
     save_file(weights, str(tmp_path / "run" / "model.safetensors"))
+    with pytest.raises(MishonError, match=r"model.safetensors does not match .*checkpoint.json"):
+        load_run(tmp_path / "run")
+    (tmp_path / "run" / "checkpoint.json").unlink()  # as a run from before checkpoint digests
     with pytest.raises(MishonError, match=r"missing hashtag_embedding\.weight.*retrain it"):
         load_run(tmp_path / "run")
 
@@ -237,6 +241,61 @@ def test_resume_continues_exactly(planted: Path, tmp_path: Path) -> None:
         torch.testing.assert_close(resumed.state_dict()[name], value, msg=name)
     history = (tmp_path / "b" / "history.csv").read_text().splitlines()
     assert len(history) == 11 and history[-1].startswith("10,")
+
+
+KILLED_RUN = """
+import os, sys
+from pathlib import Path
+
+calls, real = 0, os.replace
+
+
+def replace(a, b):  # every file the run writes takes its name through os.replace
+    global calls
+    calls += 1
+    if calls == int(sys.argv[1]):
+        os._exit(9)  # as kill -9: no clean-up of any kind
+    real(a, b)
+
+
+os.replace = replace
+from tests.planted import small_settings
+from mishon.train.run import train_model
+
+train_model(Path(sys.argv[2]), small_settings(epochs=10, patience=100), Path(sys.argv[3]))
+"""
+
+
+def test_resume_after_a_kill_at_any_file_write_equals_an_uninterrupted_run(
+    planted: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import random
+    import subprocess
+    import sys
+
+    replaced = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: (replaced.append(b), real_replace(a, b)))
+    straight, *_ = train_model(planted, small_settings(epochs=10, patience=100), tmp_path / "a")
+    monkeypatch.undo()
+    total = len(replaced)
+    points = [*random.Random(0).sample(range(1, total - 3), 2), total - 3]  # last: after commit
+    for point in points:
+        run = tmp_path / f"killed-{point}"
+        done = subprocess.run(
+            [sys.executable, "-c", KILLED_RUN, str(point), str(planted), str(run)],
+            cwd=Path(__file__).parents[1],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 9, done.stderr
+        resumed, *_ = train_model(
+            planted, small_settings(epochs=10, patience=100), run, resume=True
+        )
+        for name, value in straight.state_dict().items():
+            torch.testing.assert_close(resumed.state_dict()[name], value, msg=f"{point}: {name}")
+        assert not list(run.glob(".*")), f"kill at write {point} left {list(run.glob('.*'))}"
+        assert (run / "history.csv").read_text().splitlines()[-1].startswith("10,")
 
 
 def test_cli_train_and_evaluate(planted: Path, tmp_path: Path) -> None:

@@ -123,7 +123,7 @@ def _old_path(out: Path) -> Path:
     return out.parent / f".{out.name}.old"
 
 
-def _recover(out: Path) -> None:
+def recover_swap(out: Path) -> None:
     """Finish what a killed swap left: the old dataset back in place, or its leftover removed."""
     old = _old_path(out)
     if old.is_dir():
@@ -133,7 +133,9 @@ def _recover(out: Path) -> None:
             os.rename(old, out)
 
 
-def _swap_in(stage: Path, out: Path) -> None:
+def swap_in(stage: Path, out: Path) -> None:
+    """Put the finished folder `stage` in place of `out` (or where none is); the old one is
+    removed. A kill at any moment leaves `out` the old or the new one (see recover_swap)."""
     if out.is_dir() and not any(out.iterdir()):
         out.rmdir()
     if not out.exists():
@@ -143,7 +145,7 @@ def _swap_in(stage: Path, out: Path) -> None:
         shutil.rmtree(stage)  # now the replaced dataset
         return
     old = _old_path(out)
-    os.rename(out, old)  # a kill from here on: _recover puts the old one back
+    os.rename(out, old)  # a kill from here on: recover_swap puts the old one back
     os.rename(stage, out)
     shutil.rmtree(old)
 
@@ -160,7 +162,7 @@ def building_dir(out: Path, overwrite: bool, keep_partial: bool = False) -> Iter
     a kill at any moment leaves the old dataset whole; `keep_partial` keeps an unfinished build
     for the next run to continue, otherwise it is removed."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    _recover(out)
+    recover_swap(out)
     _replaceable(out, overwrite)
     stage = staging_path(out)
     if stage.exists() and not keep_partial:
@@ -172,7 +174,7 @@ def building_dir(out: Path, overwrite: bool, keep_partial: bool = False) -> Iter
         if not keep_partial:
             shutil.rmtree(stage, ignore_errors=True)
         raise
-    _swap_in(stage, out)
+    swap_in(stage, out)
 
 
 def read_posts(root: Path) -> pd.DataFrame:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from mishon.data.store import write_json
+from mishon.data.store import recover_swap, staging_path, swap_in, write_json
 from mishon.errors import MishonError
 from mishon.lineage import digest, file_digest
 
@@ -79,6 +80,7 @@ class FeatureStore:
         self.mask: np.memmap = np.load(folder / "mask.npy", mmap_mode=mode)
         self.status: np.memmap = np.load(folder / "status.npy", mmap_mode=mode)
         self.post_ids: list[str] = manifest["post_ids"]
+        self.replaces: Path | None = None  # the store this one replaces once complete
 
     @property
     def spec(self) -> StoreSpec:
@@ -89,17 +91,41 @@ class FeatureStore:
     def create_or_resume(
         cls, folder: Path, spec: StoreSpec, post_ids: list[str], overwrite: bool = False
     ) -> FeatureStore:
-        """Open the store in `folder` to continue it, or create it; refuse a different one."""
+        """Open the store in `folder` to continue it, or create it; refuse a different one.
+
+        With `overwrite`, a store already there stays whole until the new one is complete: the
+        new one is built (and continued after an interruption) beside it and swapped in by
+        `finish`."""
+        recover_swap(folder)
         manifest_path = folder / MANIFEST
-        if manifest_path.is_file() and not overwrite:
+        if not manifest_path.is_file():
+            return cls._create(folder, spec, post_ids)
+        if not overwrite:
             manifest = _read_manifest(manifest_path)
-            same = {k: manifest.get(k) for k in spec.as_dict()} == spec.as_dict()
-            if same and manifest.get("post_ids") == post_ids:
+            if cls._same(manifest, spec, post_ids):
                 return cls(folder, manifest, writable=True)
             raise MishonError(
                 f"{folder} holds {manifest.get('extractor')} features (L={manifest.get('units')}) "
                 f"for other settings or other posts; pass --overwrite to recompute them"
             )
+        stage = staging_path(folder)
+        staged = read_store_manifest(stage) if stage.is_dir() else None
+        if staged is not None and cls._same(staged, spec, post_ids):
+            store = cls(stage, staged, writable=True)
+        else:
+            if stage.exists():
+                shutil.rmtree(stage)
+            store = cls._create(stage, spec, post_ids)
+        store.replaces = folder
+        return store
+
+    @staticmethod
+    def _same(manifest: dict[str, Any], spec: StoreSpec, post_ids: list[str]) -> bool:
+        same = {k: manifest.get(k) for k in spec.as_dict()} == spec.as_dict()
+        return same and manifest.get("post_ids") == post_ids
+
+    @classmethod
+    def _create(cls, folder: Path, spec: StoreSpec, post_ids: list[str]) -> FeatureStore:
         folder.mkdir(parents=True, exist_ok=True)
         for name in ("values.npy", "mask.npy", "status.npy", "failures.jsonl", MANIFEST):
             (folder / name).unlink(missing_ok=True)
@@ -123,7 +149,7 @@ class FeatureStore:
             "complete": False,
             "post_ids": post_ids,
         }
-        write_json(manifest, manifest_path)
+        write_json(manifest, folder / MANIFEST)
         return cls(folder, manifest, writable=True)
 
     @classmethod
@@ -200,6 +226,9 @@ class FeatureStore:
         content = file_digest(*(self.folder / name for name in ARRAYS))
         self.manifest.update(counts=counts, complete=counts["pending"] == 0, content=content)
         write_json(self.manifest, self.folder / MANIFEST)
+        if self.replaces is not None and self.manifest["complete"]:
+            swap_in(self.folder, self.replaces)
+            self.folder, self.replaces = self.replaces, None
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
@@ -248,7 +277,13 @@ def list_stores(dataset: Path) -> list[str]:
     """Modalities that have a feature store in the dataset."""
     root = dataset / FEATURES_DIR
     return (
-        sorted(p.name for p in root.iterdir() if (p / MANIFEST).is_file()) if root.is_dir() else []
+        sorted(
+            p.name
+            for p in root.iterdir()
+            if not p.name.startswith(".") and (p / MANIFEST).is_file()  # not one being built
+        )
+        if root.is_dir()
+        else []
     )
 
 

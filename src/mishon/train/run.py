@@ -41,6 +41,7 @@ from mishon.train.trainer import (
     ProgressFn,
     Trainer,
     TrainState,
+    recover_checkpoint,
 )
 
 RUN_FILE = "run.json"
@@ -158,6 +159,10 @@ def train_model(
     report = stage or (lambda _name: None)
     if settings.train.threads:
         torch.set_num_threads(settings.train.threads)
+    if out is not None and out.is_dir():
+        for leftover in out.glob(".*.tmp"):  # files a killed run was writing: the run owns them
+            leftover.unlink()
+        recover_checkpoint(out)  # a run killed while checkpointing
     if out is not None and (out / STATE).is_file() and not resume:
         raise MishonError(f"{out} already holds a training run: pass --resume or another --out")
     dataset = dataset.resolve()
@@ -286,6 +291,7 @@ def load_run(run: Path, dataset: Path | None = None, device: str = "auto") -> Tr
     """
     if not (run / RUN_FILE).is_file() or not (run / BEST_WEIGHTS).is_file():
         raise MishonError(f"{run} is not a trained run: run `mishon train DATA --out {run}`")
+    recover_checkpoint(run)
     info = read_run_info(run)
     settings = info.settings
     graph = load_graph(run)

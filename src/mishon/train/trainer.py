@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -27,6 +28,7 @@ from mishon.config import TrainSettings
 from mishon.data.split_data import SplitData
 from mishon.data.store import atomic_path, write_json
 from mishon.errors import MishonError
+from mishon.lineage import file_digest
 from mishon.metrics import ranking_metrics
 from mishon.model.inputs import ModelInputs
 from mishon.model.network import MishonNetwork
@@ -37,6 +39,8 @@ OPTIMIZER = "optimizer.safetensors"
 RNG = "rng.safetensors"
 STATE = "trainer.json"
 HISTORY = "history.csv"
+CHECKPOINT = "checkpoint.json"  # the digests of the last complete checkpoint set
+CHECKPOINT_FILES = (BEST_WEIGHTS, LAST_WEIGHTS, OPTIMIZER, RNG, HISTORY, STATE)
 HISTORY_FIELDS = ("epoch", "loss", "valid_f1", "valid_recall", "valid_ndcg", "seconds")
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -201,7 +205,12 @@ class Trainer:
         return state
 
     def save(self) -> None:
-        """Write best and last weights, optimiser, RNG state, counters and history."""
+        """Write best and last weights, optimiser, RNG state, counters and history as one set.
+
+        Each file is first written as `.NAME.next`; `checkpoint.json` (their digests) is the
+        commit point; then each takes its name. A kill before the commit leaves the previous
+        set, one after it is completed by `recover_checkpoint`: resume always sees one epoch's
+        files."""
         if self.out is None:
             return
         self.out.mkdir(parents=True, exist_ok=True)
@@ -209,16 +218,53 @@ class Trainer:
             (BEST_WEIGHTS, self.best_weights),
             (LAST_WEIGHTS, self.network.state_dict()),
         ):
-            with atomic_path(self.out / name) as tmp:
+            with atomic_path(_next(self.out, name)) as tmp:
                 save_file({k: v.contiguous().cpu() for k, v in weights.items()}, str(tmp))
-        save_optimizer_state(self.optimizer.state_dict(), self.out / OPTIMIZER)
+        save_optimizer_state(self.optimizer.state_dict(), _next(self.out, OPTIMIZER))
         generators = {"torch": torch.get_rng_state()}
         if self.inputs.device.type == "cuda":
             generators["cuda"] = torch.cuda.get_rng_state(self.inputs.device)
-        with atomic_path(self.out / RNG) as tmp:
+        with atomic_path(_next(self.out, RNG)) as tmp:
             save_file(generators, str(tmp))
-        write_history(self.state.history, self.out / HISTORY)
-        write_json(asdict(self.state), self.out / STATE)
+        write_history(self.state.history, _next(self.out, HISTORY))
+        write_json(asdict(self.state), _next(self.out, STATE))
+        files = {name: file_digest(_next(self.out, name)) for name in CHECKPOINT_FILES}
+        write_json({"epoch": self.state.epoch, "files": files}, self.out / CHECKPOINT)
+        recover_checkpoint(self.out)
+
+
+def _next(out: Path, name: str) -> Path:
+    return out / f".{name}.next"
+
+
+def recover_checkpoint(out: Path) -> None:
+    """Bring the run directory `out` to its last committed checkpoint: files written for it
+    take their names, files of an uncommitted one (and temporary files) are removed; raise
+    MishonError where a checkpoint file does not match `checkpoint.json`."""
+    manifest_path = out / CHECKPOINT
+    try:
+        manifest = json.loads(manifest_path.read_text("utf-8")) if manifest_path.is_file() else {}
+    except (OSError, json.JSONDecodeError) as exc:
+        raise MishonError(f"cannot read {manifest_path}: {exc}; retrain the run") from None
+    committed = manifest.get("files", {})
+    for leftover in out.glob(f".{CHECKPOINT}.*.tmp"):
+        leftover.unlink()
+    for name in CHECKPOINT_FILES:
+        pending = _next(out, name)
+        if pending.is_file():
+            if name in committed and file_digest(pending) == committed[name]:
+                os.replace(pending, out / name)
+            else:
+                pending.unlink()
+        for leftover in out.glob(f".{name}*.tmp"):  # a write killed half-way
+            leftover.unlink()
+    for name, expected in committed.items():
+        path = out / name
+        if not path.is_file() or file_digest(path) != expected:
+            raise MishonError(
+                f"{path} does not match {manifest_path} (epoch {manifest.get('epoch')}): "
+                "it was changed or damaged after training; retrain the run"
+            )
 
 
 def save_optimizer_state(state: dict[str, Any], path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from mishon.evaluate.evaluation import evaluate_run, load_evaluation
 from mishon.features.base import Modality
 from mishon.features.imported import import_vectors
 from mishon.graph.io import load_graph
-from mishon.lineage import Lineage, digest
+from mishon.lineage import Lineage, digest, file_digest
 from mishon.train.run import graph_for, load_run, train_model
 
 from .planted import planted_dataset, small_settings
@@ -119,6 +120,9 @@ def test_an_evaluation_of_other_weights_is_refused(trained: tuple[Path, Path]) -
     weights = load_file(str(run / "model.safetensors"))
     weights["output.bias"] = weights["output.bias"] + 1.0
     save_file(weights, str(run / "model.safetensors"))
+    checkpoint = json.loads((run / "checkpoint.json").read_text())
+    checkpoint["files"]["model.safetensors"] = file_digest(run / "model.safetensors")
+    (run / "checkpoint.json").write_text(json.dumps(checkpoint))  # as training again would
     with pytest.raises(MishonError, match=r"computed before the run's weights changed: rerun"):
         load_evaluation(run, load_run(run))
 

@@ -150,3 +150,91 @@ def test_a_damaged_run_file_is_named(trained: tuple[Path, Path]) -> None:
     (run / "run.json").write_text('{"dataset": "x"}')
     with pytest.raises(MishonError, match=r"run\.json cannot be read as a MISHON run"):
         load_run(run)
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _resign_graph(run: Path) -> None:
+    meta = json.loads((run / "graph.json").read_text())
+    meta["tensors_digest"] = file_digest(run / "graph.safetensors")
+    (run / "graph.json").write_text(json.dumps(meta))
+
+
+def _break_node_ids(run: Path) -> None:
+    from safetensors.numpy import load_file as load_numpy
+    from safetensors.numpy import save_file as save_numpy
+
+    tensors = load_numpy(str(run / "graph.safetensors"))
+    key = next(k for k in tensors if k.endswith("__index"))
+    tensors[key][1, 0] = 10**9  # a segfault in the sparse kernels before it was checked
+    save_numpy(tensors, str(run / "graph.safetensors"))
+    _resign_graph(run)
+
+
+def _nan_weights(run: Path) -> None:
+    weights = load_file(str(run / "model.safetensors"))
+    weights["output.bias"][0] = float("nan")
+    save_file(weights, str(run / "model.safetensors"))
+    checkpoint = json.loads((run / "checkpoint.json").read_text())
+    checkpoint["files"]["model.safetensors"] = file_digest(run / "model.safetensors")
+    (run / "checkpoint.json").write_text(json.dumps(checkpoint))
+
+
+def _edit_vocabulary(run: Path) -> None:
+    tags = json.loads((run / "vocabulary.json").read_text())
+    (run / "vocabulary.json").write_text(json.dumps(tags[::-1]))
+
+
+DAMAGES = {
+    "graph node ids out of range": (_break_node_ids, r"ids outside 0\.\.\d+: rebuild it"),
+    "graph tensors truncated": (
+        lambda run: _truncate(run / "graph.safetensors"),
+        r"graph.safetensors does not match .*graph.json",
+    ),
+    "graph json truncated": (
+        lambda run: _truncate(run / "graph.json"),
+        r"cannot read .*graph.json .*mishon graph DATA --out",
+    ),
+    "weights not finite": (_nan_weights, r"model.safetensors holds values that are not finite"),
+    "weights truncated": (
+        lambda run: _truncate(run / "model.safetensors"),
+        r"model.safetensors does not match .*checkpoint.json",
+    ),
+    "trainer state truncated": (
+        lambda run: _truncate(run / "trainer.json"),
+        r"trainer.json does not match .*checkpoint.json",
+    ),
+    "vocabulary edited": (_edit_vocabulary, r"vocabulary.json was changed after training"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_a_damaged_run_is_a_clear_error(trained: tuple[Path, Path], damage: str) -> None:
+    _, run = trained
+    change, message = DAMAGES[damage]
+    change(run)
+    with pytest.raises(MishonError, match=message):
+        load_run(run)
+
+
+def test_damaged_dataset_files_are_clear_errors(trained: tuple[Path, Path]) -> None:
+    dataset, run = trained
+    _truncate(dataset / "splits" / "random.parquet")
+    with pytest.raises(MishonError, match=r"cannot read .*random.parquet.*mishon data split"):
+        load_run(run)
+    _split(dataset, seed=0)
+    values = dataset / "features" / "textual" / "values.npy"
+    _truncate(values)
+    with pytest.raises(MishonError, match=r"cannot read .*values.npy.*mishon extract"):
+        load_run(run)
+
+
+def test_feature_values_that_are_not_finite_are_refused(trained: tuple[Path, Path]) -> None:
+    dataset, run = trained
+    values = np.load(dataset / "features" / "textual" / "values.npy", mmap_mode="r+")
+    values[3, 0, 0] = np.nan
+    values.flush()
+    with pytest.raises(MishonError, match=r"values.npy holds values that are not finite.*extract"):
+        load_run(run)

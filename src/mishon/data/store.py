@@ -255,7 +255,13 @@ def read_split(root: Path, name: str) -> pd.DataFrame:
             f"no split {name!r} in {root}; available: {available or 'none'} "
             f"(create one with `mishon data split {root}`)"
         )
-    return pq.read_table(path).to_pandas()
+    try:
+        return pq.read_table(path).to_pandas()
+    except (OSError, pa.ArrowException) as exc:
+        raise MishonError(
+            f"cannot read {path} ({exc}): make the split again with "
+            f"`mishon data split {root} --name {name} --overwrite`"
+        ) from None
 
 
 def split_fingerprint(assignment: pd.DataFrame) -> str:

@@ -76,10 +76,26 @@ class FeatureStore:
         self.folder = folder
         self.manifest = manifest
         mode = "r+" if writable else "r"
-        self.values: np.memmap = np.load(folder / "values.npy", mmap_mode=mode)
-        self.mask: np.memmap = np.load(folder / "mask.npy", mmap_mode=mode)
-        self.status: np.memmap = np.load(folder / "status.npy", mmap_mode=mode)
+        arrays = []
+        for name in ARRAYS:
+            try:
+                arrays.append(np.load(folder / name, mmap_mode=mode, allow_pickle=False))
+            except (OSError, ValueError) as exc:
+                raise MishonError(
+                    f"cannot read {folder / name} ({exc}): extract again with "
+                    "`mishon extract DATASET --overwrite`"
+                ) from None
+        self.values, self.mask, self.status = arrays
         self.post_ids: list[str] = manifest["post_ids"]
+        n, units, dim = len(self.post_ids), manifest.get("units"), manifest.get("dim")
+        for name, array, shape in zip(
+            ARRAYS, arrays, ((n, units, dim), (n, units), (n,)), strict=True
+        ):
+            if array.shape != shape:
+                raise MishonError(
+                    f"{folder / name} has shape {array.shape}, its manifest says {shape}: "
+                    "extract again with `mishon extract DATASET --overwrite`"
+                )
         self.replaces: Path | None = None  # the store this one replaces once complete
 
     @property

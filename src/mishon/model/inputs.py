@@ -78,6 +78,11 @@ def read_units(
         strict=True,
     ):
         block = normalise_units(torch.from_numpy(values.astype(np.float32)))
+        if not torch.isfinite(block).all():
+            raise MishonError(
+                f"{store.folder / 'values.npy'} holds values that are not finite: extract "
+                f"again with `mishon extract {dataset} --overwrite`"
+            )
         units[position : position + len(values)] = block.to(torch.float16)
         mask[position : position + len(values)] = torch.from_numpy(present.astype(bool))
         position += len(values)

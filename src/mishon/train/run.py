@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import yaml
 from pydantic import BaseModel, ConfigDict
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from mishon.config import RunSettings
@@ -62,6 +63,7 @@ class RunInfo(BaseModel):
     modalities: list[str]
     versions: dict[str, str] = {}
     lineage: Lineage | None = None  # None: a run made before lineages
+    vocabulary_digest: str | None = None  # of vocabulary.json; None: a run made before it
 
 
 def read_run_info(run: Path) -> RunInfo:
@@ -183,7 +185,8 @@ def train_model(
     report("loading features")
     vocabulary = None
     if resume and out is not None and (out / VOCABULARY).is_file():
-        vocabulary = Vocabulary(json.loads((out / VOCABULARY).read_text("utf-8")))
+        recorded = read_run_info(out).vocabulary_digest if (out / RUN_FILE).is_file() else None
+        vocabulary = read_vocabulary(out, recorded)
     device = resolve_device(settings.train.device)
     inputs = build_inputs(data, graph, settings.model.min_count, vocabulary).to(device)
     seed_everything(settings.train.seed)
@@ -249,6 +252,7 @@ def write_run_files(
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
     write_json(inputs.vocabulary.tags, out / VOCABULARY)
+    vocabulary_digest = file_digest(out / VOCABULARY)
     resolved = {"split": split, **settings.model_dump(mode="json", exclude={"split"})}
     with atomic_path(out / CONFIG) as tmp:
         tmp.write_text(yaml.safe_dump(resolved, sort_keys=False), "utf-8")
@@ -260,8 +264,41 @@ def write_run_files(
         modalities=list(inputs.modalities),
         versions=package_versions(),
         lineage=lineage,
+        vocabulary_digest=vocabulary_digest,
     )
     write_json(info.model_dump(mode="json"), out / RUN_FILE)
+
+
+def read_vocabulary(run: Path, expected: str | None = None) -> Vocabulary:
+    """The run's vocabulary.json: unique hashtag strings whose digest is the one run.json
+    recorded (`expected`, where known); anything else is an error naming the file."""
+    path = run / VOCABULARY
+    retrain = f"restore it or retrain the run (`mishon train DATA --out {run}`)"
+    if expected is not None and path.is_file() and file_digest(path) != expected:
+        raise MishonError(f"{path} was changed after training (run.json has its digest): {retrain}")
+    try:
+        tags = json.loads(path.read_text("utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise MishonError(f"cannot read {path} ({exc}): {retrain}") from None
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise MishonError(f"{path} is not a list of hashtags: {retrain}")
+    if len(set(tags)) != len(tags):
+        raise MishonError(f"{path} repeats a hashtag: {retrain}")
+    return Vocabulary(tags)
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """Weights from a safetensors file, every value finite; an error names the file."""
+    try:
+        weights = load_file(str(path))
+    except (OSError, SafetensorError) as exc:
+        raise MishonError(f"cannot read {path} ({exc}): retrain the run") from None
+    broken = sorted(name for name, value in weights.items() if not torch.isfinite(value).all())
+    if broken:
+        raise MishonError(
+            f"{path} holds values that are not finite in {', '.join(broken[:3])}: retrain the run"
+        )
+    return weights
 
 
 @dataclass
@@ -297,10 +334,10 @@ def load_run(run: Path, dataset: Path | None = None, device: str = "auto") -> Tr
     graph = load_graph(run)
     data = load_split_data(dataset or Path(info.dataset), info.split)
     _check_lineage(run, run_lineage(data, graph, settings), "load")
-    vocabulary = Vocabulary(json.loads((run / VOCABULARY).read_text("utf-8")))
+    vocabulary = read_vocabulary(run, info.vocabulary_digest)
     inputs = build_inputs(data, graph, settings.model.min_count, vocabulary)
     network = make_network(settings, inputs)
-    weights = load_file(str(run / BEST_WEIGHTS))
+    weights = read_weights(run / BEST_WEIGHTS)
     expected = network.state_dict()
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))

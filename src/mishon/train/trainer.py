@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from mishon.config import TrainSettings
@@ -146,11 +146,17 @@ class Trainer:
         """Load the last saved state from the output directory; False if there is none."""
         if self.out is None or not (self.out / STATE).is_file():
             return False
-        saved = json.loads((self.out / STATE).read_text("utf-8"))
-        self.network.load_state_dict(load_file(str(self.out / LAST_WEIGHTS)))
-        self.best_weights = load_file(str(self.out / BEST_WEIGHTS))
-        self.optimizer.load_state_dict(load_optimizer_state(self.out / OPTIMIZER))
-        generators = load_file(str(self.out / RNG))
+        try:
+            saved = json.loads((self.out / STATE).read_text("utf-8"))
+            self.network.load_state_dict(load_file(str(self.out / LAST_WEIGHTS)))
+            self.best_weights = load_file(str(self.out / BEST_WEIGHTS))
+            self.optimizer.load_state_dict(load_optimizer_state(self.out / OPTIMIZER))
+            generators = load_file(str(self.out / RNG))
+        except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
+            raise MishonError(
+                f"cannot resume from {self.out} ({exc}): its checkpoint is damaged; "
+                "train again into a new --out"
+            ) from None
         torch.set_rng_state(generators["torch"])
         if "cuda" in generators and self.inputs.device.type == "cuda":
             torch.cuda.set_rng_state(generators["cuda"], self.inputs.device)

@@ -108,6 +108,10 @@ def test_cli_recommend_for_a_video_and_caption(tiny_extracted: Path, tmp_path: P
     assert result.exit_code == 1 and "does not exist" in result.output
     result = runner.invoke(app, ["recommend", str(run)])
     assert result.exit_code == 1 and "--video, --caption or both" in result.output
+    for name, content in (("noise.mp4", bytes(range(256)) * 64), ("empty.mp4", b"")):
+        (tmp_path / name).write_bytes(content)
+        result = runner.invoke(app, ["recommend", str(run), "--video", str(tmp_path / name)])
+        assert result.exit_code == 1 and "the video cannot be read" in result.output, name
 
 
 def test_post_index_ivf_probing_every_list_equals_exact_search() -> None:

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
 from mishon.config import ServeSettings
@@ -26,6 +27,9 @@ def service(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path) -> Hashtag
 def client(service: HashtagService) -> Iterator[TestClient]:
     with TestClient(create_app(service)) as test_client:
         yield test_client
+
+
+MP4_HEAD = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
 
 
 def clip(service: HashtagService) -> Path:
@@ -67,20 +71,133 @@ def test_recommend_from_a_caption_and_from_a_video(
         ({"caption": "x", "k": "0"}, None, 422, "k: must be between 1 and 100"),
         ({"caption": "x", "user_id": "../etc"}, None, 422, "user_id"),
         ({"caption": "x" * 5001}, None, 422, "caption: longer than 5000"),
-        ({}, {"video": ("a.txt", b"hello", "text/plain")}, 415, "content type 'text/plain'"),
-        ({}, {"video": ("a.mp4", b"0" * (2 << 20), "video/mp4")}, 413, "larger than 1 MB"),
-        ({}, {"video": ("a.mp4", b"not a video", "video/mp4")}, 200, None),
+        ({"caption": "x", "user_id": "u0003\n"}, None, 422, "user_id"),
+        ({}, {"video": ("a.txt", b"hello", "text/plain")}, 415, "not a video container"),
+        ({}, {"video": ("a.mp4", b"not a video", "video/mp4")}, 415, "not a video container"),
+        ({}, {"video": ("a.mp4", b"0" * (3 << 20), "video/mp4")}, 413, "larger than"),
+        ({}, {"video": ("a.mp4", MP4_HEAD + b"garbage" * 99, "video/mp4")}, 422, "cannot be read"),
     ],
 )
 def test_bad_requests_get_clear_errors(
-    client: TestClient, data: dict, files: dict | None, status: int, message: str | None
+    client: TestClient, data: dict, files: dict | None, status: int, message: str
 ) -> None:
     answer = client.post("/v1/recommend", data=data, files=files)
     assert answer.status_code == status, answer.text
-    if message:
-        assert message in answer.json()["detail"]
-    else:  # an undecodable video is noted, and the post still gets hashtags from the rest
-        assert answer.json()["notes"]
+    assert message in answer.json()["detail"]
+    assert "uploads" not in answer.json()["detail"]  # no server path in an answer
+
+
+def test_a_video_is_recognised_by_its_bytes_not_its_declared_type(
+    client: TestClient, service: HashtagService
+) -> None:
+    with clip(service).open("rb") as handle:  # as `curl -F video=@clip.mp4` sends it
+        answer = client.post(
+            "/v1/recommend",
+            files={"video": ("clip.mp4", handle, "application/octet-stream")},
+            data={"k": "3"},
+        )
+    assert answer.status_code == 200, answer.text
+    assert "visual" in answer.json()["modalities"]
+
+
+def test_recorded_posts_are_bounded(client: TestClient) -> None:
+    def post(**body: object) -> tuple[int, str]:
+        answer = client.post("/v1/posts", json={"user_id": "mallory", **body})
+        return answer.status_code, answer.text
+
+    assert post(hashtags=["x" * 101]) == (422, post(hashtags=["x" * 101])[1])
+    assert "longer than 100 characters" in post(hashtags=["x" * 101])[1]
+    assert "more than 50" in post(hashtags=[f"t{i}" for i in range(51)])[1]
+    status, text = post(hashtags=["ok"], caption="c" * 70_000)
+    assert status == 413 and "larger than 65,536 bytes" in text
+    answer = client.post("/v1/posts", json={"user_id": "u0003\n", "hashtags": ["ok"]})
+    assert answer.status_code == 422
+
+
+def test_docs_page_loads_nothing_from_elsewhere(client: TestClient) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert "POST /v1/recommend" in page.text and "POST /v1/posts" in page.text
+    assert "<script" not in page.text and "cdn" not in page.text.lower()
+    assert client.get("/redoc").status_code == 404
+
+
+def test_recording_needs_the_token_where_one_is_set(service: HashtagService) -> None:
+    saved = service.settings
+    service.settings = ServeSettings(token="s3cret-token-0123456789")
+    try:
+        with TestClient(create_app(service)) as guarded:
+            body = {"user_id": "tok", "hashtags": ["guarded"]}
+            assert guarded.post("/v1/posts", json=body).status_code == 401
+            wrong = {"Authorization": "Bearer not-the-token-0123456789"}
+            assert guarded.post("/v1/posts", json=body, headers=wrong).status_code == 401
+            right = {"Authorization": "Bearer s3cret-token-0123456789"}
+            assert guarded.post("/v1/posts", json=body, headers=right).status_code == 201
+            assert guarded.post("/v1/recommend", data={"caption": "hi"}).status_code == 200
+    finally:
+        service.settings = saved
+
+
+ECHO = FastAPI()
+
+
+@ECHO.post("/")
+async def echo(request: Request) -> dict:
+    return {"bytes": len(await request.body())}
+
+
+def test_body_limits_refuse_early_and_time_out() -> None:
+    import asyncio
+
+    from mishon.serve.guards import BodyLimits
+
+    async def call(limit: int, headers: list, chunks: int, delay: float = 0.0) -> tuple[int, int]:
+        pulled, sent = 0, []
+
+        async def receive() -> dict:
+            nonlocal pulled
+            pulled += 1
+            await asyncio.sleep(delay)
+            return {"type": "http.request", "body": b"x" * 1000, "more_body": pulled < chunks}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/",
+            "headers": headers,
+            "query_string": b"",
+            "root_path": "",
+            "scheme": "http",
+            "server": ("test", 80),
+        }
+        await BodyLimits(ECHO, lambda path: limit, timeout_s=0.2)(scope, receive, send)
+        return next(m["status"] for m in sent if m["type"] == "http.response.start"), pulled
+
+    declared = [(b"content-length", b"999999999")]
+    assert asyncio.run(call(10_000, declared, 1000)) == (413, 0)  # refused before any read
+    assert asyncio.run(call(10_000, [], 1000)) == (413, 11)  # refused as the limit passes
+    assert asyncio.run(call(10**9, [], 1000, delay=0.01))[0] == 408  # too slow
+    assert asyncio.run(call(10**9, [], 3)) == (200, 3)
+
+
+def test_oversized_frames_are_refused_before_decoding(
+    service: HashtagService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mishon.media import decode
+
+    monkeypatch.setattr(decode, "MAX_FRAME_PIXELS", 100)
+    with pytest.raises(decode.MediaError, match=r"\d+ x \d+ frames are larger than the 100 pixels"):
+        decode.sample_frames(clip(service), 2, 32)
+
+
+def test_host_binding_rule() -> None:
+    from mishon.serve.guards import is_loopback
+
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4")
 
 
 def test_recorded_posts_shape_the_users_recommendations(client: TestClient) -> None:

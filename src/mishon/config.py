@@ -17,6 +17,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -508,7 +509,25 @@ class ServeSettings(Settings):
     device: DeviceName = Field(
         "cpu", description="torch device of the model: cpu, auto, cuda or cuda:N"
     )
-    media_types: list[str] = Field(
-        default_factory=lambda: ["video/mp4", "video/quicktime", "video/webm", "video/x-matroska"],
-        description="accepted upload content types",
+    containers: list[Literal["mp4", "mov", "webm", "mkv"]] = Field(
+        default_factory=lambda: ["mp4", "mov", "webm", "mkv"],
+        description="accepted video containers, recognised from the upload's first bytes "
+        "(the declared content type is not trusted)",
+    )
+    max_hashtags: int = Field(50, ge=1, description="most hashtags a recorded post may carry")
+    max_hashtag_chars: int = Field(100, ge=1, description="longest accepted hashtag")
+    max_json_kb: float = Field(
+        64.0, gt=0, description="largest request body other than a video upload"
+    )
+    body_timeout_s: float = Field(
+        120.0, gt=0, description="a request body must arrive within this time, else 408"
+    )
+    max_connections: int = Field(
+        100, ge=1, description="open connections at once; more are answered 503"
+    )
+    token: SecretStr | None = Field(
+        None,
+        min_length=16,
+        description="bearer token required to record posts (POST /v1/posts); "
+        "`mishon serve` also reads MISHON_TOKEN",
     )

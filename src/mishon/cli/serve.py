@@ -79,20 +79,48 @@ def serve(
     dataset: Annotated[
         Path | None, typer.Option(help="The run's dataset, if it has moved since training.")
     ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MISHON_TOKEN",
+            show_envvar=True,
+            help="Bearer token (16+ characters) that recording posts must send [none].",
+        ),
+    ] = None,
 ) -> None:
     """Serve recommendations over HTTP: the page at /, the API under /v1, its docs at /docs."""
     import uvicorn
 
     from mishon.config import ServeSettings
     from mishon.serve.app import create_app
+    from mishon.serve.guards import is_loopback
     from mishon.serve.service import HashtagService
 
     settings = load_settings(
         ServeSettings,
         config,
-        {"host": host, "port": port, "max_upload_mb": max_upload_mb, "timeout_s": timeout},
+        {
+            "host": host,
+            "port": port,
+            "max_upload_mb": max_upload_mb,
+            "timeout_s": timeout,
+            "token": token,
+        },
     )
+    if not is_loopback(settings.host) and settings.token is None:
+        console.print(
+            f"[yellow]warning[/]: bound to {settings.host} without a token: anyone who can reach "
+            "this port can record posts (and so steer what is recommended). Set --token or "
+            "MISHON_TOKEN, and put the service behind TLS (README, 'Exposing the service').",
+            highlight=False,
+        )
     with status("loading the run"):
         service = HashtagService(run, settings, dataset)
     console.print(f"serving {run} on http://{settings.host}:{settings.port}/", highlight=False)
-    uvicorn.run(create_app(service), host=settings.host, port=settings.port, log_level="info")
+    uvicorn.run(
+        create_app(service),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        limit_concurrency=settings.max_connections,
+    )

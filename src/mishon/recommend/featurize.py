@@ -58,17 +58,19 @@ class PostFeaturizer:
     def featurize(
         self, video: Path | None, caption: str | None
     ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, float], list[str]]:
-        """(units per modality, seconds per stage, notes) for one post; a missing or undecodable
-        input leaves its modality out (noted), it never fails the post."""
+        """(units per modality, seconds per stage, notes) for one post; a missing input, or a
+        stream of the video that cannot be decoded, leaves its modality out (noted). A video
+        none of whose streams can be read (not a video at all) is a MishonError."""
         timings: dict[str, float] = {}
         notes: list[str] = []
         clock = time.perf_counter()
         decoded = decode_post(str(video) if video is not None else None, self.request)
         if video is not None and self.request.frames:
             timings["decode_s"] = time.perf_counter() - clock
-        for error in (decoded.frame_error, decoded.audio_error):
-            if error:
-                notes.append(error)
+        errors = [e for e in (decoded.frame_error, decoded.audio_error) if e]
+        if video is not None and errors and decoded.frames is None and decoded.audio is None:
+            raise MishonError(f"the video cannot be read: {errors[0]}")
+        notes += errors
         text = None
         if caption and caption.strip():
             text, _ = extract_from_caption(caption)

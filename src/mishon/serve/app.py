@@ -5,78 +5,93 @@
 - GET  /v1/health     run, vocabulary, recorded posts
 - GET  /              the upload page;  /docs  the OpenAPI documentation
 
-Uploads are bounded (size while streaming, content type, caption length, k), written to a
-temporary folder inside the run directory and deleted after use. At most `max_concurrent`
-recommendations are computed at once; one taking longer than `timeout_s` answers 504.
+Every request body is bounded in size (refused from Content-Length before it is read, else
+while it streams in) and in arrival time (`serve/guards.py`); an upload's container is
+recognised from its bytes, written under a name of our own to a temporary folder inside the
+run directory and deleted after use; captions, hashtags, user ids and k are bounded. At most
+`max_concurrent` recommendations are computed at once; one taking longer than `timeout_s`
+answers 504. With a token set, recording posts needs it (`Authorization: Bearer`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import tempfile
 import threading
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import FastAPI, File, Form, HTTPException, UploadFile
+from fastapi import FastAPI, File, Form, Header, HTTPException, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from mishon.config import ServeSettings
 from mishon.data.hashtags import normalize_hashtags
+from mishon.errors import MishonError
+from mishon.serve.docs_page import render_docs
+from mishon.serve.guards import (
+    USER_ID_RULE,
+    BodyLimits,
+    check_token,
+    sniff_container,
+    valid_user_id,
+)
 from mishon.serve.service import HashtagService
 
 CHUNK = 1 << 20
-USER_ID = re.compile(r"^[\w.@:+-]{1,200}$")
-SUFFIXES = {
-    "video/mp4": ".mp4",
-    "video/quicktime": ".mov",
-    "video/webm": ".webm",
-    "video/x-matroska": ".mkv",
-}
+FORM_OVERHEAD = 1 << 20  # what a recommendation's form fields may add to the video's bytes
 
 
 class RecordedPost(BaseModel):
     """A post published with the hashtags its author chose."""
 
-    user_id: str = Field(min_length=1, max_length=200, pattern=USER_ID.pattern)
-    hashtags: list[str] = Field(min_length=1, max_length=50)
-    caption: str | None = Field(None, max_length=5000)
-    post_id: str | None = Field(None, min_length=1, max_length=200, pattern=USER_ID.pattern)
+    user_id: str = Field(description=USER_ID_RULE)
+    hashtags: list[str] = Field(min_length=1)
+    caption: str | None = None
+    post_id: str | None = Field(None, description=USER_ID_RULE.replace("user_id", "post_id"))
+
+    @field_validator("user_id", "post_id")
+    @classmethod
+    def _identifier(cls, value: str | None) -> str | None:
+        if value is not None and not valid_user_id(value):
+            raise ValueError("1 to 200 letters, digits or . _ @ : + -")
+        return value
 
 
 def _check_user(user_id: str | None) -> str | None:
     if user_id is None or user_id == "":
         return None
-    if not USER_ID.match(user_id):
-        raise HTTPException(422, "user_id: 1 to 200 letters, digits or . _ @ : + -")
+    if not valid_user_id(user_id):
+        raise HTTPException(422, USER_ID_RULE)
     return user_id
 
 
 async def _save_upload(video: UploadFile, folder: Path, settings: ServeSettings) -> Path:
-    media_type = (video.content_type or "").split(";")[0].strip().lower()
-    if media_type not in settings.media_types:
-        raise HTTPException(
-            415,
-            f"video: content type {media_type or 'unknown'!r} is not one of "
-            f"{', '.join(settings.media_types)}",
-        )
+    """The upload written to `folder` under a name of our own, its container recognised from
+    its first bytes (the declared content type is not trusted)."""
     limit = int(settings.max_upload_mb * 2**20)
     if video.size is not None and video.size > limit:
         raise HTTPException(413, f"video: larger than {settings.max_upload_mb:g} MB")
-    path = folder / f"upload{SUFFIXES.get(media_type, '.bin')}"  # never the client's file name
-    written = 0
+    head = await video.read(64)
+    if not head:
+        raise HTTPException(422, "video: the file is empty")
+    container = sniff_container(head)
+    if container is None or container not in settings.containers:
+        raise HTTPException(
+            415,
+            f"video: not a video container this service reads ({', '.join(settings.containers)})",
+        )
+    path = folder / f"upload.{container}"  # never the client's file name
+    written = len(head)
     with path.open("wb") as handle:
+        handle.write(head)
         while chunk := await video.read(CHUNK):
             written += len(chunk)
             if written > limit:
                 raise HTTPException(413, f"video: larger than {settings.max_upload_mb:g} MB")
             handle.write(chunk)
-    if written == 0:
-        raise HTTPException(422, "video: the file is empty")
     return path
 
 
@@ -87,7 +102,17 @@ def create_app(service: HashtagService) -> FastAPI:
         title="MISHON hashtag recommendation",
         version="1",
         description="Hashtags for micro-videos from a trained MISHON run.",
+        docs_url=None,  # FastAPI's pages load scripts from a CDN; /docs below needs none
+        redoc_url=None,
     )
+    upload_limit = int(settings.max_upload_mb * 2**20) + FORM_OVERHEAD
+    json_limit = int(settings.max_json_kb * 2**10)
+    app.add_middleware(
+        BodyLimits,
+        limit_for=lambda path: upload_limit if path == "/v1/recommend" else json_limit,
+        timeout_s=settings.body_timeout_s,
+    )
+    token = settings.token.get_secret_value() if settings.token is not None else None
     # A thread semaphore, taken in the worker thread: it bounds the computation whatever event
     # loop the request runs on (an asyncio one is bound to a single loop).
     gate = threading.BoundedSemaphore(settings.max_concurrent)
@@ -104,6 +129,10 @@ def create_app(service: HashtagService) -> FastAPI:
     def index() -> str:
         return page
 
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    def docs() -> str:
+        return render_docs(app.openapi())
+
     @app.get("/v1/health")
     def health() -> dict[str, Any]:
         return service.health()
@@ -115,6 +144,7 @@ def create_app(service: HashtagService) -> FastAPI:
         user_id: Annotated[str | None, Form(description="the poster; unknown = new")] = None,
         k: Annotated[int, Form(description="how many hashtags")] = 10,
     ) -> dict[str, Any]:
+        """Top-k hashtags for a new post (a video, a caption or both) with their reasons."""
         if not 1 <= k <= settings.max_k:
             raise HTTPException(422, f"k: must be between 1 and {settings.max_k}")
         if caption is not None and len(caption) > settings.max_caption_chars:
@@ -134,9 +164,25 @@ def create_app(service: HashtagService) -> FastAPI:
                 raise HTTPException(
                     504, f"the recommendation took longer than {settings.timeout_s:g} s"
                 ) from None
+            except MishonError as exc:  # e.g. a video that cannot be decoded
+                raise HTTPException(422, str(exc).replace(folder + "/", "")) from None
 
     @app.post("/v1/posts", status_code=201)
-    def record(post: RecordedPost) -> dict[str, Any]:
+    def record(
+        post: RecordedPost, authorization: Annotated[str | None, Header()] = None
+    ) -> dict[str, Any]:
+        """Record a published post with its hashtags; it is known to every later ranking."""
+        check_token(token, authorization)
+        if len(post.hashtags) > settings.max_hashtags:
+            raise HTTPException(422, f"hashtags: more than {settings.max_hashtags}")
+        long = [t for t in post.hashtags if len(t) > settings.max_hashtag_chars]
+        if long:
+            raise HTTPException(
+                422,
+                f"hashtags: longer than {settings.max_hashtag_chars} characters: {long[0][:40]}...",
+            )
+        if post.caption is not None and len(post.caption) > settings.max_caption_chars:
+            raise HTTPException(422, f"caption: longer than {settings.max_caption_chars} chars")
         try:
             hashtags = normalize_hashtags(post.hashtags)
         except ValueError as exc:

@@ -74,6 +74,8 @@ class HashtagService:
             result = self.live.recommend(NewPost(units, user_id), k)
             timings["graph_model_and_evidence_s"] = time.perf_counter() - clock
         timings["total_s"] = time.perf_counter() - started
+        if video is not None:  # no server path in an answer
+            notes = [note.replace(f"{video.parent}/", "") for note in notes]
         return {
             **result.as_dict(),
             "modalities": list(units),

@@ -289,3 +289,42 @@ def test_cli_extract_with_tiny_transformers_models(
     assert load(dataset, "textual").manifest["model_id"] == str(tiny_models["bert"])
     check = runner.invoke(app, ["features", "validate", str(dataset)])
     assert check.exit_code == 0 and "valid" in check.output
+
+
+POOL_THEN_SLEEP = """
+import os, sys, time
+from mishon.processes import worker_pool
+
+pool = worker_pool(2)
+pids = {pool.submit(os.getpid).result() for _ in range(8)}
+for f in [pool.submit(time.sleep, 0.5) for _ in range(2)]:
+    f.result()
+print(" ".join(map(str, sorted({pool.submit(os.getpid).result() for _ in range(8)}))), flush=True)
+time.sleep(60)
+"""
+
+
+def test_workers_end_with_a_killed_parent() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-c", POOL_THEN_SLEEP], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        workers = [int(pid) for pid in process.stdout.readline().split()]
+        assert workers
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    deadline = time.monotonic() + 10
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+        alive = [pid for pid in alive if Path(f"/proc/{pid}").exists() and not _zombie(pid)]
+    assert not alive, f"workers {alive} outlived their killed parent"
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+    except OSError:
+        return False

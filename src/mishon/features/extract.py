@@ -7,11 +7,10 @@ the same composition as in an uninterrupted run, so the stored arrays come out i
 
 from __future__ import annotations
 
-import multiprocessing
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from mishon.features.base import Extractor, Modality
 from mishon.features.registry import create_extractor
 from mishon.features.store import FAILED, PENDING, FeatureStore, StoreSpec, modality_dir
 from mishon.media.decode import MediaError, read_audio, sample_frames
+from mishon.processes import worker_pool
 
 ProgressFn = Callable[[int], None]
 
@@ -131,10 +131,7 @@ class _Decoder:
         self.request = request
         self.pool: Executor | None = None
         if workers > 0:
-            # spawn: workers start clean, without the parent's torch threads or FFmpeg state
-            self.pool = ProcessPoolExecutor(
-                workers, mp_context=multiprocessing.get_context("spawn")
-            )
+            self.pool = worker_pool(workers)
 
     def submit(self, rows: range) -> list[Future[DecodedPost]] | list[DecodedPost]:
         if self.pool is None:

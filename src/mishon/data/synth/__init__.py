@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import shutil
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from mishon.data.store import (
 from mishon.data.synth.render import render_post
 from mishon.data.synth.world import RenderSpec, World, build_world
 from mishon.errors import MishonError
+from mishon.processes import worker_pool
 
 __all__ = ["World", "build_world", "generate_corpus"]
 
@@ -88,9 +88,7 @@ def _render_all(
             render_post(spec, cfg, media / f"{spec.post_id}.mp4")
             done()
         return
-    # spawn: workers start clean, no FFmpeg state inherited from the parent
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=context) as pool:
+    with worker_pool(cfg.workers) as pool:
         pending = {pool.submit(render_post, s, cfg, media / f"{s.post_id}.mp4") for s in specs}
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)

@@ -452,3 +452,14 @@ def test_cli_train_prints_progress_lines_to_a_log_and_takes_set(
     saved = json.loads((out / "run.json").read_text())["settings"]
     assert saved["model"]["hidden"] == 16 and saved["train"]["eval_every"] == 2
     assert saved["train"]["epochs"] == 10
+
+
+def test_no_generated_module_is_left_in_the_temporary_folder() -> None:
+    import sys
+
+    from mishon.model.network import sage_conv
+
+    for aggr in ("mean", "max"):
+        conv = sage_conv(4, aggr)
+        name = f"{type(conv).__module__}_{type(conv).__name__}_propagate"
+        assert not Path(sys.modules[name].__file__).exists(), aggr

@@ -8,6 +8,10 @@ The result and gradients equal SAGEConv's own (tests/test_model.py).
 
 from __future__ import annotations
 
+import sys
+import tempfile
+from pathlib import Path
+
 import torch
 from torch_geometric.nn import SAGEConv
 
@@ -57,6 +61,16 @@ class _NeighbourMean(torch.autograd.Function):
 def neighbour_mean(adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Row-wise mean of `x` over the columns of the CSR `adj` (rows without neighbours: 0)."""
     return _NeighbourMean.apply(x, adj)
+
+
+def remove_generated_source(cls: type) -> None:
+    """PyG writes the `propagate` it generates for a MessagePassing subclass to a file in the
+    system's temporary folder, once per process, and leaves it there (136 files after a day
+    of test runs). The module is loaded by then; its file goes."""
+    module = sys.modules.get(f"{cls.__module__}_{cls.__name__}_propagate")
+    source = getattr(module, "__file__", None)
+    if source and Path(source).parent == Path(tempfile.gettempdir()):
+        Path(source).unlink(missing_ok=True)
 
 
 class MeanSAGEConv(SAGEConv):

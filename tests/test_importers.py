@@ -449,3 +449,24 @@ def test_export_and_reimport_round_trip(tmp_path: Path) -> None:
     export = write(tmp_path / "export.jsonl", "\n".join(lines) + "\n")
     import_dataset(export, tmp_path / "second", settings("jsonl"))
     pd.testing.assert_frame_equal(first, read_posts(tmp_path / "second"))
+
+
+def test_hardlink_across_file_systems_is_a_clear_error_and_keeps_the_old_dataset(
+    tmp_path: Path, tiny_corpus: tuple[Path, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    corpus, _ = tiny_corpus
+    (tmp_path / "one.mp4").write_bytes((corpus / "media" / "p000000.mp4").read_bytes())
+    src = write(tmp_path / "p.csv", "id,author,tags,clip\na,u,x,one.mp4\n")
+    mapping = "post_id=id,user_id=author,hashtags=tags,video=clip"
+    out = tmp_path / "ds"
+    import_dataset(src, out, settings(mapping=mapping))
+
+    def cross_device(source: object, target: object) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", cross_device)
+    with pytest.raises(MishonError, match=r"cannot hardlink .*one.mp4.*\(try --media copy\)"):
+        import_dataset(src, out, settings(mapping=mapping, media="hardlink"), overwrite=True)
+    assert validate_dataset(out) == [] and read_posts(out)["post_id"].tolist() == ["a"]

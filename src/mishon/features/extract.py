@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,31 +245,84 @@ def extract_features(
     if on_total is not None:
         on_total(sum(len(rows) for rows, _ in work))
 
-    decoder = _Decoder(
-        paths,
-        request,
-        settings.workers if any(m != Modality.TEXTUAL for _, t in work for m in t) else 0,
-    )
+    jobs = Jobs(work, active, paths, captions, unsafe, request)
+    if settings.engine == "ray":
+        from mishon.features.ray_engine import ray_batches
+
+        batches = ray_batches(jobs, settings)
+    else:
+        batches = _local_batches(jobs, settings.workers)
+    left = {rows.start: len(todo) for rows, todo in work}
     try:
-        for rows, todo, handles in _prefetched(work, decoder, depth=2):
-            decoded = decoder.collect(handles) if handles is not None else None
-            for modality in todo:
-                inputs, failed = _modality_inputs(modality, rows, decoded, captions, unsafe)
-                values, mask = active[modality].encode(inputs)
-                for offset in failed:
-                    mask[offset] = False
-                stores[modality].write(rows.start, values, mask, failed)
-                report.modalities[modality].computed += len(rows)
-            if progress is not None:
+        for rows, modality, (values, mask, failed) in batches:
+            stores[modality].write(rows.start, values, mask, failed)
+            report.modalities[modality].computed += len(rows)
+            left[rows.start] -= 1
+            if progress is not None and not left[rows.start]:
                 progress(len(rows))
     finally:
-        decoder.close()
+        batches.close()  # stops the workers (or the Ray job) on an error too
         for m, store in stores.items():
             store.finish()
             report.modalities[m].counts = store.counts()
             report.modalities[m].failures = store.failures()
     report.seconds = time.perf_counter() - started
     return report
+
+
+Encoded = tuple[np.ndarray, np.ndarray, dict[int, str]]  # values, mask, failures by offset
+
+
+@dataclass
+class Jobs:
+    """What an engine needs: the batches to compute and the posts' inputs."""
+
+    work: list[tuple[range, list[Modality]]]
+    extractors: dict[Modality, Extractor]
+    paths: list[str | None]
+    captions: list[str | None]
+    unsafe: dict[int, str]
+    request: DecodeRequest
+
+    @property
+    def needs_media(self) -> bool:
+        return any(m != Modality.TEXTUAL for _, todo in self.work for m in todo)
+
+
+def encode_batch(
+    extractor: Extractor,
+    modality: Modality,
+    rows: range,
+    decoded: list[DecodedPost] | None,
+    captions: list[str | None],
+    unsafe: dict[int, str],
+) -> Encoded:
+    """One modality of one batch through its extractor; failed posts are masked out."""
+    inputs, failed = _modality_inputs(modality, rows, decoded, captions, unsafe)
+    values, mask = extractor.encode(inputs)
+    for offset in failed:
+        mask[offset] = False
+    return values, mask, failed
+
+
+def _local_batches(
+    jobs: Jobs, workers: int
+) -> Generator[tuple[range, Modality, Encoded], None, None]:
+    """The single-process engine: decoding in `workers` processes a batch or two ahead,
+    extractors in this process."""
+    decoder = _Decoder(jobs.paths, jobs.request, workers if jobs.needs_media else 0)
+    try:
+        for rows, todo, handles in _prefetched(jobs.work, decoder, depth=2):
+            decoded = decoder.collect(handles) if handles is not None else None
+            for modality in todo:
+                extractor = jobs.extractors[modality]
+                yield (
+                    rows,
+                    modality,
+                    encode_batch(extractor, modality, rows, decoded, jobs.captions, jobs.unsafe),
+                )
+    finally:
+        decoder.close()
 
 
 def _prefetched(

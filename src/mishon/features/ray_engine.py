@@ -1,0 +1,119 @@
+"""The Ray engine of `mishon extract` (`--engine ray`): the same batches, extractors and
+feature store as the local engine, spread over a Ray cluster.
+
+Each batch's videos are decoded by a Ray task (one CPU each, anywhere in the cluster); each
+extractor runs in a pool of `ray_actors` actors (a GPU each where the cluster has GPUs) that
+receive the decoded batch straight from the object store. The driver alone writes the store,
+batch by batch as results arrive, so an interrupted cluster job resumes like a local one.
+Ray core (tasks and actors) rather than Ray Data: a decoded batch is ragged (clips of any
+length, per-post errors) and travels as one object, without conversion to Arrow blocks.
+Without `ray_address` a local cluster is started, and stopped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+from typing import Any
+
+from mishon.config import ExtractSettings
+from mishon.errors import MishonError
+from mishon.features.base import Extractor, Modality
+from mishon.features.extract import (
+    DecodedPost,
+    DecodeRequest,
+    Encoded,
+    Jobs,
+    decode_post,
+    encode_batch,
+)
+
+
+def _decode_rows(paths: list[str | None], request: DecodeRequest) -> list[DecodedPost]:
+    return [decode_post(path, request) for path in paths]
+
+
+class ExtractorActor:
+    """One extractor, loaded once, encoding batches of one modality."""
+
+    def __init__(self, extractor: Extractor, modality: Modality, threads: int | None) -> None:
+        import torch
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.extractor = extractor
+        self.modality = modality
+
+    def encode(
+        self,
+        decoded: list[DecodedPost] | None,
+        captions: list[str | None],
+        unsafe: dict[int, str],
+    ) -> Encoded:
+        rows = range(len(captions))  # the batch's posts, by offset
+        return encode_batch(self.extractor, self.modality, rows, decoded, captions, unsafe)
+
+
+def ray_batches(
+    jobs: Jobs, settings: ExtractSettings
+) -> Generator[tuple[range, Modality, Encoded], None, None]:
+    """Yield (rows, modality, encoded) as the cluster finishes them, in any order."""
+    try:
+        import ray
+    except ImportError:
+        raise MishonError(
+            "the ray engine needs Ray: pip install 'mishon[ray]' (or 'ray[data]')"
+        ) from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(
+            address=settings.ray_address,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    actors: list[Any] = []
+    try:
+        gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+        # Actors reserve no CPU: three modalities' actors and the decoding tasks must fit on
+        # a two-core machine; each actor's torch threads are what the node has.
+        actor_class = ray.remote(num_cpus=0, num_gpus=gpus)(ExtractorActor)
+        decode = ray.remote(num_cpus=1)(_decode_rows)
+        pools: dict[Modality, list[Any]] = {}
+        for modality, extractor in jobs.extractors.items():
+            shared = ray.put(extractor)
+            pools[modality] = [
+                actor_class.remote(shared, modality, os.cpu_count())
+                for _ in range(settings.ray_actors)
+            ]
+            actors += pools[modality]
+        in_flight: dict[Any, tuple[range, Modality]] = {}
+        limit = 2 * len(actors) + 2  # bounds the decoded batches held in the object store
+        for number, (rows, todo) in enumerate(jobs.work):
+            decoded = None
+            if any(m != Modality.TEXTUAL for m in todo):
+                decoded = decode.remote([jobs.paths[r] for r in rows], jobs.request)
+            captions = [jobs.captions[r] for r in rows]
+            unsafe = {r - rows.start: e for r, e in jobs.unsafe.items() if r in rows}
+            for modality in todo:
+                pool = pools[modality]
+                actor = pool[number % len(pool)]
+                in_flight[actor.encode.remote(decoded, captions, unsafe)] = (rows, modality)
+            while len(in_flight) >= limit:
+                yield from _finished(ray, in_flight, wait_for=1)
+        while in_flight:
+            yield from _finished(ray, in_flight, wait_for=1)
+    finally:
+        for actor in actors:
+            ray.kill(actor)
+        if started_here:
+            ray.shutdown()
+
+
+def _finished(
+    ray: Any, in_flight: dict[Any, tuple[range, Modality]], wait_for: int
+) -> Generator[tuple[range, Modality, Encoded], None, None]:
+    done, _ = ray.wait(list(in_flight), num_returns=wait_for)
+    for ref in done:
+        rows, modality = in_flight.pop(ref)
+        yield rows, modality, ray.get(ref)

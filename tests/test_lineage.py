@@ -238,3 +238,37 @@ def test_feature_values_that_are_not_finite_are_refused(trained: tuple[Path, Pat
     values.flush()
     with pytest.raises(MishonError, match=r"values.npy holds values that are not finite.*extract"):
         load_run(run)
+
+
+def test_a_graph_save_killed_at_any_point_leaves_the_old_or_the_new_graph(
+    trained: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """save_graph replaces three times: the tensors' temporary file, graph.json (the commit),
+    the tensors' final name; a kill before the commit leaves the old graph, after it the new."""
+    import os
+
+    from mishon.graph.io import save_graph
+
+    _, run = trained
+    old = load_graph(run)
+    new = load_graph(run)
+    new.edges = {t: (index[:, :1], weight[:1]) for t, (index, weight) in new.edges.items()}
+    real_replace = os.replace
+    for kill_at in (1, 2, 3):
+        save_graph(old, run)
+        calls: list[object] = []
+
+        def replace(a: object, b: object, kill_at: int = kill_at, calls: list = calls) -> None:
+            calls.append(b)
+            if len(calls) == kill_at:
+                raise KeyboardInterrupt  # as a kill right there
+            real_replace(a, b)
+
+        monkeypatch.setattr(os, "replace", replace)
+        with pytest.raises(KeyboardInterrupt):
+            save_graph(new, run)
+        monkeypatch.setattr(os, "replace", real_replace)
+        loaded = load_graph(run)
+        edges = sum(index.shape[1] for index, _ in loaded.edges.values())
+        expected = new if kill_at == 3 else old
+        assert edges == sum(index.shape[1] for index, _ in expected.edges.values()), kill_at

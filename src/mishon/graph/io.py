@@ -9,6 +9,7 @@ the summary and timings.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -39,11 +40,15 @@ def save_graph(graph: HeteroGraph, run: Path) -> None:
     for edge_type, (index, weight) in graph.edges.items():
         tensors[f"{_key(edge_type)}__index"] = np.ascontiguousarray(index, dtype=np.int64)
         tensors[f"{_key(edge_type)}__weight"] = np.ascontiguousarray(weight, dtype=np.float32)
-    with atomic_path(run / TENSORS) as tmp:
+    # Two files as one: the tensors first under a temporary name, then graph.json with their
+    # digest (the commit point), then the tensors take their name; `_complete_save` finishes
+    # a save killed after the commit, so a kill at any moment leaves the old or the new graph.
+    pending = run / f".{TENSORS}.next"
+    with atomic_path(pending) as tmp:
         save_file(tensors, str(tmp))
-    write_json(  # last, with the tensors' digest: a kill between the two files is detected
+    write_json(
         {
-            "tensors_digest": file_digest(run / TENSORS),
+            "tensors_digest": file_digest(pending),
             "num_nodes": graph.num_nodes,
             "edge_types": [list(t) for t in graph.edges],
             "post_ids": graph.post_ids,
@@ -52,13 +57,24 @@ def save_graph(graph: HeteroGraph, run: Path) -> None:
         },
         run / METADATA,
     )
+    os.replace(pending, run / TENSORS)
+
+
+def _complete_save(run: Path, recorded: str | None) -> None:
+    """Give the tensors of a committed save their name; drop those of an uncommitted one."""
+    pending = run / f".{TENSORS}.next"
+    if pending.is_file():
+        if recorded is not None and file_digest(pending) == recorded:
+            os.replace(pending, run / TENSORS)
+        else:
+            pending.unlink()
 
 
 def load_graph(run: Path) -> HeteroGraph:
     """Read a graph written by `save_graph`, checking what it holds (the tensors' digest,
     shapes, node ids in range, finite weights); a damaged graph is an error naming the file."""
     tensors_path, meta_path = run / TENSORS, run / METADATA
-    if not tensors_path.is_file() or not meta_path.is_file():
+    if not meta_path.is_file() and not tensors_path.is_file():
         raise MishonError(f"no graph in {run}: run `mishon graph DATA --out {run}` first")
     rebuild = f"rebuild it with `mishon graph DATA --out {run} --overwrite`"
     try:
@@ -69,6 +85,9 @@ def load_graph(run: Path) -> HeteroGraph:
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise MishonError(f"cannot read {meta_path} ({exc!r}): {rebuild}") from None
     recorded = meta.pop("tensors_digest", None)  # None: a graph saved before digests
+    _complete_save(run, recorded)
+    if not tensors_path.is_file():
+        raise MishonError(f"{tensors_path} is missing: {rebuild}")
     if recorded is not None and file_digest(tensors_path) != recorded:
         raise MishonError(f"{tensors_path} does not match {meta_path} (its digest): {rebuild}")
     try:

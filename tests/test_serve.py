@@ -7,11 +7,13 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
 from mishon.config import ServeSettings
+from mishon.recommend.featurize import PostFeaturizer
 from mishon.serve.app import create_app
 from mishon.serve.service import HashtagService
 
@@ -237,9 +239,18 @@ def test_a_hashtag_recorded_for_one_user_reaches_similar_posts_of_others(
     assert "of the weight of the most similar posts" in found["harbourrace26"]["reasons"][0]
 
 
-def test_recorded_posts_are_known_again_after_a_restart(service: HashtagService) -> None:
+def test_recorded_posts_are_known_again_after_a_restart(
+    service: HashtagService, monkeypatch: pytest.MonkeyPatch
+) -> None:
     service.record("carol", ["restarttag"], "a caption to place it by", "r1")
+    fused = service.live.known.fused[service.live.known.known].copy()
+
+    def no_extraction(*args: object) -> None:
+        raise AssertionError("a recorded post was extracted again at start-up")
+
+    monkeypatch.setattr(PostFeaturizer, "featurize", no_extraction)
     again = HashtagService(service.run, service.settings)
+    np.testing.assert_allclose(again.live.known.fused[again.live.known.known], fused, atol=1e-6)
     assert again.live.known.uses["restarttag"] == 1
     assert again.live.known.known.sum() == service.live.known.known.sum()
     assert again.weights_source.startswith("defaults")

@@ -6,8 +6,8 @@ posts (every labelled post of the dataset, then every post recorded through `rec
 every hashtag they carry, so a hashtag recorded a moment ago for one user is recommendable to
 similar posts of everybody. The weights are those MISHON live selected on the validation posts
 under the stream protocol (`mishon evaluate RUN --protocol stream`), else the defaults.
-Recorded posts are kept in SQLite and placed again when the service starts (their captions go
-through the extractor again: start-up grows with the recorded posts).
+Recorded posts are kept in SQLite with their captions' extracted units and placed again from
+them when the service starts (no extractor runs for them).
 """
 
 from __future__ import annotations
@@ -43,12 +43,13 @@ class HashtagService:
         self.records = PostRecords(run / RECORDS)
         self._model_lock = threading.Lock()  # torch modules, extractors and the known posts
         for record in self.records.all():
-            self._place(record["user_id"], record["hashtags"], record["caption"])
+            units = record["units"]
+            if units is None:  # recorded before units were kept
+                units = self._units(record["caption"])
+            self.live.add(NewPost(units, record["user_id"]), record["hashtags"])
 
-    def _place(self, user_id: str, hashtags: list[str], caption: str | None) -> None:
-        """A recorded post joins the known posts, by its caption's place when it has one."""
-        units = self.featurizer.featurize(None, caption)[0] if caption and caption.strip() else {}
-        self.live.add(NewPost(units, user_id), hashtags)
+    def _units(self, caption: str | None) -> dict[str, Any]:
+        return self.featurizer.featurize(None, caption)[0] if caption and caption.strip() else {}
 
     def health(self) -> dict[str, Any]:
         return {
@@ -86,8 +87,11 @@ class HashtagService:
     def record(
         self, user_id: str, hashtags: list[str], caption: str | None, post_id: str | None
     ) -> str:
-        """Record a post (SQLite first, so nothing is lost) and make it known at once."""
-        post_id = self.records.add(user_id, hashtags, caption, post_id)
+        """Record a post with its caption's units (SQLite first, so nothing is lost) and make
+        it known at once, by its caption's place when it has one."""
         with self._model_lock:
-            self._place(user_id, hashtags, caption)
+            units = self._units(caption)
+        post_id = self.records.add(user_id, hashtags, caption, post_id, units or None)
+        with self._model_lock:
+            self.live.add(NewPost(units, user_id), hashtags)
         return post_id

@@ -285,3 +285,64 @@ def test_cli_graph(tmp_path: Path) -> None:
     assert "influence measure: adoption" in result.output and "cold-start users: 1" in result.output
     again = runner.invoke(app, ["graph", str(dataset), "--out", str(tmp_path / "run")])
     assert again.exit_code == 1 and "--overwrite" in again.output
+
+
+class ThreeShards:
+    """The local engine cut into three shards: the sharded code path without a cluster."""
+
+    shards = 3
+
+    def map(self, fn, shared, shards):  # type: ignore[no-untyped-def]
+        return (fn(shared, shard) for shard in shards)
+
+
+def _clustered(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((30, 64))
+    data = centres[rng.integers(0, 30, n)] + 0.3 * rng.standard_normal((n, 64))
+    data = (data / np.linalg.norm(data, axis=1, keepdims=True)).astype(np.float32)
+    present = np.ones(n, dtype=bool)
+    present[::50] = False
+    return data, present
+
+
+def test_sharded_searches_equal_the_local_ones() -> None:
+    data, present = _clustered(3000)
+    local = knn(data, present, 10, exact_max=10_000, chunk=256)
+    sharded = knn(data, present, 10, exact_max=10_000, chunk=256, engine=ThreeShards())
+    np.testing.assert_array_equal(sharded.neighbours, local.neighbours)
+    np.testing.assert_allclose(sharded.similarities, local.similarities, rtol=1e-6)
+    ivf = knn(data, present, 10, exact_max=100, nprobe=4)
+    ivf_sharded = knn(data, present, 10, exact_max=100, nprobe=4, engine=ThreeShards())
+    assert recall_at_k(ivf_sharded.neighbours, ivf.neighbours) >= 0.999  # the same candidates
+    dense = np.random.default_rng(1).random((50, 30)) < 0.15
+    matrix = sp.csr_matrix(dense.astype(np.float32))
+    for left, right in zip(
+        jaccard_topk(matrix, 5, 0.1, block=7),
+        jaccard_topk(matrix, 5, 0.1, block=7, engine=ThreeShards()),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(left, right)
+
+
+def test_ray_engine_builds_the_local_graph(synthetic_graph: tuple[Path, object]) -> None:
+    pytest.importorskip("ray")
+    from mishon.graph.engine import RayEngine
+
+    dataset, local = synthetic_graph
+    engine = RayEngine(shards=3)
+    try:
+        settings = GraphSettings(
+            visual=EdgeSettings(k=3, threshold=0.1), popular_fraction=0.3, popular_min_posts=1
+        )
+        sharded = build_graph(dataset, "cold", settings, engine=engine)
+        data, present = _clustered(2000)
+        ivf = knn(data, present, 10, exact_max=100, nprobe=4, target_recall=0.95)
+        ivf_ray = knn(data, present, 10, exact_max=100, nprobe=4, target_recall=0.95, engine=engine)
+    finally:
+        engine.close()
+    assert sharded.edges.keys() == local.edges.keys()
+    for edge_type, (index, weight) in local.edges.items():
+        np.testing.assert_array_equal(sharded.edges[edge_type][0], index, err_msg=str(edge_type))
+        np.testing.assert_allclose(sharded.edges[edge_type][1], weight, rtol=1e-5)
+    assert ivf_ray.nprobe == ivf.nprobe and ivf_ray.recall == pytest.approx(ivf.recall, abs=1e-3)

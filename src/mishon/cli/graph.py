@@ -29,18 +29,35 @@ def graph(
     ] = None,
     config: Annotated[Path | None, typer.Option(help="YAML file of GraphSettings keys.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a graph in OUT.")] = False,
+    engine: Annotated[
+        str,
+        typer.Option(help="local, or ray: kNN and Jaccard shards as Ray tasks (mishon[ray])."),
+    ] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address for --engine ray [a local cluster].")
+    ] = None,
     assignments: SetOption = None,
 ) -> None:
     """Build the heterogeneous user / visual / acoustic / textual graph of a dataset."""
     from mishon.graph.build import build_graph
+    from mishon.graph.engine import RayEngine
     from mishon.graph.io import METADATA, save_graph
 
     if (out / METADATA).exists() and not overwrite:
         raise MishonError(f"{out} already holds a graph; pass --overwrite or choose another --out")
+    if engine not in ("local", "ray"):
+        raise MishonError(f"--engine {engine!r}: use local or ray")
     edges = ("user", "visual", "acoustic", "textual")
     settings = load_settings(GraphSettings, config, {e: {"k": k} for e in edges}, assignments)
-    with status("building the graph") as shown:
-        built = build_graph(dataset, split, settings, stage=lambda name: shown.update(name))
+    runner = RayEngine(address) if engine == "ray" else None
+    try:
+        with status("building the graph") as shown:
+            built = build_graph(
+                dataset, split, settings, stage=lambda name: shown.update(name), engine=runner
+            )
+    finally:
+        if runner is not None:
+            runner.close()
     save_graph(built, out)
     meta = built.meta
     table = Table(title=f"graph of {dataset} (split {meta['split']!r}) in {out}")

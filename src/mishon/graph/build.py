@@ -23,6 +23,7 @@ from mishon.data.split_data import SplitData, load_split_data
 from mishon.data.store import list_splits, read_users
 from mishon.errors import MishonError
 from mishon.features.store import MANIFEST, FeatureStore, features_fingerprint, modality_dir
+from mishon.graph.engine import Engine
 from mishon.graph.influence import link_cold_users, measure_influence, user_profiles
 from mishon.graph.jaccard import jaccard_topk, user_hashtag_matrix
 from mishon.graph.knn import knn
@@ -141,8 +142,10 @@ def build_graph(
     split_name: str | None,
     settings: GraphSettings,
     stage: StageFn | None = None,
+    engine: Engine | None = None,
 ) -> HeteroGraph:
-    """Build the graph of `dataset` under split `split_name` (default: its only split)."""
+    """Build the graph of `dataset` under split `split_name` (default: its only split); the
+    kNN searches and the Jaccard top-k run on `engine` (default: this process)."""
     report = stage or (lambda _name: None)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -212,6 +215,7 @@ def build_graph(
             seed=settings.seed,
             target_recall=settings.target_recall,
             recall_queries=settings.recall_queries,
+            engine=engine,
         )
         knn_methods[modality] = result.describe()
         index, weight = knn_edges(result.neighbours, result.similarities, spec.threshold)
@@ -231,7 +235,9 @@ def build_graph(
 
     report("user-user Jaccard")
     matrix, _ = user_hashtag_matrix(train_user, train["hashtags"].tolist(), n_users)
-    neighbours, similarities = jaccard_topk(matrix, settings.user.k, settings.user.threshold)
+    neighbours, similarities = jaccard_topk(
+        matrix, settings.user.k, settings.user.threshold, engine=engine
+    )
     user_index, user_weight = knn_edges(neighbours, similarities, settings.user.threshold)
     lap("jaccard")
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from mishon.graph.engine import Engine, LocalEngine, split_range
+
 
 def user_hashtag_matrix(
     user_index: np.ndarray, tag_lists: list[list[str]], n_users: int
@@ -34,17 +36,34 @@ def user_hashtag_matrix(
 
 
 def jaccard_topk(
-    matrix: sp.csr_matrix, k: int, threshold: float, block: int = 1024
+    matrix: sp.csr_matrix,
+    k: int,
+    threshold: float,
+    block: int = 1024,
+    engine: Engine | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(neighbours [U, k] with -1 for none, similarities [U, k]) of the Jaccard top-k above
-    `threshold` (inclusive) for every user; ties broken by the lower user index."""
+    `threshold` (inclusive) for every user; ties broken by the lower user index. `engine`
+    computes shards of user blocks (Ray tasks) with the same result."""
     n = matrix.shape[0]
-    sizes = np.asarray(matrix.sum(axis=1)).ravel()
-    neighbours = np.full((n, k), -1, dtype=np.int64)
-    similarities = np.zeros((n, k), dtype=np.float32)
-    transposed = matrix.T.tocsr()
-    for start in range(0, n, block):
-        stop = min(start + block, n)
+    engine = engine or LocalEngine()
+    shared = (matrix, matrix.T.tocsr(), np.asarray(matrix.sum(axis=1)).ravel(), k, threshold, block)
+    shards = split_range(n, engine.shards, multiple=block)
+    parts = list(engine.map(_jaccard_rows, shared, shards))
+    if not parts:
+        return np.full((0, k), -1, dtype=np.int64), np.zeros((0, k), dtype=np.float32)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def _jaccard_rows(
+    shared: tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray, int, float, int], users: range
+) -> tuple[np.ndarray, np.ndarray]:
+    """The Jaccard top-k of the users `users`, `block` users per sparse product."""
+    matrix, transposed, sizes, k, threshold, block = shared
+    neighbours = np.full((len(users), k), -1, dtype=np.int64)
+    similarities = np.zeros((len(users), k), dtype=np.float32)
+    for start in range(users.start, users.stop, block):
+        stop = min(start + block, users.stop)
         inter = (matrix[start:stop] @ transposed).tocsr()
         for local in range(stop - start):
             user = start + local
@@ -59,6 +78,7 @@ def jaccard_topk(
             good = scores >= threshold
             others, scores = others[good], scores[good]
             order = np.lexsort((others, -scores))[:k]
-            neighbours[user, : len(order)] = others[order]
-            similarities[user, : len(order)] = scores[order]
+            row = user - users.start
+            neighbours[row, : len(order)] = others[order]
+            similarities[row, : len(order)] = scores[order]
     return neighbours, similarities

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
+from mishon.graph.engine import Engine, LocalEngine, split_range
+
 ProgressFn = Callable[[int], None]
 # Exact search multiplies a block of queries by all vectors: at most this many floats at once.
 EXACT_BLOCK_FLOATS = 32 * 2**20
@@ -80,8 +82,12 @@ def _ivf_search(
     nprobe: int,
     seed: int,
     progress: ProgressFn | None,
+    engine: Engine | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-`want` (self included) of every vector among the members of its nprobe nearest lists."""
+    """Top-`want` (self included) of every vector among the members of its nprobe nearest lists.
+
+    The lists are scanned in groups (one per engine shard); each group gives every query its
+    best among that group's lists, and the groups' answers are merged by score."""
     import torch
 
     n = len(data)
@@ -99,10 +105,34 @@ def _ivf_search(
     members = [np.flatnonzero(home == c) for c in range(lists)]
     order = np.argsort(probe.ravel(), kind="stable")
     askers = np.split(order // probes, np.cumsum(np.bincount(probe.ravel(), minlength=lists))[:-1])
+    engine = engine or LocalEngine()
+    groups = split_range(lists, engine.shards)
+    best_scores = np.full((n, want), -np.inf, dtype=np.float32)
+    best_index = np.full((n, want), -1, dtype=np.int64)
+    shared = (data, want, members, askers)
+    for group, (scores, index) in zip(groups, engine.map(_scan_lists, shared, groups), strict=True):
+        if len(groups) == 1:
+            best_scores, best_index = scores, index
+        else:
+            best_scores, best_index = _merge(best_scores, best_index, scores, index, want)
+        if progress is not None:
+            progress(int(sum(len(members[c]) for c in group)))
+    return best_scores, best_index
+
+
+def _scan_lists(
+    shared: tuple[np.ndarray, int, list[np.ndarray], list[np.ndarray]], group: range
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every query's top-`want` among the members of the lists in `group` that it probes."""
+    import torch
+
+    data, want, members, askers = shared
+    n = len(data)
+    matrix = torch.from_numpy(data)
     best_scores = torch.full((n, want), -float("inf"))
     best_index = torch.full((n, want), -1, dtype=torch.int64)
     with torch.inference_mode():
-        for c in range(lists):
+        for c in group:
             queries, candidates = askers[c], members[c]
             if len(queries) == 0 or len(candidates) == 0:
                 continue
@@ -120,9 +150,35 @@ def _ivf_search(
                 keep = merged_scores.topk(want, dim=1)
                 best_scores[rows] = keep.values
                 best_index[rows] = merged_index.gather(1, keep.indices)
-            if progress is not None:
-                progress(len(candidates))
     return best_scores.numpy(), best_index.numpy()
+
+
+def _merge(
+    scores: np.ndarray,
+    index: np.ndarray,
+    more_scores: np.ndarray,
+    more_index: np.ndarray,
+    want: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row by row, the `want` best of two top lists (each candidate is in at most one)."""
+    import torch
+
+    both_scores = torch.from_numpy(np.concatenate([scores, more_scores], axis=1))
+    both_index = torch.from_numpy(np.concatenate([index, more_index], axis=1))
+    keep = both_scores.topk(want, dim=1)
+    return keep.values.numpy(), both_index.gather(1, keep.indices).numpy()
+
+
+def _exact_rows(shared: tuple[np.ndarray, int, int], rows: range) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-`want` of the queries `rows`, `chunk` queries per product (as the local
+    search does, so a shard computes exactly what the local engine would)."""
+    data, want, chunk = shared
+    search = _exact_searcher(data, want)
+    found = [
+        search(data[start : min(start + chunk, rows.stop)])
+        for start in range(rows.start, rows.stop, chunk)
+    ]
+    return np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
 
 
 def knn(
@@ -141,11 +197,13 @@ def knn(
     target_recall: float | None = None,
     recall_queries: int = 1000,
     progress: ProgressFn | None = None,
+    engine: Engine | None = None,
 ) -> KnnResult:
     """The k nearest other vectors of every present vector (self excluded).
 
     With IVF and `target_recall`, the search is repeated with twice the lists probed until the
     recall on `recall_queries` sampled queries (against exact search) reaches the target.
+    `engine` runs exact and IVF searches in shards (Ray tasks); HNSW runs here.
     """
     n = len(vectors)
     neighbours = np.full((n, k), -1, dtype=np.int64)
@@ -168,7 +226,7 @@ def knn(
             _exact_sample(data, want, recall_queries, seed) if target_recall else (None, None)
         )
         while True:
-            all_scores, all_found = _ivf_search(data, want, lists, probes, seed, progress)
+            all_scores, all_found = _ivf_search(data, want, lists, probes, seed, progress, engine)
             if sample is None:
                 break
             measured = recall_at_k(
@@ -177,6 +235,13 @@ def knn(
             if measured >= target_recall or probes >= lists:
                 break
             probes = min(2 * probes, lists)
+        search = None
+    elif chosen == "exact" and engine is not None:
+        chunk = max(1, min(chunk, EXACT_BLOCK_FLOATS // len(rows)))
+        shards = split_range(len(rows), engine.shards, multiple=chunk)
+        found = list(engine.map(_exact_rows, (data, want, chunk), shards))
+        all_scores = np.concatenate([f[0] for f in found])
+        all_found = np.concatenate([f[1] for f in found])
         search = None
     elif chosen == "exact":
         search = _exact_searcher(data, want)

@@ -8,6 +8,9 @@ peer code (normalise, full N x N similarity matmul, topk, as in FREEDOM/LATTICE)
 modality, in its own process, at every size where its N x N float32 matrix fits in memory.
 
 Usage: python benchmarks/graph.py [--sizes 10000 50000 213847] [--work DIR] [--dense-max 50000]
+                                 [--engine local|ray]
+With `--engine ray` the kNN and Jaccard shards run as tasks of a local Ray cluster (the peak
+RSS is then the driver's; each task's is printed by Ray only).
 """
 
 from __future__ import annotations
@@ -97,9 +100,10 @@ def make_dataset(root: Path, n: int, seed: int = 0) -> None:
         del store
 
 
-def run_graph(root: Path, exact_recall_queries: int) -> dict:
+def run_graph(root: Path, exact_recall_queries: int, engine_name: str = "local") -> dict:
     """Build the graph stage by stage, measuring time and peak RSS of each."""
     from mishon.graph.build import build_graph
+    from mishon.graph.engine import RayEngine
     from mishon.graph.knn import knn, recall_at_k
     from mishon.graph.pooled import pooled_vectors
 
@@ -116,12 +120,18 @@ def run_graph(root: Path, exact_recall_queries: int) -> dict:
 
     settings = GraphSettings()
     started = time.perf_counter()
-    graph = build_graph(root, "temporal", settings, stage=stage)
+    engine = RayEngine() if engine_name == "ray" else None
+    try:
+        graph = build_graph(root, "temporal", settings, stage=stage, engine=engine)
+    finally:
+        if engine is not None:
+            engine.close()
     stage("done")
     total = time.perf_counter() - started
     stages.pop("start", None)
     peaks.pop("start", None)
     result = {
+        "engine": engine_name,
         "posts": len(graph.post_ids),
         "users": graph.num_nodes["user"],
         "total_s": round(total, 1),
@@ -211,12 +221,14 @@ def knn_only(root: Path, n: int) -> dict:
     }
 
 
-def in_subprocess(function: str, root: Path, n: int) -> dict:
+def in_subprocess(function: str, root: Path, n: int, *extra: str) -> dict:
     """Run one measurement in a fresh process, so its peak RSS is its own."""
     here = str(Path(__file__).parent)
+    more = "".join(f", {value!r}" for value in extra)
     code = (
         f"import json, sys; sys.path.insert(0, {here!r}); import graph as bench; "
-        f"from pathlib import Path; print(json.dumps(bench.{function}(Path({str(root)!r}), {n})))"
+        f"from pathlib import Path; "
+        f"print(json.dumps(bench.{function}(Path({str(root)!r}), {n}{more})))"
     )
     done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -276,6 +288,7 @@ def main() -> None:
         "--dense-max", type=int, default=50_000, help="largest N for the dense pattern"
     )
     parser.add_argument("--recall-queries", type=int, default=2000)
+    parser.add_argument("--engine", choices=("local", "ray"), default="local")
     args = parser.parse_args()
     if args.real is not None:
         recall_on(args.real, args.recall_queries)
@@ -290,7 +303,7 @@ def main() -> None:
         print(
             f"[{n}] synthetic dataset written in {time.perf_counter() - started:.0f} s", flush=True
         )
-        result = in_subprocess("run_graph_json", root, n)
+        result = in_subprocess("run_graph_json", root, n, args.engine)
         print(f"[{n}] graph: {json.dumps(result)}", flush=True)
         dense_bytes = 4 * n * n
         if n <= args.dense_max and dense_bytes < 0.6 * os.sysconf("SC_PHYS_PAGES") * os.sysconf(
@@ -321,8 +334,8 @@ def make_dataset_json(root: Path, n: int) -> dict:
     return {}
 
 
-def run_graph_json(root: Path, n: int) -> dict:
-    return run_graph(root, min(2000, n))
+def run_graph_json(root: Path, n: int, engine: str = "local") -> dict:
+    return run_graph(root, min(2000, n), engine)
 
 
 if __name__ == "__main__":

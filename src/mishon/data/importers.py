@@ -17,8 +17,8 @@ import math
 import os
 import re
 import shutil
-from collections import Counter
-from collections.abc import Iterator
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -290,38 +290,44 @@ def _parse_record(text: str, delimiter: str) -> list[str]:
 
 
 def _delimited_records(
-    lines: list[str], delimiter: str
+    lines: Iterable[str], delimiter: str
 ) -> Iterator[tuple[int, list[str] | None, str | None, int | None]]:
     """(first line number, cells, error, cell index of the error) for each record.
 
     A record spans lines only while a quoted cell is open. Where it cannot be read (a quote
     that never closes within MAX_RECORD_CHARS, text after a closing quote), it is reported on
     its first line and reading resumes at the next line, so a stray quote costs one record.
+    Lines are read as they come: at most one record's lines are held.
     """
-    number = 0
-    while number < len(lines):
-        first = number
-        inside, cell, size = False, 0, 0
-        while True:
-            size += len(lines[number])
-            inside, cell = _open_quote_field(lines[number], delimiter, inside, cell)
-            number += 1
-            if not inside or number == len(lines) or size > MAX_RECORD_CHARS:
-                break
+    source = enumerate(lines, start=1)
+    again: deque[tuple[int, str]] = deque()  # lines read ahead that a failed record gives back
+
+    def next_line() -> tuple[int, str] | None:
+        return again.popleft() if again else next(source, None)
+
+    while (line := next_line()) is not None:
+        record = [line]
+        inside, cell = _open_quote_field(line[1], delimiter, False, 0)
+        size = len(line[1])
+        while inside and size <= MAX_RECORD_CHARS and (more := next_line()) is not None:
+            record.append(more)
+            size += len(more[1])
+            inside, cell = _open_quote_field(more[1], delimiter, inside, cell)
+        first = line[0]
         if inside:
             reason = "is longer than 1 MiB" if size > MAX_RECORD_CHARS else "never closes"
-            yield first + 1, None, f"a quoted cell opened on this line {reason}", cell
-            number = first + 1
+            yield first, None, f"a quoted cell opened on this line {reason}", cell
+            again.extendleft(reversed(record[1:]))
             continue
         try:
-            cells = _parse_record("".join(lines[first:number]), delimiter)
+            cells = _parse_record("".join(text for _, text in record), delimiter)
         except csv.Error as exc:
-            opened, cell = _open_quote_field(lines[first], delimiter, False, 0)
-            hint = " (an unbalanced quote?)" if number - first > 1 else ""
-            yield first + 1, None, f"malformed CSV: {exc}{hint}", cell if opened else None
-            number = first + 1
+            opened, cell = _open_quote_field(line[1], delimiter, False, 0)
+            hint = " (an unbalanced quote?)" if len(record) > 1 else ""
+            yield first, None, f"malformed CSV: {exc}{hint}", cell if opened else None
+            again.extendleft(reversed(record[1:]))
             continue
-        yield first + 1, cells, None, None
+        yield first, cells, None, None
 
 
 def read_delimited(
@@ -333,7 +339,12 @@ def read_delimited(
     cells makes that record bad (naming its line and, where known, its cell), not the file.
     """
     with _open_text(path, encoding) as handle:
-        lines = handle.readlines()
+        yield from _records_of(path, handle, delimiter, columns)
+
+
+def _records_of(
+    path: Path, lines: Iterable[str], delimiter: str, columns: list[str]
+) -> Iterator[RawRecord]:
     header: list[str] | None = None
     index: dict[str, int] = {}
     for number, cells, error, bad_cell in _delimited_records(lines, delimiter):

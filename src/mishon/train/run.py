@@ -328,7 +328,7 @@ def load_run(run: Path, dataset: Path | None = None, device: str = "auto") -> Tr
     """
     if not (run / RUN_FILE).is_file() or not (run / BEST_WEIGHTS).is_file():
         raise MishonError(f"{run} is not a trained run: run `mishon train DATA --out {run}`")
-    recover_checkpoint(run)
+    recover_checkpoint(run, discard_uncommitted=False)  # a training may be writing the next
     info = read_run_info(run)
     settings = info.settings
     graph = load_graph(run)

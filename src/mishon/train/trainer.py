@@ -10,6 +10,7 @@ counters) and the history, so a crash loses at most `eval_every` epochs.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -243,34 +244,45 @@ def _next(out: Path, name: str) -> Path:
     return out / f".{name}.next"
 
 
-def recover_checkpoint(out: Path) -> None:
+def recover_checkpoint(out: Path, discard_uncommitted: bool = True) -> None:
     """Bring the run directory `out` to its last committed checkpoint: files written for it
-    take their names, files of an uncommitted one (and temporary files) are removed; raise
-    MishonError where a checkpoint file does not match `checkpoint.json`."""
+    take their names, files of an uncommitted one (and temporary files) are removed (only
+    with `discard_uncommitted`: a reader leaves them to the training that may be writing
+    them); raise MishonError where a checkpoint file does not match `checkpoint.json`."""
+    if discard_uncommitted:
+        for name in (*CHECKPOINT_FILES, CHECKPOINT):
+            for leftover in out.glob(f".{name}*.tmp"):  # a write killed half-way
+                leftover.unlink(missing_ok=True)
+    for _attempt in (1, 2):  # a reader may meet a save half-way: look again once
+        manifest, mismatch = _apply_checkpoint(out, discard_uncommitted)
+        if mismatch is None:
+            return
+    raise MishonError(
+        f"{out / mismatch} does not match {out / CHECKPOINT} (epoch {manifest.get('epoch')}): "
+        "it was changed or damaged after training; retrain the run"
+    )
+
+
+def _apply_checkpoint(out: Path, discard_uncommitted: bool) -> tuple[dict[str, Any], str | None]:
+    """Roll the committed set forward; the manifest and the first file that does not match."""
     manifest_path = out / CHECKPOINT
     try:
         manifest = json.loads(manifest_path.read_text("utf-8")) if manifest_path.is_file() else {}
     except (OSError, json.JSONDecodeError) as exc:
         raise MishonError(f"cannot read {manifest_path}: {exc}; retrain the run") from None
     committed = manifest.get("files", {})
-    for leftover in out.glob(f".{CHECKPOINT}.*.tmp"):
-        leftover.unlink()
     for name in CHECKPOINT_FILES:
         pending = _next(out, name)
-        if pending.is_file():
+        with contextlib.suppress(FileNotFoundError):  # another process moved it meanwhile
             if name in committed and file_digest(pending) == committed[name]:
                 os.replace(pending, out / name)
-            else:
+            elif discard_uncommitted:
                 pending.unlink()
-        for leftover in out.glob(f".{name}*.tmp"):  # a write killed half-way
-            leftover.unlink()
     for name, expected in committed.items():
         path = out / name
         if not path.is_file() or file_digest(path) != expected:
-            raise MishonError(
-                f"{path} does not match {manifest_path} (epoch {manifest.get('epoch')}): "
-                "it was changed or damaged after training; retrain the run"
-            )
+            return manifest, name
+    return manifest, None
 
 
 def save_optimizer_state(state: dict[str, Any], path: Path) -> None:

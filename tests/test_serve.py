@@ -133,6 +133,8 @@ def test_recording_needs_the_token_where_one_is_set(service: HashtagService) -> 
             assert guarded.post("/v1/posts", json=body).status_code == 401
             wrong = {"Authorization": "Bearer not-the-token-0123456789"}
             assert guarded.post("/v1/posts", json=body, headers=wrong).status_code == 401
+            accented = {"Authorization": "Bearer s3cret-tökèn".encode("latin-1")}
+            assert guarded.post("/v1/posts", json=body, headers=accented).status_code == 401
             right = {"Authorization": "Bearer s3cret-token-0123456789"}
             assert guarded.post("/v1/posts", json=body, headers=right).status_code == 201
             assert guarded.post("/v1/recommend", data={"caption": "hi"}).status_code == 200

@@ -53,7 +53,9 @@ def check_token(expected: str | None, authorization: str | None) -> None:
     if expected is None:
         return
     scheme, _, given = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), expected):
+    # bytes: compare_digest refuses str with characters beyond ASCII, which a header may hold
+    given_bytes = given.strip().encode("utf-8", "surrogateescape")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given_bytes, expected.encode()):
         raise HTTPException(
             401,
             "recording posts needs Authorization: Bearer <token>",

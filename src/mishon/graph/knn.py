@@ -86,8 +86,9 @@ def _ivf_search(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-`want` (self included) of every vector among the members of its nprobe nearest lists.
 
-    The lists are scanned in groups (one per engine shard); each group gives every query its
-    best among that group's lists, and the groups' answers are merged by score."""
+    The lists are scanned in groups (one per engine shard); each group, carrying only its
+    members' and askers' vectors, gives every asking query its best among that group's lists,
+    and the groups' answers are merged by score."""
     import torch
 
     n = len(data)
@@ -107,42 +108,79 @@ def _ivf_search(
     askers = np.split(order // probes, np.cumsum(np.bincount(probe.ravel(), minlength=lists))[:-1])
     engine = engine or LocalEngine()
     groups = split_range(lists, engine.shards)
+    if len(groups) == 1:  # in this process: the lists read the matrix itself, no copy
+        whole = _ListGroup(data, data, members, askers, np.arange(n))
+        _, best_scores, best_index = _scan_lists(want, whole)
+        if progress is not None:
+            progress(n)
+        return best_scores, best_index
     best_scores = np.full((n, want), -np.inf, dtype=np.float32)
     best_index = np.full((n, want), -1, dtype=np.int64)
-    shared = (data, want, members, askers)
-    for group, (scores, index) in zip(groups, engine.map(_scan_lists, shared, groups), strict=True):
-        if len(groups) == 1:
-            best_scores, best_index = scores, index
-        else:
-            best_scores, best_index = _merge(best_scores, best_index, scores, index, want)
+    payloads = (_ListGroup.gather(data, members, askers, group) for group in groups)
+    for group, (rows, scores, index) in zip(
+        groups, engine.map(_scan_lists, want, payloads), strict=True
+    ):
+        best_scores[rows], best_index[rows] = _merge(
+            best_scores[rows], best_index[rows], scores, index, want
+        )
         if progress is not None:
             progress(int(sum(len(members[c]) for c in group)))
     return best_scores, best_index
 
 
-def _scan_lists(
-    shared: tuple[np.ndarray, int, list[np.ndarray], list[np.ndarray]], group: range
-) -> tuple[np.ndarray, np.ndarray]:
-    """Every query's top-`want` among the members of the lists in `group` that it probes."""
+@dataclass(frozen=True)
+class _ListGroup:
+    """What scanning a group of IVF lists needs: the members' vectors (keys), the vectors of
+    the queries probing them, per list the positions of its members and askers in those, and
+    the queries' global rows. A shard carries only its own vectors, not the whole matrix."""
+
+    keys: np.ndarray
+    queries: np.ndarray
+    members: list[np.ndarray]
+    askers: list[np.ndarray]
+    rows: np.ndarray
+    key_ids: np.ndarray | None = None  # global id of each key row (None: keys are all rows)
+
+    @classmethod
+    def gather(
+        cls, data: np.ndarray, members: list[np.ndarray], askers: list[np.ndarray], group: range
+    ) -> _ListGroup:
+        key_ids = np.concatenate([members[c] for c in group])
+        rows = np.unique(np.concatenate([askers[c] for c in group]))
+        starts = np.cumsum([0] + [len(members[c]) for c in group])
+        return cls(
+            keys=data[key_ids],
+            queries=data[rows],
+            members=[np.arange(starts[i], starts[i + 1]) for i in range(len(group))],
+            askers=[np.searchsorted(rows, askers[c]) for c in group],
+            rows=rows,
+            key_ids=key_ids,
+        )
+
+
+def _scan_lists(want: int, group: _ListGroup) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, scores, ids): each asking query's top-`want` among the members of the group's
+    lists that it probes, by global id."""
     import torch
 
-    data, want, members, askers = shared
-    n = len(data)
-    matrix = torch.from_numpy(data)
-    best_scores = torch.full((n, want), -float("inf"))
-    best_index = torch.full((n, want), -1, dtype=torch.int64)
+    keys_all = torch.from_numpy(group.keys)
+    queries_all = torch.from_numpy(group.queries)
+    global_ids = torch.from_numpy(
+        group.key_ids if group.key_ids is not None else np.arange(len(group.keys))
+    )
+    best_scores = torch.full((len(group.queries), want), -float("inf"))
+    best_index = torch.full((len(group.queries), want), -1, dtype=torch.int64)
     with torch.inference_mode():
-        for c in group:
-            queries, candidates = askers[c], members[c]
+        for queries, candidates in zip(group.askers, group.members, strict=True):
             if len(queries) == 0 or len(candidates) == 0:
                 continue
-            keys = matrix[candidates]
-            ids = torch.from_numpy(candidates)
+            keys = keys_all[candidates]
+            ids = global_ids[candidates]
             # bounds both the gathered queries [block, D] and their scores [block, members]
-            block = max(1, EXACT_BLOCK_FLOATS // max(len(candidates), data.shape[1]))
+            block = max(1, EXACT_BLOCK_FLOATS // max(len(candidates), group.keys.shape[1]))
             for start in range(0, len(queries), block):
                 rows = torch.from_numpy(queries[start : start + block])
-                scores = matrix[rows] @ keys.T
+                scores = queries_all[rows] @ keys.T
                 top = min(want, len(candidates))
                 values, picked = scores.topk(top, dim=1)
                 merged_scores = torch.cat([best_scores[rows], values], dim=1)
@@ -150,7 +188,7 @@ def _scan_lists(
                 keep = merged_scores.topk(want, dim=1)
                 best_scores[rows] = keep.values
                 best_index[rows] = merged_index.gather(1, keep.indices)
-    return best_scores.numpy(), best_index.numpy()
+    return group.rows, best_scores.numpy(), best_index.numpy()
 
 
 def _merge(

@@ -161,6 +161,42 @@ def test_weights_are_selected_on_validation_posts_only(trained: tuple) -> None:
     assert not other.known_.known[data.cases("valid")].any()
 
 
+def test_known_past_selection_ranks_each_validation_half_knowing_the_other(
+    trained: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mishon.evaluate import live as selection
+
+    network, inputs, data = trained
+    valid = data.cases("valid")
+    seen: list[set[int]] = []  # the validation posts made known before each ranking
+    real = selection._cross_fitted
+
+    def spy(live: LiveMishon, data: SplitData, cases: np.ndarray, k: int) -> list:
+        original_observe = live.observe
+
+        def observe(positions: np.ndarray, **options: object) -> None:
+            if options.get("encode", True):  # not fit's training posts
+                seen.append(set(positions.tolist()))
+            original_observe(positions, **options)
+
+        live.observe = observe  # type: ignore[method-assign]
+        return real(live, data, cases, k)
+
+    monkeypatch.setattr(selection, "_cross_fitted", spy)
+    live = LiveMishon(network, inputs, refresh_every=1000)
+    score = select_live_weights(live, data, "known-past")
+    assert 0.0 < score["all"] <= 1.0
+    halves = seen
+    assert halves == [set(valid[1::2].tolist()), set(valid[0::2].tolist())]
+    assert not halves[0] & halves[1] and halves[0] | halves[1] == set(valid.tolist())
+    posts = data.posts.copy()  # and it reads no test hashtag
+    for position in data.cases("test"):
+        posts.at[position, "hashtags"] = ["noise"]
+    altered = SplitData(data.dataset, data.split_name, posts, data.rows, data.all_post_ids)
+    other = LiveMishon(network, inputs, refresh_every=1000)
+    assert select_live_weights(other, altered, "known-past") == score
+
+
 def test_users_without_known_posts_get_weights_of_their_own(
     trained: tuple, monkeypatch: pytest.MonkeyPatch
 ) -> None:

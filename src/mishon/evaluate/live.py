@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from mishon.data.split_data import SplitData
 from mishon.evaluate.protocols import rank_under
+from mishon.recommenders.evidence import EvidenceTable
 from mishon.recommenders.live import LiveMishon, LiveWeights, select_weights
 
 MIN_GROUP_POSTS = 100  # validation posts a group needs for weights of its own
@@ -18,17 +21,21 @@ def select_live_weights(
     F1@k reached on each group (empty, the weights unchanged, without validation posts).
 
     The validation posts are ranked as the protocol ranks test posts: knowing the training
-    posts and, under stream, the validation posts before each one. Then `live` is fitted
-    again, so an evaluation starts from the training posts only.
+    posts and, under stream, the validation posts before each one; under known-past each half
+    of them knowing the other half too (`_cross_fitted`). Then `live` is fitted again, so an
+    evaluation starts from the training posts only.
     """
     cases = data.cases("valid")
     if not len(cases):  # nothing to select on: the weights stay as they are
         live.fit(data)
         return {}
-    live.fit(data)
-    live.recorded_ = {}
-    rank_under(live, data, "valid", protocol, k)
-    recorded = [live.recorded_[int(p)] for p in cases]
+    if protocol == "known-past":
+        recorded = _cross_fitted(live, data, cases, k)
+    else:
+        live.fit(data)
+        live.recorded_ = {}
+        rank_under(live, data, "valid", protocol, k)
+        recorded = [live.recorded_[int(p)] for p in cases]
     truth = [set(tags) for tags in data.posts["hashtags"].to_numpy()[cases]]
     chosen: dict[bool, dict[str, float]] = {}
     reached: dict[str, float] = {}
@@ -49,3 +56,23 @@ def select_live_weights(
     live.recorded_ = None
     live.fit(data)
     return reached
+
+
+def _cross_fitted(
+    live: LiveMishon, data: SplitData, cases: np.ndarray, k: int
+) -> list[tuple[EvidenceTable, bool]]:
+    """Known-past validation rankings made as test posts are ranked: each half of the
+    validation posts knowing the training posts and the other half. A test post knows every
+    validation post, whose states the network was not fitted to (unlike the training posts',
+    which it saw with their hashtags); validation posts knowing training posts only would favour
+    the network's own evidence more than test posts can."""
+    halves = (cases[0::2], cases[1::2])
+    recorded: dict[int, tuple[EvidenceTable, bool]] = {}
+    for ranked, known in (halves, halves[::-1]):
+        live.fit(data)
+        live.recorded_ = {}
+        if len(known):
+            live.observe(known)
+        live.recommend(ranked, k)
+        recorded.update(live.recorded_)
+    return [recorded[int(p)] for p in cases]

@@ -1,4 +1,5 @@
-"""Worker pools whose processes end with the process that started them.
+"""Worker processes: local pools that end with the process that started them, and a Ray
+cluster joined (or started) for the `--engine ray` paths.
 
 A ProcessPoolExecutor's workers outlive a parent killed with SIGKILL (they wait on a queue
 nobody writes to): `mishon extract` killed with -9 left two or three decoders running. On
@@ -13,7 +14,12 @@ import multiprocessing
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
+from mishon.errors import MishonError
 
 PR_SET_PDEATHSIG = 1
 
@@ -35,3 +41,25 @@ def worker_pool(workers: int) -> ProcessPoolExecutor:
         initializer=_die_with_parent,
         initargs=(os.getpid(),),
     )
+
+
+@contextmanager
+def ray_cluster(address: str | None) -> Iterator[Any]:
+    """The `ray` module, connected to the cluster at `address`, or to a local one started
+    here (and stopped on leaving) when None; a clear error where Ray is not installed."""
+    try:
+        import ray
+    except ImportError:
+        raise MishonError(
+            "the ray engine needs Ray: pip install 'mishon[ray]' (or 'ray[data]')"
+        ) from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(
+            address=address, include_dashboard=False, log_to_driver=False, configure_logging=False
+        )
+    try:
+        yield ray
+    finally:
+        if started_here:
+            ray.shutdown()

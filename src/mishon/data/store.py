@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import json
@@ -31,7 +32,7 @@ from mishon.data.schema import (
     schema_subset,
 )
 from mishon.errors import InputError, MishonError
-from mishon.lineage import DIGEST_CHARS
+from mishon.lineage import DIGEST_CHARS, file_digest
 
 # What a dataset directory may hold: `--overwrite` replaces a directory holding only these.
 OWNED_ENTRIES = (
@@ -66,6 +67,22 @@ def atomic_path(path: Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def pending_path(path: Path) -> Path:
+    """Where a file of a set is written before the set's manifest commits it (beside it)."""
+    return path.parent / f".{path.name}.next"
+
+
+def complete_pending(path: Path, committed: str | None, discard: bool = True) -> None:
+    """A file of a set killed mid-save: its pending copy takes its name when its digest is
+    the `committed` one; otherwise the copy (of an uncommitted save) goes, with `discard`."""
+    pending = pending_path(path)
+    with contextlib.suppress(FileNotFoundError):  # another process moved it meanwhile
+        if committed is not None and file_digest(pending) == committed:
+            os.replace(pending, path)
+        elif discard:
+            pending.unlink()
 
 
 def write_json(obj: Any, path: Path) -> None:

@@ -17,7 +17,6 @@ from collections.abc import Generator
 from typing import Any
 
 from mishon.config import ExtractSettings
-from mishon.errors import MishonError
 from mishon.features.base import Extractor, Modality
 from mishon.features.extract import (
     DecodedPost,
@@ -27,6 +26,7 @@ from mishon.features.extract import (
     decode_post,
     encode_batch,
 )
+from mishon.processes import ray_cluster
 
 
 def _decode_rows(paths: list[str | None], request: DecodeRequest) -> list[DecodedPost]:
@@ -58,62 +58,53 @@ def ray_batches(
     jobs: Jobs, settings: ExtractSettings
 ) -> Generator[tuple[range, Modality, Encoded], None, None]:
     """Yield (rows, modality, encoded) as the cluster finishes them, in any order."""
-    try:
-        import ray
-    except ImportError:
-        raise MishonError(
-            "the ray engine needs Ray: pip install 'mishon[ray]' (or 'ray[data]')"
-        ) from None
-    started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(
-            address=settings.ray_address,
-            include_dashboard=False,
-            log_to_driver=False,
-            configure_logging=False,
-        )
-    actors: list[Any] = []
-    try:
-        gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
-        # Actors reserve no CPU: three modalities' actors and the decoding tasks must fit on
-        # a two-core machine; each actor's torch threads are what the node has.
-        actor_class = ray.remote(num_cpus=0, num_gpus=gpus)(ExtractorActor)
-        decode = ray.remote(num_cpus=1)(_decode_rows)
-        pools: dict[Modality, list[Any]] = {}
-        for modality, extractor in jobs.extractors.items():
-            shared = ray.put(extractor)
-            pools[modality] = [
-                actor_class.remote(shared, modality, os.cpu_count())
-                for _ in range(settings.ray_actors)
-            ]
-            actors += pools[modality]
-        in_flight: dict[Any, tuple[range, Modality]] = {}
-        limit = 2 * len(actors) + 2  # bounds the decoded batches held in the object store
-        for number, (rows, todo) in enumerate(jobs.work):
-            decoded = None
-            if any(m != Modality.TEXTUAL for m in todo):
-                decoded = decode.remote([jobs.paths[r] for r in rows], jobs.request)
-            captions = [jobs.captions[r] for r in rows]
-            unsafe = {r - rows.start: e for r, e in jobs.unsafe.items() if r in rows}
-            for modality in todo:
-                pool = pools[modality]
-                actor = pool[number % len(pool)]
-                in_flight[actor.encode.remote(decoded, captions, unsafe)] = (rows, modality)
-            while len(in_flight) >= limit:
-                yield from _finished(ray, in_flight, wait_for=1)
-        while in_flight:
-            yield from _finished(ray, in_flight, wait_for=1)
-    finally:
-        for actor in actors:
-            ray.kill(actor)
-        if started_here:
-            ray.shutdown()
+    with ray_cluster(settings.ray_address) as ray:
+        pools = _actor_pools(ray, jobs.extractors, settings.ray_actors)
+        try:
+            decode = ray.remote(num_cpus=1)(_decode_rows)
+            in_flight: dict[Any, tuple[range, Modality]] = {}
+            # bounds the decoded batches held in the object store
+            limit = 2 * sum(len(pool) for pool in pools.values()) + 2
+            for number, (rows, todo) in enumerate(jobs.work):
+                decoded = None
+                if any(m != Modality.TEXTUAL for m in todo):
+                    decoded = decode.remote([jobs.paths[r] for r in rows], jobs.request)
+                captions = [jobs.captions[r] for r in rows]
+                unsafe = {r - rows.start: e for r, e in jobs.unsafe.items() if r in rows}
+                for modality in todo:
+                    actor = pools[modality][number % len(pools[modality])]
+                    in_flight[actor.encode.remote(decoded, captions, unsafe)] = (rows, modality)
+                while len(in_flight) >= limit:
+                    yield from _finished(ray, in_flight)
+            while in_flight:
+                yield from _finished(ray, in_flight)
+        finally:
+            for pool in pools.values():
+                for actor in pool:
+                    ray.kill(actor)
+
+
+def _actor_pools(
+    ray: Any, extractors: dict[Modality, Extractor], size: int
+) -> dict[Modality, list[Any]]:
+    """`size` actors per extractor, each loaded from one copy in the object store."""
+    gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+    # Actors reserve no CPU: three modalities' actors and the decoding tasks must fit on a
+    # two-core machine; each actor's torch threads are what the node has.
+    actor_class = ray.remote(num_cpus=0, num_gpus=gpus)(ExtractorActor)
+    pools = {}
+    for modality, extractor in extractors.items():
+        shared = ray.put(extractor)
+        pools[modality] = [
+            actor_class.remote(shared, modality, os.cpu_count()) for _ in range(size)
+        ]
+    return pools
 
 
 def _finished(
-    ray: Any, in_flight: dict[Any, tuple[range, Modality]], wait_for: int
+    ray: Any, in_flight: dict[Any, tuple[range, Modality]]
 ) -> Generator[tuple[range, Modality, Encoded], None, None]:
-    done, _ = ray.wait(list(in_flight), num_returns=wait_for)
+    done, _ = ray.wait(list(in_flight), num_returns=1)
     for ref in done:
         rows, modality = in_flight.pop(ref)
         yield rows, modality, ray.get(ref)

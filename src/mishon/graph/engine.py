@@ -11,9 +11,10 @@ the shared arrays without copying them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
 from typing import Any, Protocol
 
-from mishon.errors import MishonError
+from mishon.processes import ray_cluster
 
 
 class Engine(Protocol):
@@ -41,21 +42,8 @@ class RayEngine:
     `close`) without an `address`."""
 
     def __init__(self, address: str | None = None, shards: int | None = None) -> None:
-        try:
-            import ray
-        except ImportError:
-            raise MishonError(
-                "the ray engine needs Ray: pip install 'mishon[ray]' (or 'ray[data]')"
-            ) from None
-        self.ray = ray
-        self.started_here = not ray.is_initialized()
-        if self.started_here:
-            ray.init(
-                address=address,
-                include_dashboard=False,
-                log_to_driver=False,
-                configure_logging=False,
-            )
+        self._stack = ExitStack()
+        self.ray = ray = self._stack.enter_context(ray_cluster(address))
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.shards = shards or max(2, cpus)
         self._in_flight = 2 * max(1, cpus)
@@ -75,8 +63,7 @@ class RayEngine:
             yield self.ray.get(ref)
 
     def close(self) -> None:
-        if self.started_here:
-            self.ray.shutdown()
+        self._stack.close()
 
 
 def split_range(n: int, pieces: int, multiple: int = 1) -> list[range]:

@@ -17,7 +17,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from mishon.data.schema import SPLIT_LABELS
-from mishon.data.store import atomic_path, write_json
+from mishon.data.store import atomic_path, complete_pending, pending_path, write_json
 from mishon.errors import MishonError
 from mishon.graph.build import HeteroGraph
 from mishon.lineage import file_digest
@@ -43,7 +43,7 @@ def save_graph(graph: HeteroGraph, run: Path) -> None:
     # Two files as one: the tensors first under a temporary name, then graph.json with their
     # digest (the commit point), then the tensors take their name; `_complete_save` finishes
     # a save killed after the commit, so a kill at any moment leaves the old or the new graph.
-    pending = run / f".{TENSORS}.next"
+    pending = pending_path(run / TENSORS)
     with atomic_path(pending) as tmp:
         save_file(tensors, str(tmp))
     write_json(
@@ -58,16 +58,6 @@ def save_graph(graph: HeteroGraph, run: Path) -> None:
         run / METADATA,
     )
     os.replace(pending, run / TENSORS)
-
-
-def _complete_save(run: Path, recorded: str | None) -> None:
-    """Give the tensors of a committed save their name; drop those of an uncommitted one."""
-    pending = run / f".{TENSORS}.next"
-    if pending.is_file():
-        if recorded is not None and file_digest(pending) == recorded:
-            os.replace(pending, run / TENSORS)
-        else:
-            pending.unlink()
 
 
 def load_graph(run: Path) -> HeteroGraph:
@@ -85,7 +75,7 @@ def load_graph(run: Path) -> HeteroGraph:
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise MishonError(f"cannot read {meta_path} ({exc!r}): {rebuild}") from None
     recorded = meta.pop("tensors_digest", None)  # None: a graph saved before digests
-    _complete_save(run, recorded)
+    complete_pending(tensors_path, recorded)
     if not tensors_path.is_file():
         raise MishonError(f"{tensors_path} is missing: {rebuild}")
     if recorded is not None and file_digest(tensors_path) != recorded:

@@ -274,16 +274,14 @@ def knn(
                 break
             probes = min(2 * probes, lists)
         search = None
-    elif chosen == "exact" and engine is not None:
+    elif chosen == "exact":
         chunk = max(1, min(chunk, EXACT_BLOCK_FLOATS // len(rows)))
+        engine = engine or LocalEngine()
         shards = split_range(len(rows), engine.shards, multiple=chunk)
         found = list(engine.map(_exact_rows, (data, want, chunk), shards))
         all_scores = np.concatenate([f[0] for f in found])
         all_found = np.concatenate([f[1] for f in found])
         search = None
-    elif chosen == "exact":
-        search = _exact_searcher(data, want)
-        chunk = max(1, min(chunk, EXACT_BLOCK_FLOATS // len(rows)))
     elif chosen == "hnsw":
         index = faiss.IndexHNSWFlat(data.shape[1], hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.add(data)

@@ -10,7 +10,6 @@ counters) and the history, so a crash loses at most `eval_every` epochs.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import os
@@ -27,7 +26,7 @@ from safetensors.torch import load_file, save_file
 
 from mishon.config import TrainSettings
 from mishon.data.split_data import SplitData
-from mishon.data.store import atomic_path, write_json
+from mishon.data.store import atomic_path, complete_pending, pending_path, write_json
 from mishon.errors import MishonError
 from mishon.lineage import file_digest
 from mishon.metrics import ranking_metrics
@@ -237,22 +236,19 @@ class Trainer:
         write_json(asdict(self.state), _next(self.out, STATE))
         files = {name: file_digest(_next(self.out, name)) for name in CHECKPOINT_FILES}
         write_json({"epoch": self.state.epoch, "files": files}, self.out / CHECKPOINT)
-        recover_checkpoint(self.out)
+        for name in CHECKPOINT_FILES:  # committed: each takes its name
+            os.replace(_next(self.out, name), self.out / name)
 
 
 def _next(out: Path, name: str) -> Path:
-    return out / f".{name}.next"
+    return pending_path(out / name)
 
 
 def recover_checkpoint(out: Path, discard_uncommitted: bool = True) -> None:
     """Bring the run directory `out` to its last committed checkpoint: files written for it
-    take their names, files of an uncommitted one (and temporary files) are removed (only
-    with `discard_uncommitted`: a reader leaves them to the training that may be writing
-    them); raise MishonError where a checkpoint file does not match `checkpoint.json`."""
-    if discard_uncommitted:
-        for name in (*CHECKPOINT_FILES, CHECKPOINT):
-            for leftover in out.glob(f".{name}*.tmp"):  # a write killed half-way
-                leftover.unlink(missing_ok=True)
+    take their names, files of an uncommitted one are removed (only with
+    `discard_uncommitted`: a reader leaves them to the training that may be writing them);
+    raise MishonError where a checkpoint file does not match `checkpoint.json`."""
     for _attempt in (1, 2):  # a reader may meet a save half-way: look again once
         manifest, mismatch = _apply_checkpoint(out, discard_uncommitted)
         if mismatch is None:
@@ -272,12 +268,7 @@ def _apply_checkpoint(out: Path, discard_uncommitted: bool) -> tuple[dict[str, A
         raise MishonError(f"cannot read {manifest_path}: {exc}; retrain the run") from None
     committed = manifest.get("files", {})
     for name in CHECKPOINT_FILES:
-        pending = _next(out, name)
-        with contextlib.suppress(FileNotFoundError):  # another process moved it meanwhile
-            if name in committed and file_digest(pending) == committed[name]:
-                os.replace(pending, out / name)
-            elif discard_uncommitted:
-                pending.unlink()
+        complete_pending(out / name, committed.get(name), discard_uncommitted)
     for name, expected in committed.items():
         path = out / name
         if not path.is_file() or file_digest(path) != expected:

@@ -8,9 +8,9 @@ peer code (normalise, full N x N similarity matmul, topk, as in FREEDOM/LATTICE)
 modality, in its own process, at every size where its N x N float32 matrix fits in memory.
 
 Usage: python benchmarks/graph.py [--sizes 10000 50000 213847] [--work DIR] [--dense-max 50000]
-                                 [--engine local|ray]
+                                 [--engine local|ray] [--shapes paper|small] [--users 6786]
 With `--engine ray` the kNN and Jaccard shards run as tasks of a local Ray cluster (the peak
-RSS is then the driver's; each task's is printed by Ray only).
+RSS is then the driver's; `ray_worker_peak_rss_mb` the largest of any one Ray worker's).
 """
 
 from __future__ import annotations
@@ -29,24 +29,29 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from memory import PeakRss
+from memory import PeakRss, PeakWorkerRss
 from mishon.config import GraphSettings, SplitSettings
 from mishon.data.schema import POSTS_SCHEMA, USERS_SCHEMA
 from mishon.data.splits import make_split
 from mishon.data.store import write_split, write_table
 from mishon.features.store import DONE, FeatureStore, StoreSpec, modality_dir
 
-SHAPES = {"visual": (8, 1280), "acoustic": (8, 128), "textual": (32, 384)}
+PAPER_SHAPES = {"visual": (8, 1280), "acoustic": (8, 128), "textual": (32, 384)}
+# small enough that 2,000,000 posts' stores take 2.6 GB of disk (the kNN work shrinks with them)
+SMALL_SHAPES = {"visual": (4, 64), "acoustic": (4, 32), "textual": (4, 64)}
+SHAPES = {"paper": PAPER_SHAPES, "small": SMALL_SHAPES}
 USERS = 6786
 HASHTAGS = 15751
 
 
-def make_dataset(root: Path, n: int, seed: int = 0) -> None:
+def make_dataset(
+    root: Path, n: int, seed: int = 0, shapes: str = "paper", users_count: int = USERS
+) -> None:
     """Posts, a temporal split and clustered feature stores for `n` posts."""
     rng = np.random.default_rng(seed)
     topics = 200
     topic = rng.integers(0, topics, n)
-    users = rng.integers(0, min(USERS, n), n)
+    users = rng.integers(0, min(users_count, n), n)
     tags_per_topic = HASHTAGS // topics
     tags = [
         [
@@ -77,7 +82,7 @@ def make_dataset(root: Path, n: int, seed: int = 0) -> None:
     assignment, meta = make_split(posts, SplitSettings(strategy="temporal"))
     write_split(root, "temporal", assignment, meta)
     ids = posts["post_id"].tolist()
-    for modality, (units, dim) in SHAPES.items():
+    for modality, (units, dim) in SHAPES[shapes].items():
         centres = rng.standard_normal((topics, dim)).astype(np.float32)
         store = FeatureStore.create_or_resume(
             modality_dir(root, modality),
@@ -108,6 +113,7 @@ def run_graph(root: Path, exact_recall_queries: int, engine_name: str = "local")
     from mishon.graph.pooled import pooled_vectors
 
     monitor = PeakRss()
+    workers = PeakWorkerRss("ray::")
     stages: dict[str, float] = {}
     peaks: dict[str, float] = {}
     current = {"name": "start", "t": time.perf_counter()}
@@ -137,6 +143,7 @@ def run_graph(root: Path, exact_recall_queries: int, engine_name: str = "local")
         "total_s": round(total, 1),
         "peak_rss_mb": round(max(peaks.values())),
         "ru_maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "ray_worker_peak_rss_mb": round(workers.stop()) if engine_name == "ray" else None,
         "stages_s": stages,
         "stage_peak_rss_mb": peaks,
         "knn_method": graph.meta["knn_method"],
@@ -289,6 +296,10 @@ def main() -> None:
     )
     parser.add_argument("--recall-queries", type=int, default=2000)
     parser.add_argument("--engine", choices=("local", "ray"), default="local")
+    parser.add_argument(
+        "--shapes", choices=sorted(SHAPES), default="paper", help="unit shapes of the stores"
+    )
+    parser.add_argument("--users", type=int, default=USERS)
     args = parser.parse_args()
     if args.real is not None:
         recall_on(args.real, args.recall_queries)
@@ -299,7 +310,7 @@ def main() -> None:
         if root.exists():
             shutil.rmtree(root)
         started = time.perf_counter()
-        make_dataset(root, n)
+        make_dataset(root, n, shapes=args.shapes, users_count=args.users)
         print(
             f"[{n}] synthetic dataset written in {time.perf_counter() - started:.0f} s", flush=True
         )

@@ -29,3 +29,34 @@ class PeakRss:
     def take(self) -> float:
         peak, self.peak = max(self.peak, rss_mb()), rss_mb()
         return peak
+
+
+class PeakWorkerRss:
+    """The largest resident memory of any one process whose command line starts with
+    `prefix` (Ray names its workers `ray::...`), sampled every 200 ms."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix.encode()
+        self.peak = 0.0
+        self.running = True
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        page = os.sysconf("SC_PAGE_SIZE")
+        while self.running:
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                        if not handle.read().startswith(self.prefix):
+                            continue
+                    with open(f"/proc/{pid}/statm") as handle:
+                        rss = int(handle.read().split()[1]) * page / 2**20
+                except OSError:  # the process ended meanwhile
+                    continue
+                self.peak = max(self.peak, rss)
+            time.sleep(0.2)
+
+    def stop(self) -> float:
+        self.running = False
+        return self.peak

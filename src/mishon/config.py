@@ -436,9 +436,11 @@ class ModelSettings(Settings):
 
 
 class TrainSettings(Settings):
-    """Full-batch training (`mishon train`): one Adam step per epoch over its loss posts."""
+    """Training (`mishon train`): full-batch (one Adam step per epoch over its loss posts) or
+    mini-batch over sampled neighbourhoods (`batch_size`), in one process or several
+    (`torchrun`)."""
 
-    epochs: int = Field(300, ge=1, description="most epochs (full-batch steps)")
+    epochs: int = Field(300, ge=1, description="most epochs (passes over the loss posts)")
     lr: float = Field(0.003, gt=0.0, description="Adam learning rate")
     weight_decay: float = Field(0.0, ge=0.0, description="Adam L2 penalty")
     patience: int = Field(
@@ -448,6 +450,20 @@ class TrainSettings(Settings):
     select_k: int = Field(5, ge=1, description="K of the validation F1@K used for selection")
     loss_chunk: int = Field(
         4096, ge=1, description="posts per output-layer chunk (bounds the [posts, V] logits)"
+    )
+    batch_size: int | None = Field(
+        None,
+        ge=1,
+        description="loss posts per Adam step, over all processes, each over its sampled "
+        "neighbourhood (bounded memory); None: full-batch, one step per epoch",
+    )
+    fanouts: list[Annotated[int, Field(ge=1)]] = Field(
+        [10, 10],
+        description="mini-batch: neighbours a node keeps per relation, one per GraphSAGE "
+        "layer; the first for the batch posts' own neighbours (as PyG's num_neighbors)",
+    )
+    user_posts: int = Field(
+        20, ge=1, description="mini-batch: posts whose content mean is a user's content input"
     )
     seed: int = Field(0, description="seed of initialisation and dropout")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; None: torch default")
@@ -465,6 +481,15 @@ class RunSettings(Settings):
     graph: GraphSettings = Field(default_factory=GraphSettings, description="graph building")
     model: ModelSettings = Field(default_factory=ModelSettings, description="the network")
     train: TrainSettings = Field(default_factory=TrainSettings, description="the optimisation")
+
+    @model_validator(mode="after")
+    def _one_fanout_per_layer(self) -> RunSettings:
+        if self.train.batch_size is not None and len(self.train.fanouts) < self.model.layers:
+            raise ValueError(
+                f"train.fanouts has {len(self.train.fanouts)} fan-outs for "
+                f"{self.model.layers} GraphSAGE layers (model.layers): give one per layer"
+            )
+        return self
 
 
 def documented_yaml(settings: Settings, indent: int = 0) -> str:

@@ -29,8 +29,13 @@ def train(
     ] = False,
     assignments: SetOption = None,
 ) -> None:
-    """Build the graph (or reuse the run's) and train MISHON, keeping the best validation F1@K."""
+    """Build the graph (or reuse the run's) and train MISHON, keeping the best validation F1@K.
+
+    Under `torchrun --nproc-per-node N -m mishon train ...` the processes train together
+    (needs train.batch_size); process 0 reports and writes the run.
+    """
     from mishon.config import RunSettings
+    from mishon.train.distributed import from_environment
     from mishon.train.run import train_model
 
     settings = load_settings(
@@ -39,6 +44,9 @@ def train(
         {"split": split, "train": {"epochs": epochs, "seed": seed}},
         assignments,
     )
+    if not from_environment().is_main:
+        train_model(dataset, settings, out, resume=resume)
+        return
     select = f"valid F1@{settings.train.select_k}"
     with progress_bar() as bar:
         task = bar.add_task("preparing", total=settings.train.epochs)
@@ -52,6 +60,9 @@ def train(
                 f"at {row['best_epoch']})",
             )
 
+        def on_step(epoch: int, done: int, steps: int) -> None:
+            bar.update(task, description=f"epoch {epoch}: step {done}/{steps}")
+
         _, inputs, _, state = train_model(
             dataset,
             settings,
@@ -60,6 +71,7 @@ def train(
             stage=lambda name: bar.update(task, description=name),
             progress=on_epoch,
             notice=lambda message: bar.console.print(message, highlight=False),
+            steps=on_step,
         )
     why = (
         f"no better {select} in {settings.train.patience} epochs"

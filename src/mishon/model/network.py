@@ -31,6 +31,7 @@ from mishon.config import ModelSettings
 from mishon.model.attention import MeanPooling, ModalityAttention
 from mishon.model.inputs import EdgeType, ModelInputs
 from mishon.model.loss import linear_cross_entropy
+from mishon.model.sampling import Hop, SampledBatch
 from mishon.model.sparse import MeanSAGEConv, csr_edge_index, remove_generated_source
 
 PYG_AGGREGATOR = {"mean": "mean", "max": "max", "min": "min", "sum": "sum", "product": "mul"}
@@ -188,7 +189,10 @@ class MishonNetwork(nn.Module):
         self, states: dict[str, torch.Tensor], inputs: ModelInputs
     ) -> dict[str, torch.Tensor]:
         """GraphSAGE layers over the kept edge types (identity for the content-only model)."""
-        return self.layer_states(states, inputs)[-1]
+        adjacency = {t: inputs.adjacency[t] for t in self.edge_types if t in inputs.adjacency}
+        for layer in range(len(self.convs)):  # only the current layer's states are held
+            states = self.layer_step(layer, states, adjacency)
+        return states
 
     def layer_states(
         self, states: dict[str, torch.Tensor], inputs: ModelInputs
@@ -253,6 +257,87 @@ class MishonNetwork(nn.Module):
             fused = fused + F.linear(states, block)
         return self.dropout(F.relu(fused))
 
+    def encode_sampled(
+        self, inputs: ModelInputs, batch: SampledBatch, label_scale: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Fused vectors [len(batch.posts), d] of a batch's posts over its sampled
+        neighbourhood (mini-batch training: `sampling.NeighbourSampler`)."""
+        states = self.sampled_node_inputs(inputs, batch, label_scale)
+        for layer, hop in enumerate(batch.hops):
+            states = self.sampled_layer_step(layer, states, hop)
+        return self.fuse([states[m] for m in self.modalities], states["user"], batch.post_user)
+
+    def sampled_node_inputs(
+        self, inputs: ModelInputs, batch: SampledBatch, label_scale: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
+        """`node_inputs` of a batch's bottom nodes; each user's content is the mean over the
+        batch's sample of its posts."""
+        states: dict[str, torch.Tensor] = {}
+        indptr, sampled = batch.user_posts
+        content = torch.zeros(len(sampled), self.settings.hidden, device=inputs.device)
+        present_count = torch.zeros(len(sampled), 1, device=inputs.device)
+        for m in self.modalities:
+            units = inputs.modalities[m]
+            nodes = len(batch.nodes[m])
+            # a post both a node and in a user's sample is encoded once
+            posts, inverse = torch.unique(torch.cat([batch.nodes[m], sampled]), return_inverse=True)
+            vectors, present = self.encode_modality(m, units.units[posts], units.mask[posts])
+            vectors, present = vectors[inverse], present[inverse]
+            states[m] = vectors[:nodes]
+            content = content + vectors[nodes:]
+            present_count = present_count + present[nodes:, None].float()
+        content = content / present_count.clamp_min(1)
+        users = batch.nodes["user"]
+        owner = torch.repeat_interleave(
+            torch.arange(len(users), device=inputs.device), indptr[1:] - indptr[:-1]
+        )
+        user = torch.zeros(len(users), self.settings.hidden, device=inputs.device)
+        user = user.index_add(0, owner, content)
+        user = user / (indptr[1:] - indptr[:-1]).clamp_min(1)[:, None].float()
+        if self.user_embedding is not None:
+            has_embedding = inputs.user_trained[users]
+            if self.training and self.settings.user_dropout > 0:
+                kept = torch.rand(len(users)) >= self.settings.user_dropout
+                has_embedding = has_embedding & kept.to(inputs.device)
+            user = user + self.user_embedding(users) * has_embedding[:, None].float()
+        states["user"] = user
+        if self.hashtag_embedding is not None:
+            for m in self.modalities:
+                states[m] = states[m] + self.post_hashtag_inputs(
+                    inputs, batch.nodes[m], label_scale
+                )
+        return states
+
+    def post_hashtag_inputs(
+        self, inputs: ModelInputs, posts: torch.Tensor, label_scale: torch.Tensor | None
+    ) -> torch.Tensor:
+        """`hashtag_inputs` of the posts `posts` only."""
+        row, index, weight = inputs.targets.rows(posts)
+        if label_scale is not None:
+            weight = weight * label_scale[posts][row]
+        rows = self.hashtag_embedding(index) * weight[:, None]
+        out = torch.zeros(len(posts), self.settings.hidden, device=inputs.device)
+        return out.index_add(0, row, rows)
+
+    def sampled_layer_step(
+        self, layer: int, states: dict[str, torch.Tensor], hop: Hop
+    ) -> dict[str, torch.Tensor]:
+        """`layer_step` over a sampled hop: sources are `states`, destinations their first
+        `hop.size` rows of each type."""
+        relations = self.convs[layer].convs
+        messages: dict[str, torch.Tensor] = {}
+        for edge_type, adjacency in hop.adjacency.items():
+            src, _, dst = edge_type
+            if self.settings.aggregator in ("max", "min") and adjacency.is_cuda:
+                adjacency = csr_edge_index(adjacency)
+            sent = relations[edge_type]((states[src], states[dst][: hop.size[dst]]), adjacency)
+            messages[dst] = messages[dst] + sent if dst in messages else sent
+        norms = self.norms[layer]
+        return {
+            t: self.update(norms[t], states[t][:n], messages[t]) if t in messages else states[t][:n]
+            for t, n in hop.size.items()
+        }
+
     def encode(self, inputs: ModelInputs, label_scale: torch.Tensor | None = None) -> torch.Tensor:
         """Fused vectors [N, d] of every post of the graph (`label_scale`: see node_inputs)."""
         states = self.propagate(self.node_inputs(inputs, label_scale), inputs)
@@ -270,14 +355,15 @@ class MishonNetwork(nn.Module):
         The [posts, V] logits exist one chunk of `chunk` posts at a time
         (`loss.linear_cross_entropy`).
         """
-        total = linear_cross_entropy(
-            fused[positions],
-            self.output.weight,
-            self.output.bias,
-            inputs.targets.rows(positions),
-            chunk,
+        return self.summed_loss(fused[positions], inputs, positions, chunk) / max(len(positions), 1)
+
+    def summed_loss(
+        self, fused: torch.Tensor, inputs: ModelInputs, posts: torch.Tensor, chunk: int
+    ) -> torch.Tensor:
+        """Summed cross-entropy of the fused vectors of `posts` (row i: post posts[i])."""
+        return linear_cross_entropy(
+            fused, self.output.weight, self.output.bias, inputs.targets.rows(posts), chunk
         )
-        return total / max(len(positions), 1)
 
 
 def _norm_relu(norm: nn.Module, messages: torch.Tensor) -> torch.Tensor:

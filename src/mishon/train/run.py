@@ -36,10 +36,12 @@ from mishon.graph.io import METADATA, load_graph, save_graph
 from mishon.lineage import Lineage, digest, file_digest
 from mishon.model.inputs import ModelInputs, Vocabulary, build_inputs
 from mishon.model.network import MishonNetwork
+from mishon.train import distributed
 from mishon.train.trainer import (
     BEST_WEIGHTS,
     STATE,
     ProgressFn,
+    StepFn,
     Trainer,
     TrainState,
     recover_checkpoint,
@@ -152,16 +154,20 @@ def train_model(
     stage: StageFn | None = None,
     progress: ProgressFn | None = None,
     notice: StageFn | None = None,
+    steps: StepFn | None = None,
 ) -> tuple[MishonNetwork, ModelInputs, SplitData, TrainState]:
     """Train MISHON on `dataset`; with `out`, write (or resume) a run directory there.
 
-    `stage` is told each step's name, `progress` each epoch's figures, `notice` anything the
-    user should read (a graph rebuilt because its inputs changed).
+    `stage` is told each stage's name, `progress` each epoch's figures, `steps` each
+    mini-batch step, `notice` anything the user should read (a graph rebuilt because its
+    inputs changed).
     """
     report = stage or (lambda _name: None)
     if settings.train.threads:
         torch.set_num_threads(settings.train.threads)
-    if out is not None and out.is_dir():
+    processes = distributed.from_environment()
+    distributed.check_can_train(processes, settings.train.batch_size, out)
+    if out is not None and out.is_dir() and processes.is_main:
         for leftover in out.glob(".*.tmp"):  # files a killed run was writing: the run owns them
             leftover.unlink()
         recover_checkpoint(out)  # a run killed while checkpointing
@@ -179,26 +185,29 @@ def train_model(
     features = features_fingerprint(dataset)  # read once for the checks below
     if resuming:  # before anything in the run directory is rebuilt
         _check_lineage(out, run_lineage(data, None, settings, features), "resume")
-    if graph is None:
-        graph = graph_for(data, settings, out, report, notice)
-    lineage = run_lineage(data, graph, settings, features)
-    report("loading features")
-    vocabulary = None
-    if resume and out is not None and (out / VOCABULARY).is_file():
-        recorded = read_run_info(out).vocabulary_digest if (out / RUN_FILE).is_file() else None
-        vocabulary = read_vocabulary(out, recorded)
-    device = resolve_device(settings.train.device)
-    inputs = build_inputs(data, graph, settings.model.min_count, vocabulary).to(device)
-    seed_everything(settings.train.seed)
-    # initialised on the CPU, then moved: a seed gives the same initial weights on any device
-    network = make_network(settings, inputs).to(device)
-    trainer = Trainer(network, inputs, data, settings.train, out)
-    if out is not None:
-        resumed = resume and trainer.resume()
-        if not resumed:
-            write_run_files(out, dataset, graph.meta["split"], settings, inputs, lineage)
-    report("training")
-    state = trainer.fit(progress)
+    device = distributed.device_of(processes, resolve_device(settings.train.device))
+    with distributed.process_group(processes, device):
+        if graph is None:
+            with distributed.main_first(processes):  # process 0 builds and saves it
+                graph = graph_for(data, settings, out, report, notice)
+        lineage = run_lineage(data, graph, settings, features)
+        report("loading features")
+        vocabulary = None
+        if resume and out is not None and (out / VOCABULARY).is_file():
+            recorded = read_run_info(out).vocabulary_digest if (out / RUN_FILE).is_file() else None
+            vocabulary = read_vocabulary(out, recorded)
+        inputs = build_inputs(data, graph, settings.model.min_count, vocabulary).to(device)
+        seed_everything(settings.train.seed)
+        # initialised on the CPU, then moved: a seed gives the same initial weights on any device
+        network = make_network(settings, inputs).to(device)
+        distributed.broadcast_parameters(processes, network.parameters())
+        trainer = Trainer(network, inputs, data, settings.train, out, processes)
+        if out is not None:
+            resumed = resume and trainer.resume()
+            if not resumed and processes.is_main:
+                write_run_files(out, dataset, graph.meta["split"], settings, inputs, lineage)
+        report("training")
+        state = trainer.fit(progress, steps)
     return network, inputs, data, state
 
 

@@ -1,7 +1,12 @@
-"""Full-batch training with Adam and early stopping on validation F1@K.
+"""Training with Adam and early stopping on validation F1@K, full-batch or mini-batch.
 
-One epoch is one optimisation step (the whole graph is encoded each time) whose loss covers
-every training post, or, with hashtag inputs, the random share hiding theirs (`label_split`).
+An epoch's loss covers every training post, or, with hashtag inputs, the random share hiding
+theirs (`label_split`). Full-batch (the default), an epoch is one optimisation step that
+encodes the whole graph. Mini-batch (`batch_size`), the epoch's loss posts are shuffled into
+steps of `batch_size` posts, each encoded over its sampled neighbourhood
+(`model.sampling`); memory then grows with the batch, not the graph. Mini-batch epochs draw
+their label split, order and samples from (seed, epoch) alone, so several processes
+(`distributed`) agree on them, each taking its share of every step.
 Every `eval_every` epochs the model ranks the validation posts; the best F1@K keeps its
 weights, and training stops after `patience` epochs without a better one. With an output
 directory, each validation also writes the resumable state (weights, Adam state, RNG state,
@@ -32,6 +37,13 @@ from mishon.lineage import file_digest
 from mishon.metrics import ranking_metrics
 from mishon.model.inputs import ModelInputs
 from mishon.model.network import MishonNetwork
+from mishon.model.sampling import NeighbourSampler
+from mishon.train.distributed import (
+    Processes,
+    broadcast_values,
+    check_can_train,
+    sum_gradients,
+)
 
 BEST_WEIGHTS = "model.safetensors"
 LAST_WEIGHTS = "last.safetensors"
@@ -44,6 +56,7 @@ CHECKPOINT_FILES = (BEST_WEIGHTS, LAST_WEIGHTS, OPTIMIZER, RNG, HISTORY, STATE)
 HISTORY_FIELDS = ("epoch", "loss", "valid_f1", "valid_recall", "valid_ndcg", "seconds")
 
 ProgressFn = Callable[[dict[str, Any]], None]
+StepFn = Callable[[int, int, int], None]  # (epoch, steps done, steps of the epoch)
 
 
 @dataclass
@@ -96,8 +109,17 @@ def validation_metrics(
     return {"f1": m[f"F1@{k}"], "recall": m[f"R@{k}"], "ndcg": m[f"NDCG@{k}"]}
 
 
+def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
+    """A seed for epoch `epoch`'s draws of stream `stream` (0: shared by all processes)."""
+    sequence = np.random.SeedSequence([seed % 2**63, epoch, stream])
+    return int(sequence.generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
 def label_split(
-    network: MishonNetwork, positions: torch.Tensor, num_posts: int
+    network: MishonNetwork,
+    positions: torch.Tensor,
+    num_posts: int,
+    generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor | None, torch.Tensor]:
     """One epoch's hashtag-input weights [num_posts] and loss posts, drawn from `positions`.
 
@@ -108,8 +130,8 @@ def label_split(
     if not network.uses_hashtag_inputs:
         return None, positions
     rate = network.settings.label_rate
-    # drawn by the CPU generator whatever the device: a seed gives the same split everywhere
-    shown = (torch.rand(len(positions)) < rate).to(positions.device)
+    # drawn by a CPU generator whatever the device: a seed gives the same split everywhere
+    shown = (torch.rand(len(positions), generator=generator) < rate).to(positions.device)
     if shown.all():  # a tiny training set: keep at least one loss post
         shown[0] = False
     scale = torch.zeros(num_posts, device=positions.device)
@@ -127,12 +149,27 @@ class Trainer:
         data: SplitData,
         settings: TrainSettings,
         out: Path | None = None,
+        processes: Processes | None = None,
     ) -> None:
         self.network = network
         self.inputs = inputs
         self.data = data
         self.settings = settings
         self.out = out
+        self.processes = processes or Processes()
+        check_can_train(self.processes, settings.batch_size, out)
+        self.sampler = (
+            NeighbourSampler(
+                inputs,
+                network.edge_types,
+                network.modalities,
+                settings.fanouts[: len(network.convs)],
+                settings.user_posts,
+                settings.seed,
+            )
+            if settings.batch_size is not None
+            else None
+        )
         self.optimizer = torch.optim.Adam(
             network.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
         )
@@ -165,28 +202,24 @@ class Trainer:
             self.state.stopped = None  # resumed with a higher epoch limit
         return True
 
-    def fit(self, progress: ProgressFn | None = None) -> TrainState:
-        """Train until `epochs`, early stopping, or a finished state; returns the final state."""
+    def fit(self, progress: ProgressFn | None = None, steps: StepFn | None = None) -> TrainState:
+        """Train until `epochs`, early stopping, or a finished state; returns the final state.
+
+        `progress` is told each epoch's figures, `steps` each mini-batch step."""
         s, state = self.settings, self.state
         has_valid = len(self.data.cases("valid")) > 0
         while state.stopped is None and state.epoch < s.epochs:
             started = time.perf_counter()
             self.network.train()
-            self.optimizer.zero_grad(set_to_none=True)
-            label_scale, loss_positions = label_split(
-                self.network, self.positions, self.inputs.num_posts
-            )
-            fused = self.network.encode(self.inputs, label_scale)
-            loss = self.network.loss(fused, self.inputs, loss_positions, s.loss_chunk)
-            if not torch.isfinite(loss):
-                raise MishonError(f"the loss became {loss.item()} at epoch {state.epoch + 1}")
-            loss.backward()
-            self.optimizer.step()
+            if self.sampler is None:
+                loss = self.full_batch_step()
+            else:
+                loss = self.mini_batch_epoch(state.epoch + 1, steps)
             state.epoch += 1
-            row: dict[str, Any] = {"epoch": state.epoch, "loss": round(loss.item(), 6)}
+            row: dict[str, Any] = {"epoch": state.epoch, "loss": round(loss, 6)}
             last = state.epoch == s.epochs
             if state.epoch % s.eval_every == 0 or last:
-                metrics = validation_metrics(self.network, self.inputs, self.data, s.select_k)
+                metrics = self.validate()
                 if metrics is not None:
                     row.update({f"valid_{k}": round(v, 6) for k, v in metrics.items()})
                 score = metrics["f1"] if metrics else float(state.epoch)  # no valid: keep last
@@ -204,11 +237,78 @@ class Trainer:
             if "valid_f1" in row or last:
                 if last and state.stopped is None:
                     state.stopped = "epochs"
-                self.save()
+                if self.processes.is_main:
+                    self.save()
             if progress is not None:
                 progress({**row, "best_epoch": state.best_epoch, "best": state.best_score})
         self.network.load_state_dict(self.best_weights)
         return state
+
+    def full_batch_step(self) -> float:
+        """One Adam step over the whole graph; its mean loss."""
+        self.optimizer.zero_grad(set_to_none=True)
+        label_scale, loss_positions = label_split(
+            self.network, self.positions, self.inputs.num_posts
+        )
+        fused = self.network.encode(self.inputs, label_scale)
+        loss = self.network.loss(fused, self.inputs, loss_positions, self.settings.loss_chunk)
+        self.check_finite(loss)
+        loss.backward()
+        self.optimizer.step()
+        return loss.item()
+
+    def mini_batch_epoch(self, epoch: int, report: StepFn | None = None) -> float:
+        """One pass over the epoch's loss posts in steps of `batch_size`; the mean loss.
+
+        The label split and the order come from (seed, epoch), the same in every process;
+        each process takes its slice of each step, and the gradients of all slices, summed
+        and divided by the step's size, make the step's mean gradient in every process.
+        """
+        assert self.sampler is not None and self.settings.batch_size is not None
+        processes, device = self.processes, self.inputs.device
+        shared = torch.Generator().manual_seed(epoch_seed(self.settings.seed, epoch))
+        torch.manual_seed(epoch_seed(self.settings.seed, epoch, processes.rank + 1))  # dropout
+        label_scale, loss_positions = label_split(
+            self.network, self.positions, self.inputs.num_posts, shared
+        )
+        order = torch.randperm(len(loss_positions), generator=shared).to(device)
+        parameters = list(self.network.parameters())
+        chunk = self.settings.loss_chunk
+        total = 0.0
+        steps = loss_positions[order].split(self.settings.batch_size)
+        for number, step in enumerate(steps, 1):
+            self.optimizer.zero_grad(set_to_none=True)
+            mine = step.tensor_split(processes.world_size)[processes.rank]
+            summed = torch.zeros((), device=device)
+            if len(mine):
+                batch = self.sampler.sample(mine, epoch).to(device)
+                fused = self.network.encode_sampled(self.inputs, batch, label_scale)
+                summed = self.network.summed_loss(fused, self.inputs, mine, chunk)
+                (summed / len(step)).backward()
+            summed = sum_gradients(processes, parameters, summed.detach())
+            self.check_finite(summed)
+            self.optimizer.step()
+            total += summed.item()
+            if report is not None:
+                report(epoch, number, len(steps))
+        return total / max(len(loss_positions), 1)
+
+    def check_finite(self, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss):
+            raise MishonError(f"the loss became {loss.item()} at epoch {self.state.epoch + 1}")
+
+    def validate(self) -> dict[str, float] | None:
+        """Validation metrics, computed by process 0 and shared with the others."""
+        processes, k = self.processes, self.settings.select_k
+        metrics = None
+        if processes.is_main:
+            metrics = validation_metrics(self.network, self.inputs, self.data, k)
+        if not processes.distributed:
+            return metrics
+        names = ("f1", "recall", "ndcg")
+        sent = [1.0, *(metrics[n] for n in names)] if metrics else [0.0] * 4
+        shared = broadcast_values(processes, sent, self.inputs.device)
+        return dict(zip(names, shared[1:], strict=True)) if shared[0] else None
 
     def save(self) -> None:
         """Write best and last weights, optimiser, RNG state, counters and history as one set.

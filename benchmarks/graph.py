@@ -143,6 +143,7 @@ def run_graph(root: Path, exact_recall_queries: int, engine_name: str = "local")
         "total_s": round(total, 1),
         "peak_rss_mb": round(max(peaks.values())),
         "ru_maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "peak_private_mb": round(monitor.private_peak),  # less shared pages (Ray's object store)
         "ray_worker_peak_rss_mb": round(workers.stop()) if engine_name == "ray" else None,
         "stages_s": stages,
         "stage_peak_rss_mb": peaks,

@@ -12,11 +12,20 @@ def rss_mb() -> float:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def private_mb() -> float:
+    """Resident memory less its shared pages (file mappings, shared memory such as Ray's
+    object store): what this process alone holds."""
+    with open("/proc/self/statm") as handle:
+        fields = handle.read().split()
+    return (int(fields[1]) - int(fields[2])) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 class PeakRss:
     """Samples this process's resident memory every 5 ms; `take()` returns and resets the peak."""
 
     def __init__(self) -> None:
         self.peak = rss_mb()
+        self.private_peak = private_mb()
         self.running = True
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -24,6 +33,7 @@ class PeakRss:
     def _run(self) -> None:
         while self.running:
             self.peak = max(self.peak, rss_mb())
+            self.private_peak = max(self.private_peak, private_mb())
             time.sleep(0.005)
 
     def take(self) -> float:

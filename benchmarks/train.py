@@ -11,7 +11,9 @@ with the trainer's hashtag-input split (by default half the training posts are l
 With `--batch-size B` an epoch is mini-batch training's instead (`Trainer.mini_batch_epoch`):
 the same loss posts in steps of B, each over its sampled neighbourhood (`--fanouts`,
 `--user-posts`), timed apart: sampling, forward (encoders, layers, fusion, loss), backward and
-step. Peak RSS includes the inputs (`inputs_peak_rss_mb` is theirs alone).
+step. Peak RSS includes the inputs (`inputs_peak_rss_mb` is theirs alone). `--encode-all` then
+times the no-gradient pass over every post that each validation runs, `--encode-sampled N`
+validation over sampled neighbourhoods of N posts (`train.validation: sampled`).
 
 With `--device cuda` the inputs and the network move to the GPU after the inputs are built
 (on the CPU, as `mishon train` builds them), each epoch is timed to a CUDA synchronise, and the
@@ -19,7 +21,8 @@ peak GPU memory (torch's allocator: allocated and reserved) is reported beside t
 
 Usage: python benchmarks/train.py [--posts 213847] [--users 6786] [--hashtags 15751] [--epochs 3]
        [--no-label-inputs] [--device auto|cpu|cuda|cuda:N] [--loss-chunk 4096]
-       [--batch-size B [--fanouts 10 10] [--user-posts 20]] [--shapes paper|small]
+       [--batch-size B [--fanouts 10 10] [--user-posts 20] [--steps S]] [--shapes paper|small]
+       [--encode-all] [--encode-sampled N]
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from mishon.graph.build import coalesce, symmetric
 from mishon.model.inputs import ModalityUnits, ModelInputs, Targets, Vocabulary, adjacency
 from mishon.model.network import MishonNetwork
 from mishon.model.sampling import NeighbourSampler
-from mishon.train.trainer import epoch_seed, label_split
+from mishon.train.trainer import encode_eval, encode_sampled_eval, epoch_seed, label_split
 
 PAPER_SHAPES = {"visual": (8, 512), "acoustic": (8, 128), "textual": (16, 384)}
 # units small enough that 2,000,000 posts' inputs fit beside the training step
@@ -202,6 +205,17 @@ def main() -> None:
         help="mini-batch: run only the first STEPS steps of each epoch; its seconds are "
         "extrapolated to the whole epoch (steps_run says how many ran)",
     )
+    parser.add_argument(
+        "--encode-all",
+        action="store_true",
+        help="after the epochs, time the no-gradient pass over every post that validation runs",
+    )
+    parser.add_argument(
+        "--encode-sampled",
+        type=int,
+        default=0,
+        help="mini-batch: then time sampled validation (train.validation sampled) of N posts",
+    )
     args = parser.parse_args()
     device = resolve_device(args.device)
     shapes = SHAPES[args.shapes]
@@ -262,6 +276,24 @@ def main() -> None:
             row["gpu_peak_reserved_mb"] = round(torch.cuda.max_memory_reserved(device) / 2**20)
         epochs.append(row)
         print(json.dumps(row), flush=True)
+    encoded = {}
+    if args.encode_all:  # what each validation does first: every post, no gradient
+        clock = time.perf_counter()
+        encode_eval(network, inputs)
+        sync()
+        encoded = {
+            "encode_all_s": round(time.perf_counter() - clock, 2),
+            "encode_all_peak_rss_mb": round(peak.take()),
+        }
+    if args.encode_sampled and sampler is not None:  # validation: train.validation sampled
+        clock = time.perf_counter()
+        posts = np.arange(min(args.encode_sampled, inputs.num_posts))
+        encode_sampled_eval(network, inputs, sampler, posts, train.batch_size or 4096)
+        encoded |= {
+            "encode_sampled_posts": len(posts),
+            "encode_sampled_s": round(time.perf_counter() - clock, 2),
+            "encode_sampled_peak_rss_mb": round(peak.take()),
+        }
     steady = [e["seconds"] for e in epochs[1:]] or [epochs[0]["seconds"]]
     print(
         json.dumps(
@@ -287,6 +319,7 @@ def main() -> None:
                 "peak_rss_mb": max(e["peak_rss_mb"] for e in epochs),
                 "gpu_peak_allocated_mb": epochs[-1].get("gpu_peak_allocated_mb"),
                 "gpu_peak_reserved_mb": epochs[-1].get("gpu_peak_reserved_mb"),
+                **encoded,
             },
             indent=2,
         )

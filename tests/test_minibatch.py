@@ -16,6 +16,7 @@ from mishon.errors import MishonError
 from mishon.graph.io import load_graph
 from mishon.model.sampling import NeighbourSampler, sample_rows
 from mishon.train.run import load_run, train_model
+from mishon.train.trainer import validation_metrics
 
 from .planted import planted_dataset, small_settings
 
@@ -59,6 +60,26 @@ def test_full_fanouts_compute_what_the_whole_graph_computes(planted: Path, tmp_p
         whole = network.encode(inputs)[posts]
         sampled = network.encode_sampled(inputs, sampler.sample(posts, epoch=1))
     torch.testing.assert_close(sampled, whole, rtol=1e-5, atol=1e-5)
+
+
+def test_sampled_validation_with_full_fanouts_is_the_whole_graphs(
+    planted: Path, tmp_path: Path
+) -> None:
+    network, inputs, data, _ = train_model(planted, small_settings(epochs=5), tmp_path / "run")
+    everything = NeighbourSampler(
+        inputs, network.edge_types, network.modalities, [10**6, 10**6], 10**6, seed=0
+    )
+    whole = validation_metrics(network, inputs, data, 5)
+    sampled = validation_metrics(network, inputs, data, 5, everything, batch_size=7)
+    assert whole is not None and sampled is not None
+    assert sampled == pytest.approx(whole)
+    few = NeighbourSampler(inputs, network.edge_types, network.modalities, [1, 1], 1, seed=0)
+    again = validation_metrics(network, inputs, data, 5, few, batch_size=7)
+    assert again == validation_metrics(network, inputs, data, 5, few, batch_size=7)  # one sample
+    _, _, _, state = train_model(
+        planted, mini_batch(epochs=5, validation="sampled"), tmp_path / "sampled"
+    )
+    assert state.history[-1]["valid_f1"] > 0
 
 
 def test_a_post_computes_the_same_in_any_batch(planted: Path, tmp_path: Path) -> None:

@@ -465,6 +465,12 @@ class TrainSettings(Settings):
     user_posts: int = Field(
         20, ge=1, description="mini-batch: posts whose content mean is a user's content input"
     )
+    validation: Literal["full", "sampled"] = Field(
+        "full",
+        description="mini-batch: validation posts encoded over the whole graph (as evaluation "
+        "does) or over sampled neighbourhoods (memory bounded like a step; for graphs whose "
+        "whole-graph pass does not fit)",
+    )
     seed: int = Field(0, description="seed of initialisation and dropout")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; None: torch default")
     device: DeviceName = Field(

@@ -31,7 +31,7 @@ from mishon.config import ModelSettings
 from mishon.model.attention import MeanPooling, ModalityAttention
 from mishon.model.inputs import EdgeType, ModelInputs
 from mishon.model.loss import linear_cross_entropy
-from mishon.model.sampling import Hop, SampledBatch
+from mishon.model.sampling import SampledBatch
 from mishon.model.sparse import MeanSAGEConv, csr_edge_index, remove_generated_source
 
 PYG_AGGREGATOR = {"mean": "mean", "max": "max", "min": "min", "sum": "sum", "product": "mul"}
@@ -210,19 +210,30 @@ class MishonNetwork(nn.Module):
         layer: int,
         states: dict[str, torch.Tensor],
         adjacency: dict[EdgeType, torch.Tensor],
+        sizes: dict[str, int] | None = None,
     ) -> dict[str, torch.Tensor]:
-        """One GraphSAGE layer over any graph: the whole one, or a new post's neighbourhood.
+        """One GraphSAGE layer over any graph: the whole one, a sampled neighbourhood, or a
+        new post's neighbourhood.
 
         Each relation of `adjacency` (destination-major CSR, values 1) runs its SAGEConv; a node
         type that receives relations gets its state plus their normalised, activated sum, the
-        others keep theirs.
+        others keep theirs. `sizes`: the destinations of each type are the first `sizes[t]`
+        nodes of `states[t]` (a sampled hop); None: all of them. Relations are added one at a
+        time (HeteroConv's sum would hold every relation's output at once).
         """
-        if self.settings.aggregator in ("max", "min"):
-            adjacency = {t: csr_edge_index(a) if a.is_cuda else a for t, a in adjacency.items()}
-        messages = self.convs[layer](states, adjacency)
+        sizes = sizes or {t: len(x) for t, x in states.items()}
+        relations = self.convs[layer].convs
+        messages: dict[str, torch.Tensor] = {}
+        for edge_type, matrix in adjacency.items():
+            src, _, dst = edge_type
+            if self.settings.aggregator in ("max", "min") and matrix.is_cuda:
+                matrix = csr_edge_index(matrix)
+            sent = relations[edge_type]((states[src], states[dst][: sizes[dst]]), matrix)
+            messages[dst] = messages[dst] + sent if dst in messages else sent
+        norms = self.norms[layer]
         return {
-            t: self.update(self.norms[layer][t], x, messages[t]) if t in messages else x
-            for t, x in states.items()
+            t: self.update(norms[t], states[t][:n], messages[t]) if t in messages else states[t][:n]
+            for t, n in sizes.items()
         }
 
     def update(self, norm: nn.Module, state: torch.Tensor, messages: torch.Tensor) -> torch.Tensor:
@@ -264,7 +275,7 @@ class MishonNetwork(nn.Module):
         neighbourhood (mini-batch training: `sampling.NeighbourSampler`)."""
         states = self.sampled_node_inputs(inputs, batch, label_scale)
         for layer, hop in enumerate(batch.hops):
-            states = self.sampled_layer_step(layer, states, hop)
+            states = self.layer_step(layer, states, hop.adjacency, hop.size)
         return self.fuse([states[m] for m in self.modalities], states["user"], batch.post_user)
 
     def sampled_node_inputs(
@@ -318,25 +329,6 @@ class MishonNetwork(nn.Module):
         rows = self.hashtag_embedding(index) * weight[:, None]
         out = torch.zeros(len(posts), self.settings.hidden, device=inputs.device)
         return out.index_add(0, row, rows)
-
-    def sampled_layer_step(
-        self, layer: int, states: dict[str, torch.Tensor], hop: Hop
-    ) -> dict[str, torch.Tensor]:
-        """`layer_step` over a sampled hop: sources are `states`, destinations their first
-        `hop.size` rows of each type."""
-        relations = self.convs[layer].convs
-        messages: dict[str, torch.Tensor] = {}
-        for edge_type, adjacency in hop.adjacency.items():
-            src, _, dst = edge_type
-            if self.settings.aggregator in ("max", "min") and adjacency.is_cuda:
-                adjacency = csr_edge_index(adjacency)
-            sent = relations[edge_type]((states[src], states[dst][: hop.size[dst]]), adjacency)
-            messages[dst] = messages[dst] + sent if dst in messages else sent
-        norms = self.norms[layer]
-        return {
-            t: self.update(norms[t], states[t][:n], messages[t]) if t in messages else states[t][:n]
-            for t, n in hop.size.items()
-        }
 
     def encode(self, inputs: ModelInputs, label_scale: torch.Tensor | None = None) -> torch.Tensor:
         """Fused vectors [N, d] of every post of the graph (`label_scale`: see node_inputs)."""

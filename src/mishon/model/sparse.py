@@ -15,19 +15,27 @@ from pathlib import Path
 import torch
 from torch_geometric.nn import SAGEConv
 
-CACHE_ATTRIBUTE = "_mishon_transpose_and_degree"
+TRANSPOSE_ATTRIBUTE = "_mishon_transpose"
+DEGREE_ATTRIBUTE = "_mishon_degree"
 EDGE_INDEX_ATTRIBUTE = "_mishon_edge_index"
 
 
-def _transpose_and_degree(adj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _degree(adj: torch.Tensor) -> torch.Tensor:
     # kept on the tensor itself: sparse tensors cannot be weakly referenced as dictionary keys
-    cached = getattr(adj, CACHE_ATTRIBUTE, None)
+    cached = getattr(adj, DEGREE_ATTRIBUTE, None)
     if cached is None:
         crow = adj.crow_indices()
-        degree = (crow[1:] - crow[:-1]).clamp_min(1).to(adj.dtype)[:, None]
-        transpose = adj.to_sparse_coo().t().coalesce().to_sparse_csr()
-        cached = (transpose, degree)
-        setattr(adj, CACHE_ATTRIBUTE, cached)
+        cached = (crow[1:] - crow[:-1]).clamp_min(1).to(adj.dtype)[:, None]
+        setattr(adj, DEGREE_ATTRIBUTE, cached)
+    return cached
+
+
+def _transpose(adj: torch.Tensor) -> torch.Tensor:
+    # built on the first backward only: a pass without gradient (evaluation) never holds it
+    cached = getattr(adj, TRANSPOSE_ATTRIBUTE, None)
+    if cached is None:
+        cached = adj.to_sparse_coo().t().coalesce().to_sparse_csr()
+        setattr(adj, TRANSPOSE_ATTRIBUTE, cached)
     return cached
 
 
@@ -49,13 +57,13 @@ def csr_edge_index(adj: torch.Tensor) -> torch.Tensor:
 class _NeighbourMean(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        transpose, degree = _transpose_and_degree(adj)
-        ctx.transpose, ctx.degree = transpose, degree
+        degree = _degree(adj)
+        ctx.adj, ctx.degree = adj, degree
         return torch.sparse.mm(adj, x) / degree
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
-        return torch.sparse.mm(ctx.transpose, grad / ctx.degree), None
+        return torch.sparse.mm(_transpose(ctx.adj), grad / ctx.degree), None
 
 
 def neighbour_mean(adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

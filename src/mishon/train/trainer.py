@@ -93,17 +93,48 @@ def encode_eval(network: MishonNetwork, inputs: ModelInputs) -> torch.Tensor:
     return fused
 
 
+def encode_sampled_eval(
+    network: MishonNetwork,
+    inputs: ModelInputs,
+    sampler: NeighbourSampler,
+    positions: np.ndarray,
+    batch_size: int,
+) -> torch.Tensor:
+    """Fused vectors [len(positions), d] of those posts over sampled neighbourhoods, in
+    evaluation mode; always the same sample (epoch 0: no training epoch draws it)."""
+    was_training = network.training
+    network.eval()
+    fused = []
+    with torch.no_grad():
+        for start in range(0, len(positions), batch_size):
+            posts = torch.from_numpy(positions[start : start + batch_size])
+            batch = sampler.sample(posts, epoch=0).to(inputs.device)
+            fused.append(network.encode_sampled(inputs, batch))
+    network.train(was_training)
+    return torch.cat(fused)
+
+
 def validation_metrics(
-    network: MishonNetwork, inputs: ModelInputs, data: SplitData, k: int
+    network: MishonNetwork,
+    inputs: ModelInputs,
+    data: SplitData,
+    k: int,
+    sampler: NeighbourSampler | None = None,
+    batch_size: int = 4096,
 ) -> dict[str, float] | None:
-    """F1, recall and NDCG @k on the labelled validation posts (None if there are none)."""
+    """F1, recall and NDCG @k on the labelled validation posts (None if there are none):
+    over the whole graph, or with `sampler`, over sampled neighbourhoods (bounded memory)."""
     cases = data.cases("valid")
     if not len(cases):
         return None
-    fused = encode_eval(network, inputs)
+    if sampler is None:
+        fused, rows = encode_eval(network, inputs), cases
+    else:
+        fused = encode_sampled_eval(network, inputs, sampler, cases, batch_size)
+        rows = np.arange(len(cases))
     k = min(k, len(inputs.vocabulary))
     tags = inputs.vocabulary.tags
-    ranked = [[tags[i] for i in row] for row in top_k(network, fused, cases, k)]
+    ranked = [[tags[i] for i in row] for row in top_k(network, fused, rows, k)]
     truth = [set(t) for t in data.posts["hashtags"].to_numpy()[cases]]
     m = ranking_metrics(ranked, truth, (k,))
     return {"f1": m[f"F1@{k}"], "recall": m[f"R@{k}"], "ndcg": m[f"NDCG@{k}"]}
@@ -302,7 +333,15 @@ class Trainer:
         processes, k = self.processes, self.settings.select_k
         metrics = None
         if processes.is_main:
-            metrics = validation_metrics(self.network, self.inputs, self.data, k)
+            sampled = self.settings.validation == "sampled" and self.sampler is not None
+            metrics = validation_metrics(
+                self.network,
+                self.inputs,
+                self.data,
+                k,
+                self.sampler if sampled else None,
+                self.settings.batch_size or 4096,
+            )
         if not processes.distributed:
             return metrics
         names = ("f1", "recall", "ndcg")

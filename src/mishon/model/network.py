@@ -14,9 +14,10 @@
 - fusion: the post's refined modality vectors and its user's vector, concatenated, a dense
   layer, then a dense layer with softmax over the hashtag vocabulary.
 
-The model contract is `encode(inputs, label_scale=None)` -> fused post vectors [N, d],
-`loss(fused, ...)` and `scores(fused)`; the trainer (which draws each epoch's `label_scale`)
-and the evaluator stay outside.
+The model contract is `encode(inputs, label_scale=None)` -> fused post vectors [N, d] (or
+`encode_sampled(inputs, batch, label_scale)` for a mini-batch's posts over their sampled
+neighbourhood), `loss(fused, ...)` / `summed_loss` and `scores(fused)`; the trainer (which
+draws each epoch's `label_scale`) and the evaluator stay outside.
 """
 
 from __future__ import annotations

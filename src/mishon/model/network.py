@@ -272,7 +272,7 @@ class MishonNetwork(nn.Module):
     def encode_sampled(
         self, inputs: ModelInputs, batch: SampledBatch, label_scale: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Fused vectors [len(batch.posts), d] of a batch's posts over its sampled
+        """Fused vectors [batch posts, d] of a batch's posts over its sampled
         neighbourhood (mini-batch training: `sampling.NeighbourSampler`)."""
         states = self.sampled_node_inputs(inputs, batch, label_scale)
         for layer, hop in enumerate(batch.hops):

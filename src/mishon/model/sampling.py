@@ -17,15 +17,14 @@ CSR tensors the trainer holds, in numpy.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from mishon.model.inputs import EdgeType, ModelInputs
+from mishon.graph.build import USER
+from mishon.model.inputs import EdgeType, ModelInputs, adjacency
 
-USER = "user"
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
@@ -95,7 +94,6 @@ class Hop:
 class SampledBatch:
     """What `MishonNetwork.encode_sampled` reads for a batch of posts."""
 
-    posts: torch.Tensor  # the batch's posts (dataset positions), int64
     nodes: dict[str, torch.Tensor]  # bottom-level nodes of each type (graph ids)
     hops: list[Hop]  # bottom to top
     post_user: torch.Tensor  # each batch post's user: its row in the top user states
@@ -103,7 +101,6 @@ class SampledBatch:
 
     def to(self, device: torch.device) -> SampledBatch:
         return SampledBatch(
-            self.posts.to(device),
             {t: n.to(device) for t, n in self.nodes.items()},
             [Hop({t: a.to(device) for t, a in h.adjacency.items()}, h.size) for h in self.hops],
             self.post_user.to(device),
@@ -167,7 +164,6 @@ class NeighbourSampler:
         )
         indptr = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=len(bottom_users)))])
         return SampledBatch(
-            posts=torch.from_numpy(seeds.astype(np.int64)),
             nodes={t: torch.from_numpy(n.astype(np.int64)) for t, n in destinations.items()},
             hops=hops,
             post_user=torch.from_numpy(post_user.astype(np.int64)),
@@ -192,26 +188,11 @@ class NeighbourSampler:
             new = np.unique(candidates[local[candidates] < 0])
             local[new] = len(own) + np.arange(len(new))
             sources[node_type] = np.concatenate([own, new])
-        adjacency = {}
+        matrices = {}
         for edge_type, (owner, columns) in drawn.items():
             src, _, dst = edge_type
-            adjacency[edge_type] = _csr(
-                owner, self._local[src][columns], len(destinations[dst]), len(sources[src])
-            )
+            edges = np.stack([self._local[src][columns], owner])
+            matrices[edge_type] = adjacency(edges, len(sources[src]), len(destinations[dst]))
         for node_type, nodes in sources.items():
             self._local[node_type][nodes] = -1
-        return sources, adjacency
-
-
-def _csr(rows: np.ndarray, columns: np.ndarray, n_rows: int, n_columns: int) -> torch.Tensor:
-    """A CSR tensor of ones from (row, column) pairs with rows ascending."""
-    crow = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n_rows))])
-    with warnings.catch_warnings():  # "sparse CSR support is in beta": known, and tested
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(
-            torch.from_numpy(crow.astype(np.int64)),
-            torch.from_numpy(columns.astype(np.int64)),
-            torch.ones(len(columns)),
-            size=(n_rows, n_columns),
-            check_invariants=False,
-        )
+        return sources, matrices

@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -48,7 +49,7 @@ def from_environment() -> Processes:
     return Processes(rank, world, local)
 
 
-def check_can_train(processes: Processes, batch_size: int | None, out: object) -> None:
+def check_can_train(processes: Processes, batch_size: int | None, out: Path | None) -> None:
     """Several processes need mini-batches and a run directory to share."""
     if not processes.distributed:
         return

@@ -333,14 +333,10 @@ class Trainer:
         processes, k = self.processes, self.settings.select_k
         metrics = None
         if processes.is_main:
-            sampled = self.settings.validation == "sampled" and self.sampler is not None
+            sampler = self.sampler if self.settings.validation == "sampled" else None
+            batch_size = self.settings.batch_size or 4096
             metrics = validation_metrics(
-                self.network,
-                self.inputs,
-                self.data,
-                k,
-                self.sampler if sampled else None,
-                self.settings.batch_size or 4096,
+                self.network, self.inputs, self.data, k, sampler, batch_size
             )
         if not processes.distributed:
             return metrics

@@ -238,6 +238,8 @@ def test_a_hashtag_recorded_for_one_user_reaches_similar_posts_of_others(
     found = {h["hashtag"]: h for h in after.json()["hashtags"]}
     assert "harbourrace26" in found  # not in the model's vocabulary: from the known posts
     assert found["harbourrace26"]["evidence"]["neighbours"] > 0
+    # and the network scores it too, by the inductive hashtag side's row for it
+    assert found["harbourrace26"]["evidence"]["model_outside"] > 0
     assert "of the weight of the most similar posts" in found["harbourrace26"]["reasons"][0]
 
 

@@ -36,6 +36,7 @@ from mishon.features.extract import ExtractReport, extract_features
 from mishon.recommend.featurize import PostFeaturizer
 from mishon.recommend.inductive import NewPost, Recommendation
 from mishon.recommend.live import LiveRecommender
+from mishon.recommenders.evidence import EVIDENCE
 from mishon.report import write_report
 from mishon.train.run import TrainedRun, load_run, train_model
 
@@ -115,9 +116,12 @@ def evaluate(
     protocol: str = "static",
     refresh_every: int = 1,
     live: bool = True,
+    evidence: tuple[str, ...] | None = None,
+    hashtag_names: bool = False,
 ) -> Evaluation:
     """Metrics of a run (and `baselines`: 'all' or names) on its test or valid posts under
-    `protocol` (static, known-past, stream); with `live`, MISHON live's too."""
+    `protocol` (static, known-past, stream); with `live`, MISHON live's too (from the
+    `evidence` named, all by default; `hashtag_names`: see `mishon evaluate --help`)."""
     return evaluate_run(
         Path(run),
         part,
@@ -126,6 +130,8 @@ def evaluate(
         protocol=protocol,
         refresh_every=refresh_every,
         live=live,
+        evidence=evidence or EVIDENCE,
+        hashtag_names=hashtag_names,
     )
 
 

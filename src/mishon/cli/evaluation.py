@@ -95,9 +95,16 @@ def evaluate_run(
         str | None,
         typer.Option(
             help="MISHON live's evidence, comma-separated (an ablation) [all: "
-            "model,neighbours,own_posts,history,content,popularity,linked_users]."
+            "model,neighbours,own_posts,history,content,popularity,linked_users,model_outside]."
         ),
     ] = None,
+    hashtag_names: Annotated[
+        bool,
+        typer.Option(
+            help="Give the rows of hashtags outside the vocabulary (evidence model_outside) "
+            "their segmented names too, through the dataset's textual extractor."
+        ),
+    ] = False,
 ) -> None:
     """Metrics @1/3/5/10 of a trained run on all, warm and cold-start posts -> evaluation.json."""
     from mishon.evaluate.evaluation import evaluate_run as run_evaluation
@@ -116,6 +123,7 @@ def evaluate_run(
             refresh_every=refresh,
             live=live,
             evidence=chosen,
+            hashtag_names=hashtag_names,
         )
     for name, why in evaluation.skipped.items():
         console.print(f"{name}: skipped ({why})")
@@ -127,7 +135,7 @@ def evaluate_run(
         for subset, ratio in ratios.items():
             if ratio is not None:
                 console.print(f"{subset}: {name} F1@5 = {ratio:.3f} x the best baseline")
-    console.print(f"written: {evaluation_path(run, part, protocol, chosen)}")
+    console.print(f"written: {evaluation_path(run, part, protocol, chosen, hashtag_names)}")
 
 
 @app.command("report")

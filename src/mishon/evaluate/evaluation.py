@@ -23,6 +23,7 @@ from mishon.evaluate.compare import relative_to_best
 from mishon.evaluate.live import select_live_weights
 from mishon.evaluate.protocols import check_protocol
 from mishon.evaluate.run import evaluate
+from mishon.features.hashtag_names import HashtagNames
 from mishon.lineage import Lineage
 from mishon.recommenders import (
     BASELINE_NAMES,
@@ -31,6 +32,7 @@ from mishon.recommenders import (
     baseline,
 )
 from mishon.recommenders.evidence import EVIDENCE
+from mishon.recommenders.hashtag_side import HashtagSideSettings
 from mishon.recommenders.live import LiveMishon, LiveWeights, check_evidence
 from mishon.train.run import StageFn, TrainedRun, load_run
 
@@ -58,13 +60,20 @@ class Evaluation(BaseModel):
 
 
 def evaluation_path(
-    run: Path, part: str, protocol: str = "static", evidence: tuple[str, ...] = EVIDENCE
+    run: Path,
+    part: str,
+    protocol: str = "static",
+    evidence: tuple[str, ...] = EVIDENCE,
+    hashtag_names: bool = False,
 ) -> Path:
     """RUN/evaluation-PART.json (static protocol) or evaluation-PART-PROTOCOL.json; an
-    evaluation of MISHON live with part of its evidence adds -live-E1+E2..."""
+    evaluation of MISHON live with part of its evidence adds -live-E1+E2..., with hashtag names
+    -names."""
     suffix = "" if protocol == "static" else f"-{protocol}"
     if tuple(evidence) != EVIDENCE:
         suffix += "-live-" + "+".join(evidence)
+    if hashtag_names:
+        suffix += "-names"
     return run / f"evaluation-{part}{suffix}.json"
 
 
@@ -137,17 +146,20 @@ def evaluate_run(
     refresh_every: int = 1,
     live: bool = True,
     evidence: tuple[str, ...] = EVIDENCE,
+    hashtag_names: bool = False,
 ) -> Evaluation:
     """Evaluate the run in `run` (and `baselines`) on `part` under `protocol`; writes
     `evaluation_path(run, part, protocol)`. Under `stream`, MISHON encodes the graph again
     after every `refresh_every` revealed posts (1: after each, exact; more: faster, each post
     still sees only posts before it). With `live`, MISHON live (`recommenders/live.py`) is
     evaluated too, its weights selected on the validation posts under the same protocol, from
-    the `evidence` named (all by default)."""
+    the `evidence` named (all by default); `hashtag_names` adds the hashtags' names to the
+    inductive hashtag side (`recommenders/hashtag_side.py`)."""
     report = stage or (lambda _name: None)
     check_part(part)
     check_protocol(protocol)
     check_evidence(evidence)
+    side = HashtagSideSettings(names=hashtag_names)
     names = baseline_names(baselines)
     if loaded is None:
         report("loading the run")
@@ -157,7 +169,7 @@ def evaluate_run(
     mishon = MishonRecommender(loaded.network, loaded.inputs, refresh_every=refresh_every)
     results = [evaluate(mishon.fit(data), data, part, protocol=protocol)]
     if live:
-        results.append(evaluate_live(loaded, part, protocol, refresh_every, report, evidence))
+        results.append(evaluate_live(loaded, part, protocol, refresh_every, report, evidence, side))
     others, skipped = evaluate_baselines(names, data, part, loaded.settings, report, protocol)
     results += others
     evaluation = Evaluation(
@@ -179,7 +191,7 @@ def evaluate_run(
             }
             for name in ours
         }
-    evaluation.save(evaluation_path(run, part, protocol, evidence))
+    evaluation.save(evaluation_path(run, part, protocol, evidence, hashtag_names))
     return evaluation
 
 
@@ -190,9 +202,22 @@ def evaluate_live(
     refresh_every: int,
     report: StageFn,
     evidence: tuple[str, ...] = EVIDENCE,
+    side: HashtagSideSettings | None = None,
 ) -> dict[str, Any]:
     """MISHON live's result on `part`, with the weights selected on the validation posts."""
-    live = LiveMishon(loaded.network, loaded.inputs, refresh_every=refresh_every, evidence=evidence)
+    side = side or HashtagSideSettings()
+    names = None
+    if side.names and "model_outside" in evidence:
+        report("MISHON live: loading the textual extractor for hashtag names")
+        names = HashtagNames.for_split(loaded.data)
+    live = LiveMishon(
+        loaded.network,
+        loaded.inputs,
+        refresh_every=refresh_every,
+        evidence=evidence,
+        side=side,
+        names=names,
+    )
     report("MISHON live: selecting its weights on the validation posts")
     valid_f1 = select_live_weights(live, loaded.data, protocol)
     report("MISHON live: ranking")
@@ -201,6 +226,8 @@ def evaluate_live(
     result["weights_valid_f1_at_5"] = valid_f1
     if evidence != EVIDENCE:
         result["evidence"] = list(evidence)
+    if side.names:
+        result["hashtag_names"] = True
     if not valid_f1:
         result["note"] = "no validation posts to select the weights on: the defaults"
     elif part == "valid":

@@ -11,6 +11,7 @@ of any user; nothing is retrained.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from mishon.recommend.inductive import InductiveRecommender, NewPost, Recommendation
 from mishon.recommenders.evidence import (
@@ -19,6 +20,12 @@ from mishon.recommenders.evidence import (
     KnownPosts,
     Query,
     gather_evidence,
+)
+from mishon.recommenders.hashtag_side import (
+    HashtagSide,
+    HashtagSideSettings,
+    NameEmbedder,
+    fit_hashtag_encoder,
 )
 from mishon.recommenders.live import LiveWeights
 from mishon.train.run import TrainedRun
@@ -35,6 +42,8 @@ class LiveRecommender:
         weights: LiveWeights | dict[str, float] | None = None,
         settings: EvidenceSettings | None = None,
         pooled: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
+        side: HashtagSideSettings | None = None,
+        names: NameEmbedder | None = None,
     ) -> None:
         self.inductive = InductiveRecommender(run, pooled)
         self.weights = LiveWeights.of(weights)
@@ -43,11 +52,30 @@ class LiveRecommender:
         self.known = KnownPosts(
             self.inductive.graph_fused(), [self.inductive.pooled[m] for m in modalities]
         )
+        self.side = self._hashtag_side(run, side or HashtagSideSettings(), names)
         posts = run.data.posts
         users = posts["user_id"].astype(str).tolist()
         for row, tags in enumerate(posts["hashtags"]):
             if len(tags):
-                self.known.reveal(row, users[row], list(tags))
+                self._reveal(row, users[row], list(tags))
+
+    def _hashtag_side(
+        self, run: TrainedRun, settings: HashtagSideSettings, names: NameEmbedder | None
+    ) -> HashtagSide | None:
+        """The inductive hashtag side over the known posts (fitted on the training posts)."""
+        weights = (self.weights.known_user, self.weights.new_user)
+        if not any(w.get("model_outside") for w in weights):
+            return None  # worth nothing under these weights: not fitted
+        names = names if settings.names else None
+        hashtags = run.data.posts["hashtags"].to_numpy()
+        train = np.flatnonzero(run.data.is_train)
+        encoder = fit_hashtag_encoder(run.network, run.inputs, hashtags, train, settings, names)
+        return HashtagSide(run.network, run.inputs.vocabulary.tags, encoder, self.known, names)
+
+    def _reveal(self, row: int, user: str, hashtags: list[str]) -> None:
+        self.known.reveal(row, user, hashtags)
+        if self.side is not None:
+            self.side.reveal(row, hashtags)
 
     def add(self, post: NewPost, hashtags: list[str]) -> None:
         """A post of `post.user_id` with its chosen hashtags joins the known posts, placed by its
@@ -56,7 +84,9 @@ class LiveRecommender:
         if post.units:
             placed = self.inductive.recommend(post, 1)
             fused, content = placed.fused, placed.content
-        self.known.add(fused, content, post.user_id or "", hashtags)
+        row = self.known.add(fused, content, post.user_id or "", hashtags)
+        if self.side is not None:
+            self.side.reveal(row, hashtags)
 
     def recommend(self, post: NewPost, k: int = 10, explain: int = 5) -> Recommendation:
         """Top-`k` hashtags by weighted evidence, each with its evidence values and reasons."""
@@ -66,7 +96,13 @@ class LiveRecommender:
             linked = [self.inductive.user_ids[v] for v in self.inductive.existing_links(index)]
         else:
             linked = [n.id for n in result.neighbours if n.kind == "user"]
-        query = Query(result.fused, result.content, post.user_id, dict(result.hashtags), linked)
+        outside: dict[str, float] = {}
+        if self.side is not None and result.fused is not None:
+            fused = torch.from_numpy(np.asarray(result.fused, np.float32))[None]
+            outside = self.side.outside_probabilities(fused, k + MODEL_CANDIDATES)[0]
+        query = Query(
+            result.fused, result.content, post.user_id, dict(result.hashtags), linked, outside
+        )
         table = gather_evidence(self.known, [query], self.settings)[0]
         has_posts = bool(post.user_id and self.known.by_user.get(post.user_id))
         top = table.ranked(self.weights.for_user(has_posts), k)
@@ -93,6 +129,11 @@ def _reasons(
     if evidence["neighbours"] > 0:
         why.append(f"{evidence['neighbours']:.0%} of the weight of the most similar posts")
     why += [reason for reason in model if "training post" not in reason or not history.get(tag)]
+    if evidence["model_outside"] > 0:
+        why.append(
+            f"the network gives it {evidence['model_outside']:.1%} from the known posts that "
+            "carry it (outside its training vocabulary)"
+        )
     if not why and evidence["popularity"] > 0:
         why.append("one of the most used hashtags")
     return why

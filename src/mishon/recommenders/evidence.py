@@ -6,7 +6,7 @@ For a query post (its unit vector in the model's fused space, its pooled content
 user and the model's probabilities), each candidate hashtag gets one value per evidence, each
 in [0, 1]:
 
-- `model`: the network's softmax probability (training vocabulary only; 0 outside it);
+- `model`: the network's softmax probability over its vocabulary (0 outside it);
 - `neighbours`: label propagation in the model's space: over the `neighbours` known posts
   nearest to the query's fused vector, the share of softmax(temperature * cosine) weight on
   posts that carry the hashtag;
@@ -17,10 +17,13 @@ in [0, 1]:
 - `popularity`: log(1 + uses) / log(1 + the most uses of any hashtag);
 - `linked_users`: the share of the known posts of the users the graph links to the post's
   user (user-user edges: training-hashtag Jaccard, social-influence links of cold-start users)
-  that carry it.
+  that carry it;
+- `model_outside`: for a known hashtag outside the vocabulary, its probability in the network's
+  softmax over every known hashtag, its row made by the inductive hashtag side
+  (`hashtag_side.py`) from the known posts that carry it (0 for the vocabulary's).
 
-Candidates are the hashtags any evidence names (the model's best `model_candidates`, the
-`popular_candidates` most used). A linear combination ranks them (`recommenders/live.py`).
+Candidates are the hashtags any evidence names (the model's best `model_candidates` of each
+kind, the `popular_candidates` most used). A linear combination ranks them (`recommenders/live.py`).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ EVIDENCE = (
     "content",
     "popularity",
     "linked_users",
+    "model_outside",
 )
 
 
@@ -76,6 +80,7 @@ class Query:
     user: str | None
     model: dict[str, float]
     linked: list[str] = field(default_factory=list)
+    outside: dict[str, float] = field(default_factory=dict)  # model_outside, best first
 
 
 class KnownPosts:
@@ -272,6 +277,7 @@ def gather_evidence(
                 + list(own)
                 + list(content_shares)
                 + [t for t, _ in linked.most_common(settings.linked_candidates)]
+                + list(query.outside)[: settings.model_candidates]
                 + popular
             )
         )
@@ -285,6 +291,7 @@ def gather_evidence(
                     content_shares.get(t, 0.0),
                     np.log1p(known.uses.get(t, 0)) / scale,
                     linked.get(t, 0) / linked_posts,
+                    query.outside.get(t, 0.0),
                 )
                 for t in candidates
             ],

@@ -31,12 +31,20 @@ from mishon.recommenders.evidence import (
     Query,
     gather_evidence,
 )
+from mishon.recommenders.hashtag_side import (
+    HashtagEncoder,
+    HashtagSide,
+    HashtagSideSettings,
+    NameEmbedder,
+    fit_hashtag_encoder,
+)
 from mishon.recommenders.mishon import MishonRecommender
 
 WEIGHT_GRID = (0.0, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 5.0)
 ANCHOR = "neighbours"  # its weight stays 1: scores are compared, not their scale
 DEFAULT_WEIGHTS = {"model": 1.0, "neighbours": 1.0, "own_posts": 0.3, "history": 0.1,
-                   "content": 1.0, "popularity": 0.03, "linked_users": 0.1}  # fmt: skip
+                   "content": 1.0, "popularity": 0.03, "linked_users": 0.1,
+                   "model_outside": 1.0}  # fmt: skip
 BLOCK = 64  # queries whose similarities are computed at once ([BLOCK, posts] arrays)
 
 
@@ -150,6 +158,8 @@ class LiveMishon:
         weights: LiveWeights | dict[str, float] | None = None,
         settings: EvidenceSettings | None = None,
         evidence: tuple[str, ...] = EVIDENCE,
+        side: HashtagSideSettings | None = None,
+        names: NameEmbedder | None = None,
     ) -> None:
         self.name = name
         self.use = check_evidence(evidence)
@@ -158,6 +168,11 @@ class LiveMishon:
         self.refresh_every = refresh_every
         self.weights = LiveWeights.of(weights).limited_to(self.use)
         self.settings = settings or EvidenceSettings()
+        self.side = side or HashtagSideSettings()
+        self.names = names if self.side.names else None
+        if self.side.names and names is None:
+            raise MishonError("the hashtag side's names need a name embedder (HashtagNames)")
+        self._encoder: HashtagEncoder | None = None  # fitted once: weights never change
 
     def fit(self, data: SplitData) -> Self:
         self.model_ = MishonRecommender(
@@ -167,6 +182,20 @@ class LiveMishon:
         self.users_ = data.posts["user_id"].astype(str).to_numpy()
         self.known_ = KnownPosts(self.model_.fused_.cpu().numpy(), content_vectors(data))
         self.links_ = user_links(self.inputs, self.users_)
+        self.side_: HashtagSide | None = None
+        if "model_outside" in self.use:
+            if self._encoder is None:
+                self._encoder = fit_hashtag_encoder(
+                    self.network,
+                    self.inputs,
+                    self.hashtags_,
+                    np.flatnonzero(data.is_train),
+                    self.side,
+                    self.names,
+                )
+            self.side_ = HashtagSide(
+                self.network, self.model_.tags, self._encoder, self.known_, self.names
+            )
         self.vocabulary: set[str] = set()
         self.recorded_: dict[int, tuple[EvidenceTable, bool]] | None = None
         self.observe(np.flatnonzero(data.is_train), encode=False)
@@ -182,35 +211,52 @@ class LiveMishon:
             if tags:  # a post without hashtags says nothing about any
                 self.known_.reveal(position, self.users_[position], tags)
                 self.vocabulary.update(tags)
+                if self.side_ is not None:
+                    self.side_.reveal(position, tags)
 
     def evidence(self, positions: np.ndarray) -> list[EvidenceTable]:
         """The evidence tables of the split's posts at `positions`, with what is known now."""
         if self.model_.refresh():
             self.known_.set_fused(self.model_.fused_.cpu().numpy())
-        fused = self.model_.fused_
-        tags = self.model_.tags
-        candidates = min(self.settings.model_candidates, len(tags))
+            if self.side_ is not None:
+                self.side_.invalidate()
         tables = []
+        candidates = self.settings.model_candidates
         for start in range(0, len(positions), BLOCK):
             block = np.asarray(positions[start : start + BLOCK], dtype=np.int64)
-            with torch.no_grad():
-                probabilities = self.network.scores(fused[block]).softmax(dim=1)
-                values, indices = probabilities.topk(candidates, dim=1)
+            model = self.model_evidence(block)
+            outside = (
+                self.side_.outside_probabilities(self.model_.fused_[block], candidates)
+                if self.side_ is not None
+                else [{} for _ in block]
+            )
             queries = [
                 Query(
                     fused=self.known_.fused[p],
                     content=[(v[p], bool(present[p])) for v, present in self.known_.content],
                     user=self.users_[p],
                     linked=self.links_.get(self.users_[p], []),
-                    model={
-                        tags[j]: v
-                        for j, v in zip(indices[i].tolist(), values[i].tolist(), strict=True)
-                    },
+                    model=model[i],
+                    outside=outside[i],
                 )
                 for i, p in enumerate(block.tolist())
             ]
             tables += gather_evidence(self.known_, queries, self.settings)
         return tables
+
+    def model_evidence(self, block: np.ndarray) -> list[dict[str, float]]:
+        """The network's best hashtags of its vocabulary for the posts at `block`, with their
+        probabilities."""
+        fused = self.model_.fused_[block]
+        count = self.settings.model_candidates
+        tags = self.model_.tags
+        with torch.no_grad():
+            probabilities = self.network.scores(fused).softmax(dim=1)
+            values, indices = probabilities.topk(min(count, len(tags)), dim=1)
+        return [
+            {tags[j]: v for j, v in zip(row.tolist(), value.tolist(), strict=True)}
+            for row, value in zip(indices, values, strict=True)
+        ]
 
     def recommend(self, positions: np.ndarray, k: int) -> list[list[str]]:
         positions = np.asarray(positions, dtype=np.int64)

@@ -12,9 +12,9 @@ import torch
 
 from mishon.data.split_data import SplitData
 from mishon.evaluate.evaluation import evaluate_run, evaluation_path
-from mishon.features.hashtag_names import HashtagNames, segment_hashtag, tokenizer_words
 from mishon.model.inputs import Targets, Vocabulary
 from mishon.recommenders.evidence import EVIDENCE, KnownPosts
+from mishon.recommenders.hashtag_names import HashtagNames, segment_hashtag, tokenizer_words
 from mishon.recommenders.hashtag_side import (
     HashtagSide,
     HashtagSideSettings,

@@ -23,7 +23,6 @@ from mishon.evaluate.compare import relative_to_best
 from mishon.evaluate.live import select_live_weights
 from mishon.evaluate.protocols import check_protocol
 from mishon.evaluate.run import evaluate
-from mishon.features.hashtag_names import HashtagNames
 from mishon.lineage import Lineage
 from mishon.recommenders import (
     BASELINE_NAMES,
@@ -32,6 +31,7 @@ from mishon.recommenders import (
     baseline,
 )
 from mishon.recommenders.evidence import EVIDENCE
+from mishon.recommenders.hashtag_names import HashtagNames
 from mishon.recommenders.hashtag_side import HashtagSideSettings
 from mishon.recommenders.live import LiveMishon, LiveWeights, check_evidence
 from mishon.train.run import StageFn, TrainedRun, load_run

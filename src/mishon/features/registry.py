@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from mishon.config import ExtractorSettings, ExtractSettings
 from mishon.device import resolve_device
 from mishon.errors import MishonError
 from mishon.features.base import Extractor, Modality
+from mishon.features.store import modality_dir, read_store_manifest
 
 Factory = Callable[[ExtractorSettings, ExtractSettings], Extractor]
 
@@ -59,6 +61,26 @@ EXTRACTORS: dict[str, tuple[Modality, Factory]] = {
     "minilm": (Modality.TEXTUAL, _text("minilm")),
     "bert": (Modality.TEXTUAL, _text("bert")),
 }
+
+
+OFFLINE = {"efficientnet-lite0", "logmel", "minilm"}  # no weights option to pass
+
+
+def extractor_of_store(dataset: Path, modality: str, device: str = "cpu") -> Extractor:
+    """The extractor, unit count and weights that made `dataset`'s `modality` feature store,
+    so that new inputs (a new post, a hashtag's name) get units comparable with its posts'."""
+    manifest = read_store_manifest(modality_dir(dataset, modality))
+    if manifest is None:
+        raise MishonError(f"{dataset} has no {modality} feature store")
+    name = manifest["extractor"]
+    if name == "imported":
+        raise MishonError(
+            f"the {modality} features of {dataset} were imported vectors: a new post's "
+            "features must be given, not extracted"
+        )
+    model = None if name in OFFLINE else manifest["model_id"]
+    spec = ExtractorSettings(name=name, model=model, units=manifest["units"])
+    return create_extractor(Modality(modality), spec, ExtractSettings(device=device))
 
 
 def names_for(modality: Modality) -> list[str]:

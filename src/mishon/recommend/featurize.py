@@ -12,15 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mishon.config import ExtractorSettings, ExtractSettings
 from mishon.data.hashtags import extract_from_caption
 from mishon.errors import MishonError
-from mishon.features.base import Extractor, Modality
+from mishon.features.base import Extractor
 from mishon.features.extract import DecodeRequest, decode_post
-from mishon.features.registry import create_extractor
-from mishon.features.store import modality_dir, read_store_manifest
-
-OFFLINE = {"efficientnet-lite0", "logmel", "minilm"}  # no weights option to pass
+from mishon.features.registry import extractor_of_store
 
 
 class PostFeaturizer:
@@ -37,23 +33,7 @@ class PostFeaturizer:
         cls, dataset: Path, modalities: list[str], device: str = "cpu"
     ) -> PostFeaturizer:
         """The extractors, unit counts and weights that made the dataset's feature stores."""
-        extractors: dict[str, Extractor] = {}
-        for modality in modalities:
-            manifest = read_store_manifest(modality_dir(dataset, modality))
-            if manifest is None:
-                raise MishonError(f"{dataset} has no {modality} feature store")
-            name = manifest["extractor"]
-            if name == "imported":
-                raise MishonError(
-                    f"the {modality} features of {dataset} were imported vectors: a new post's "
-                    "features must be given, not extracted"
-                )
-            model = None if name in OFFLINE else manifest["model_id"]
-            spec = ExtractorSettings(name=name, model=model, units=manifest["units"])
-            extractors[modality] = create_extractor(
-                Modality(modality), spec, ExtractSettings(device=device)
-            )
-        return cls(extractors)
+        return cls({m: extractor_of_store(dataset, m, device) for m in modalities})
 
     def featurize(
         self, video: Path | None, caption: str | None

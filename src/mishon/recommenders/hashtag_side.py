@@ -7,7 +7,7 @@ of it when a post is ranked:
 - the mean of the unit fused vectors of the known posts that carry it (the model's space);
 - how many known posts carry it (log 1 + count), for its bias;
 - optionally its name (`#sunsetvibes` -> "sunset vibes") through the run's textual extractor
-  (`features/hashtag_names.py`).
+  (`recommenders/hashtag_names.py`).
 
 `HashtagEncoder` maps these to a row and a bias. `fit_hashtag_encoder` trains it on the
 training posts with the network frozen, so that for training hashtags it agrees with the learned

@@ -21,6 +21,7 @@ import numpy as np
 from mishon.data.split_data import SplitData
 from mishon.errors import MishonError
 from mishon.features.base import Extractor
+from mishon.features.registry import extractor_of_store
 from mishon.features.store import FeatureStore, modality_dir, read_store_manifest
 from mishon.graph.pooled import pool_units, pooled_vectors_and_centre
 
@@ -80,10 +81,7 @@ class HashtagNames:
     @classmethod
     def for_dataset(cls, dataset: Path, centre: np.ndarray, device: str = "cpu") -> HashtagNames:
         """With the textual extractor that made `dataset`'s textual features."""
-        from mishon.recommend.featurize import PostFeaturizer
-
-        featurizer = PostFeaturizer.for_dataset(dataset, ["textual"], device)
-        return cls(featurizer.extractors["textual"], centre)
+        return cls(extractor_of_store(dataset, "textual", device), centre)
 
     @classmethod
     def for_split(cls, data: SplitData, device: str = "cpu") -> HashtagNames:

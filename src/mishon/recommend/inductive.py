@@ -167,10 +167,11 @@ class InductiveRecommender:
             if units is None:
                 states[modality] = torch.zeros((1, self.network.settings.hidden), device=device)
                 continue
-            tensor = normalise_units(torch.from_numpy(np.asarray(units, np.float32)).clone())
+            # copies: the units may be read-only (memory-mapped, or a recorded post's)
+            tensor = normalise_units(torch.tensor(np.asarray(units, np.float32)))
             # rounded to float16 as the trained inputs were stored
             tensor = tensor.to(torch.float16).float()[None].to(device)
-            present = torch.from_numpy(np.asarray(mask, bool))[None].to(device)
+            present = torch.tensor(np.asarray(mask, bool))[None].to(device)
             vectors, _ = self.network.encoders[modality](tensor, present)
             states[modality] = vectors
         return states

@@ -15,7 +15,10 @@ rows and, with a random `holdout` share of the vocabulary's rows replaced by its
 step, the softmax over the vocabulary still ranks the posts' hashtags (cross-entropy). To mirror
 ranking time, where a new hashtag's carriers never showed it to the network, the fit encodes the
 training posts with half of them showing their hashtags (as a training epoch) and reads only the
-hidden half: one quarter gives the hashtags' mean vectors, the other is the loss posts.
+hidden half: one quarter gives the hashtags' mean vectors, the other is the loss posts. A new
+hashtag is known by few posts and most never recur, so a held-out row is made from 1, 2, 4 or
+all of its posts, and the training hashtags outside the vocabulary (used once) join the softmax
+with the encoder's rows as distractors.
 
 `HashtagSide` holds the rows of the hashtags outside the vocabulary that are known at the moment
 (`KnownPosts`) and gives their probabilities in the network's softmax over every known hashtag

@@ -167,6 +167,8 @@ def test_names_need_an_embedder(trained: tuple) -> None:
     network, inputs, _ = trained
     with pytest.raises(Exception, match="name embedder"):
         LiveMishon(network, inputs, side=HashtagSideSettings(names=True))
+    # without the evidence that reads them, names are not needed
+    LiveMishon(network, inputs, evidence=("model",), side=HashtagSideSettings(names=True))
 
 
 def test_hashtag_means_over_a_few_posts_draw_among_the_carriers() -> None:

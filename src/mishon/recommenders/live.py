@@ -170,7 +170,7 @@ class LiveMishon:
         self.settings = settings or EvidenceSettings()
         self.side = side or HashtagSideSettings()
         self.names = names if self.side.names else None
-        if self.side.names and names is None:
+        if self.side.names and names is None and "model_outside" in self.use:
             raise MishonError("the hashtag side's names need a name embedder (HashtagNames)")
         self._encoder: HashtagEncoder | None = None  # fitted once: weights never change
 

@@ -94,10 +94,6 @@ class HashtagEncoder(nn.Module):
         return out[:, :-1], out[:, -1]
 
 
-def _unit(vectors: torch.Tensor) -> torch.Tensor:
-    return vectors / vectors.norm(dim=1, keepdim=True).clamp_min(1e-12)
-
-
 def hashtag_means(
     unit_fused: torch.Tensor,
     posts: torch.Tensor,
@@ -112,9 +108,8 @@ def hashtag_means(
     if at_most is not None:
         shuffled = torch.randperm(len(column), generator=generator)
         order = shuffled[torch.argsort(column[shuffled], stable=True)]  # by hashtag, shuffled
-        starts = torch.cumsum(torch.bincount(column, minlength=size), 0) - torch.bincount(
-            column, minlength=size
-        )
+        sizes = torch.bincount(column, minlength=size)
+        starts = torch.cumsum(sizes, 0) - sizes
         rank = torch.empty_like(order)
         rank[order] = torch.arange(len(order)) - starts[column[order]]
         kept = rank < at_most
@@ -148,7 +143,7 @@ def fit_hashtag_encoder(
     network.train(was_training)
     hidden = hidden[torch.randperm(len(hidden), generator=generator)]
     mean_posts, loss_posts = hidden[: len(hidden) // 2], hidden[len(hidden) // 2 :]
-    unit = _unit(fused)
+    unit = F.normalize(fused, dim=1)
     means, counts = hashtag_means(unit, mean_posts, inputs)
     log_count = torch.log1p(counts)
     has_posts = counts > 0  # only these can be held out: a known hashtag has a post

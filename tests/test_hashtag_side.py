@@ -19,7 +19,9 @@ from mishon.recommenders.hashtag_side import (
     HashtagSide,
     HashtagSideSettings,
     fit_hashtag_encoder,
+    hashtag_encoder_path,
     hashtag_means,
+    run_hashtag_encoder,
 )
 from mishon.recommenders.live import LiveMishon
 from mishon.train.run import load_run, train_model
@@ -204,3 +206,34 @@ def test_evaluation_with_hashtag_names(tiny_run: Path, tmp_path: Path) -> None:
     assert vectors.shape == (2, 384)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert names.segment("thewalkingdead") == "the walking dead"  # MiniLM's word list
+
+
+def test_the_run_keeps_its_fitted_encoder(
+    tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    for kept in run.glob("hashtag-side-*"):  # another test may have kept one already
+        kept.unlink()
+    loaded = load_run(run)
+    settings = HashtagSideSettings(steps=20)
+    path = hashtag_encoder_path(loaded, settings)
+    assert path.parent == run and not path.exists()
+    fitted, was_fitted = run_hashtag_encoder(loaded, settings)
+    assert was_fitted and path.is_file()
+    assert hashtag_encoder_path(loaded, HashtagSideSettings(steps=21)) != path
+
+    def no_fit(*args: object, **kwargs: object) -> None:
+        raise AssertionError("fitted again")
+
+    monkeypatch.setattr("mishon.recommenders.hashtag_side.fit_hashtag_encoder", no_fit)
+    again, was_fitted = run_hashtag_encoder(load_run(run), settings)
+    assert not was_fitted
+    for name, value in fitted.state_dict().items():
+        assert torch.equal(again.state_dict()[name], value)
+    monkeypatch.undo()
+    path.write_bytes(b"not safetensors")  # damaged: fitted again and replaced
+    refit, was_fitted = run_hashtag_encoder(loaded, settings)
+    assert was_fitted
+    assert torch.equal(refit.from_posts.weight, fitted.from_posts.weight)  # seeded
+    assert run_hashtag_encoder(loaded, settings)[1] is False

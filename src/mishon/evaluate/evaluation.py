@@ -32,7 +32,11 @@ from mishon.recommenders import (
 )
 from mishon.recommenders.evidence import EVIDENCE
 from mishon.recommenders.hashtag_names import HashtagNames
-from mishon.recommenders.hashtag_side import HashtagSideSettings
+from mishon.recommenders.hashtag_side import (
+    HashtagSideSettings,
+    hashtag_encoder_path,
+    run_hashtag_encoder,
+)
 from mishon.recommenders.live import LiveMishon, LiveWeights, check_evidence
 from mishon.train.run import StageFn, TrainedRun, load_run
 
@@ -210,6 +214,11 @@ def evaluate_live(
     if side.names and "model_outside" in evidence:
         report("MISHON live: loading the textual extractor for hashtag names")
         names = HashtagNames.for_split(loaded.data)
+    encoder = None
+    if "model_outside" in evidence:
+        path = hashtag_encoder_path(loaded, side)
+        report(f"MISHON live: {'loading' if path.is_file() else 'fitting'} the hashtag side")
+        encoder, _ = run_hashtag_encoder(loaded, side, names)
     live = LiveMishon(
         loaded.network,
         loaded.inputs,
@@ -217,6 +226,7 @@ def evaluate_live(
         evidence=evidence,
         side=side,
         names=names,
+        encoder=encoder,
     )
     report("MISHON live: selecting its weights on the validation posts")
     valid_f1 = select_live_weights(live, loaded.data, protocol)

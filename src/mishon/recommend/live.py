@@ -25,7 +25,7 @@ from mishon.recommenders.hashtag_side import (
     HashtagSide,
     HashtagSideSettings,
     NameEmbedder,
-    fit_hashtag_encoder,
+    run_hashtag_encoder,
 )
 from mishon.recommenders.live import LiveWeights
 from mishon.train.run import TrainedRun
@@ -62,14 +62,13 @@ class LiveRecommender:
     def _hashtag_side(
         self, run: TrainedRun, settings: HashtagSideSettings, names: NameEmbedder | None
     ) -> HashtagSide | None:
-        """The inductive hashtag side over the known posts (fitted on the training posts)."""
+        """The inductive hashtag side over the known posts (the run's encoder, fitted on its
+        training posts at the first start and kept in the run directory)."""
         weights = (self.weights.known_user, self.weights.new_user)
         if not any(w.get("model_outside") for w in weights):
             return None  # worth nothing under these weights: not fitted
         names = names if settings.names else None
-        hashtags = run.data.posts["hashtags"].to_numpy()
-        train = np.flatnonzero(run.data.is_train)
-        encoder = fit_hashtag_encoder(run.network, run.inputs, hashtags, train, settings, names)
+        encoder, _ = run_hashtag_encoder(run, settings, names)
         return HashtagSide(run.network, run.inputs.vocabulary.tags, encoder, self.known, names)
 
     def _reveal(self, row: int, user: str, hashtags: list[str]) -> None:

@@ -24,22 +24,33 @@ with the encoder's rows as distractors.
 (`KnownPosts`) and gives their probabilities in the network's softmax over every known hashtag
 (`outside_probabilities`): MISHON live's evidence `model_outside`, beside `model` (the softmax
 over the vocabulary alone, unchanged), so that the weight selection decides what they are worth.
+
+`run_hashtag_encoder` fits a run's encoder once and keeps it in the run directory
+(`hashtag-side-KEY.safetensors`, KEY from the run's fingerprint and the settings), so that later
+evaluations and every start of the service load it instead of fitting it again.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field
+from safetensors.torch import save_file
 from torch import nn
 
 from mishon.config import Settings
+from mishon.data.store import atomic_path
+from mishon.errors import MishonError
+from mishon.lineage import digest
 from mishon.model.inputs import ModelInputs
 from mishon.model.network import MishonNetwork
 from mishon.recommenders.evidence import KnownPosts
+from mishon.train.run import TrainedRun, read_weights
 from mishon.train.trainer import label_split
 
 NameEmbedder = Callable[[list[str]], np.ndarray]  # hashtags -> [H, D] unit name vectors
@@ -188,6 +199,44 @@ def fit_hashtag_encoder(
             loss.backward()
         optimiser.step()
     return encoder.eval()
+
+
+def hashtag_encoder_path(run: TrainedRun, settings: HashtagSideSettings) -> Path:
+    """Where the run keeps the encoder fitted with `settings` (its key changes with the run's
+    weights, lineage and the settings, so a stale file is never read)."""
+    key = digest([run.fingerprint, settings.model_dump(mode="json")])
+    return run.path / f"hashtag-side-{key}.safetensors"
+
+
+def run_hashtag_encoder(
+    run: TrainedRun, settings: HashtagSideSettings, names: NameEmbedder | None = None
+) -> tuple[HashtagEncoder, bool]:
+    """The run's `HashtagEncoder` for `settings`, and whether it was fitted now: loaded from the
+    run directory when an earlier call kept it there, else fitted on the run's training posts
+    and kept (a file that cannot be read is fitted again and replaced)."""
+    if settings.names and names is None:
+        raise MishonError("the hashtag side's names need a name embedder (HashtagNames)")
+    path = hashtag_encoder_path(run, settings)
+    dim = run.network.settings.hidden
+    if path.is_file():
+        try:
+            weights = read_weights(path)
+            name_weight = weights.get("from_name.weight")
+            encoder = HashtagEncoder(dim, 0 if name_weight is None else name_weight.shape[1])
+            encoder.load_state_dict(weights)
+            return encoder.eval(), False
+        except (MishonError, RuntimeError):
+            pass  # damaged or from another version: fitted again below
+    hashtags = run.data.posts["hashtags"].to_numpy()
+    train = np.flatnonzero(run.data.is_train)
+    encoder = fit_hashtag_encoder(run.network, run.inputs, hashtags, train, settings, names)
+    state = {k: v.detach().contiguous().cpu() for k, v in encoder.state_dict().items()}
+    try:
+        with atomic_path(path) as tmp:
+            save_file(state, str(tmp))
+    except OSError as exc:  # a read-only run still serves; the next start fits it again
+        warnings.warn(f"cannot keep the fitted hashtag side in {path} ({exc})", stacklevel=2)
+    return encoder, True
 
 
 def _outside_means(

@@ -146,7 +146,8 @@ class LiveMishon:
     `refresh_every` posts, as `MishonRecommender` does). `weights` (LiveWeights, or one dict for
     all posts) default to DEFAULT_WEIGHTS; only the `evidence` named count (an ablation leaves
     some out);
-    `evaluate.live.select_live_weights` picks them on the validation posts.
+    `evaluate.live.select_live_weights` picks them on the validation posts. `encoder`: the
+    hashtag side's fitted encoder (`hashtag_side.run_hashtag_encoder`), else fitted at `fit`.
     """
 
     def __init__(
@@ -160,6 +161,7 @@ class LiveMishon:
         evidence: tuple[str, ...] = EVIDENCE,
         side: HashtagSideSettings | None = None,
         names: NameEmbedder | None = None,
+        encoder: HashtagEncoder | None = None,
     ) -> None:
         self.name = name
         self.use = check_evidence(evidence)
@@ -172,7 +174,7 @@ class LiveMishon:
         self.names = names if self.side.names else None
         if self.side.names and names is None and "model_outside" in self.use:
             raise MishonError("the hashtag side's names need a name embedder (HashtagNames)")
-        self._encoder: HashtagEncoder | None = None  # fitted once: weights never change
+        self._encoder = encoder  # fitted at the first fit when not given: weights never change
 
     def fit(self, data: SplitData) -> Self:
         self.model_ = MishonRecommender(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import BaseModel
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
@@ -21,7 +22,13 @@ from mishon.evaluate.evaluation import evaluate_run, load_evaluation
 from mishon.features.base import Modality
 from mishon.features.imported import import_vectors
 from mishon.graph.io import load_graph
-from mishon.lineage import Lineage, digest, file_digest
+from mishon.lineage import (
+    Lineage,
+    digest,
+    file_digest,
+    legacy_settings_digest,
+    settings_digest,
+)
 from mishon.train.run import graph_for, load_run, train_model
 
 from .planted import planted_dataset, small_settings
@@ -50,6 +57,44 @@ def test_lineage_names_what_changed() -> None:
     assert before.changes(before) == []
     assert before.fingerprint != after.fingerprint
     assert digest({"a": 1, "b": 2}) == digest({"b": 2, "a": 1})
+
+
+def test_a_setting_added_at_its_default_keeps_the_fingerprint() -> None:
+    class Before(BaseModel):
+        k: int = 10
+
+    class After(Before):
+        earlier_only: bool = False  # a later MISHON's new setting
+
+    assert settings_digest(Before()) == settings_digest(After())
+    assert settings_digest(After(earlier_only=True)) != settings_digest(After())
+    assert settings_digest(Before(k=5)) != settings_digest(Before())
+    assert legacy_settings_digest(Before()) != legacy_settings_digest(After())
+
+
+def test_a_run_with_the_legacy_settings_fingerprint_still_loads(
+    trained: tuple[Path, Path],
+) -> None:
+    dataset, run = trained
+    info = json.loads((run / "run.json").read_text())
+    settings = load_run(run).settings
+    legacy = legacy_settings_digest(settings, include={"graph", "model"})
+    assert info["lineage"]["settings"] != legacy  # recorded the new way
+    info["lineage"]["settings"] = legacy  # as MISHON recorded it before
+    (run / "run.json").write_text(json.dumps(info))
+    assert load_run(run).settings == settings
+    info["lineage"]["settings"] = "0" * 16  # anything else is still refused
+    (run / "run.json").write_text(json.dumps(info))
+    with pytest.raises(MishonError, match="the settings changed since it was trained"):
+        load_run(run)
+    # a graph that recorded the legacy fingerprint is reused, not rebuilt
+    meta = json.loads((run / "graph.json").read_text())
+    meta["lineage"]["settings"] = legacy_settings_digest(settings.graph)
+    (run / "graph.json").write_text(json.dumps(meta))
+    notices: list[str] = []
+    data = load_split_data(dataset, "random")
+    graph_for(data, settings, run, stage=lambda _s: None, notice=notices.append)
+    assert notices == []
 
 
 def test_a_resplit_rebuilds_the_graph_and_refuses_the_run(trained: tuple[Path, Path]) -> None:

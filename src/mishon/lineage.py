@@ -37,6 +37,20 @@ def file_digest(*paths: Path, block: int = 1 << 24) -> str:
     return hasher.hexdigest()[:DIGEST_CHARS]
 
 
+def settings_digest(settings: BaseModel, **dump: Any) -> str:
+    """The fingerprint of `settings` (`dump`: model_dump's include/exclude): only the values
+    that differ from their defaults count, so a setting that a later MISHON adds at its default
+    leaves the fingerprints of earlier artifacts unchanged, while a changed default does not
+    (the artifact records the value it was built with)."""
+    return digest(settings.model_dump(mode="json", exclude_defaults=True, **dump))
+
+
+def legacy_settings_digest(settings: BaseModel, **dump: Any) -> str:
+    """The settings fingerprint MISHON recorded before `settings_digest`: every value. Read
+    only, so that artifacts made then still load while no setting has been added since."""
+    return digest(settings.model_dump(mode="json", **dump))
+
+
 LABELS = {
     "posts": "the dataset's posts (posts.parquet)",
     "split": "the split's post assignment",
@@ -66,8 +80,14 @@ class Lineage(BaseModel):
         """The artifact's own fingerprint: that of everything it was built from."""
         return digest(self.model_dump())
 
-    def changes(self, now: Lineage, ignore: tuple[str, ...] = ()) -> list[str]:
-        """Inputs recorded in both whose fingerprints differ, as readable labels."""
+    def changes(
+        self, now: Lineage, ignore: tuple[str, ...] = (), legacy_settings: str | None = None
+    ) -> list[str]:
+        """Inputs recorded in both whose fingerprints differ, as readable labels;
+        `legacy_settings`: `now`'s settings as `legacy_settings_digest` fingerprints them, also
+        accepted."""
+        if legacy_settings is not None and self.settings == legacy_settings:
+            now = now.model_copy(update={"settings": legacy_settings})
         return [
             LABELS[name]
             for name in type(self).model_fields

@@ -28,7 +28,7 @@ from mishon.graph.influence import link_cold_users, measure_influence, user_prof
 from mishon.graph.jaccard import jaccard_topk, user_hashtag_matrix
 from mishon.graph.knn import knn
 from mishon.graph.pooled import pooled_vectors
-from mishon.lineage import Lineage, digest
+from mishon.lineage import Lineage, settings_digest
 
 MODALITIES = ("visual", "acoustic", "textual")
 USER = "user"
@@ -67,7 +67,7 @@ def graph_lineage(data: SplitData, settings: GraphSettings, features: str | None
         posts=data.posts_fingerprint,
         split=data.fingerprint,
         features=features or features_fingerprint(data.dataset),
-        settings=digest(settings.model_dump(mode="json")),
+        settings=settings_digest(settings),
     )
 
 

@@ -33,7 +33,13 @@ from mishon.errors import MishonError
 from mishon.features.store import features_fingerprint, package_versions
 from mishon.graph.build import HeteroGraph, build_graph, default_split, graph_lineage
 from mishon.graph.io import METADATA, load_graph, save_graph
-from mishon.lineage import Lineage, digest, file_digest
+from mishon.lineage import (
+    Lineage,
+    digest,
+    file_digest,
+    legacy_settings_digest,
+    settings_digest,
+)
 from mishon.model.inputs import ModelInputs, Vocabulary, build_inputs
 from mishon.model.network import MishonNetwork
 from mishon.train import distributed
@@ -50,6 +56,7 @@ from mishon.train.trainer import (
 RUN_FILE = "run.json"
 VOCABULARY = "vocabulary.json"
 CONFIG = "config.yaml"
+TRAINED_SETTINGS = {"graph", "model"}  # what a run is trained from (resuming may change the rest)
 StageFn = Callable[[str], None]
 
 
@@ -116,7 +123,9 @@ def stale_graph_reasons(graph: HeteroGraph, data: SplitData, settings: RunSettin
     if recorded is None:
         return ["it records no lineage (built by an older MISHON)"]
     now = graph_lineage(data, settings.graph)
-    return [f"{change} changed since it was built" for change in recorded.changes(now)]
+    legacy = legacy_settings_digest(settings.graph)
+    changed = recorded.changes(now, legacy_settings=legacy)
+    return [f"{change} changed since it was built" for change in changed]
 
 
 def run_lineage(
@@ -132,7 +141,7 @@ def run_lineage(
         posts=data.posts_fingerprint,
         split=data.fingerprint,
         features=features or features_fingerprint(data.dataset),
-        settings=digest(settings.model_dump(mode="json", include={"graph", "model"})),
+        settings=settings_digest(settings, include=TRAINED_SETTINGS),
         graph=built.fingerprint if built else None,
     )
 
@@ -184,7 +193,7 @@ def train_model(
     data = load_split_data(dataset, name)
     features = features_fingerprint(dataset)  # read once for the checks below
     if resuming:  # before anything in the run directory is rebuilt
-        _check_lineage(out, run_lineage(data, None, settings, features), "resume")
+        _check_lineage(out, run_lineage(data, None, settings, features), "resume", settings)
     device = distributed.device_of(processes, resolve_device(settings.train.device))
     with distributed.process_group(processes, device):
         if graph is None:
@@ -236,13 +245,15 @@ def split_name(dataset: Path, settings: RunSettings, run: Path | None = None) ->
     return default_split(dataset)
 
 
-def _check_lineage(run: Path, now: Lineage, action: str) -> None:
+def _check_lineage(run: Path, now: Lineage, action: str, settings: RunSettings) -> None:
     """Refuse to `action` a run whose recorded inputs differ from `now` (runs before lineages
-    record none and pass)."""
+    record none and pass; runs before `settings_digest` recorded the legacy fingerprint of
+    `settings`)."""
     recorded = read_run_info(run).lineage
     if recorded is None:
         return
-    changed = recorded.changes(now, ignore=("code",))
+    legacy = legacy_settings_digest(settings, include=TRAINED_SETTINGS)
+    changed = recorded.changes(now, ignore=("code",), legacy_settings=legacy)
     if changed:
         raise MishonError(
             f"cannot {action} {run}: {', '.join(changed)} changed since it was trained, so its "
@@ -342,7 +353,7 @@ def load_run(run: Path, dataset: Path | None = None, device: str = "auto") -> Tr
     settings = info.settings
     graph = load_graph(run)
     data = load_split_data(dataset or Path(info.dataset), info.split)
-    _check_lineage(run, run_lineage(data, graph, settings), "load")
+    _check_lineage(run, run_lineage(data, graph, settings), "load", settings)
     vocabulary = read_vocabulary(run, info.vocabulary_digest)
     inputs = build_inputs(data, graph, settings.model.min_count, vocabulary)
     network = make_network(settings, inputs)

@@ -28,7 +28,7 @@ from mishon.graph.influence import link_cold_users, measure_influence, user_prof
 from mishon.graph.jaccard import jaccard_topk, user_hashtag_matrix
 from mishon.graph.knn import knn
 from mishon.graph.pooled import pooled_vectors
-from mishon.lineage import Lineage, settings_digest
+from mishon.lineage import Lineage, digest
 
 MODALITIES = ("visual", "acoustic", "textual")
 USER = "user"
@@ -67,7 +67,8 @@ def graph_lineage(data: SplitData, settings: GraphSettings, features: str | None
         posts=data.posts_fingerprint,
         split=data.fingerprint,
         features=features or features_fingerprint(data.dataset),
-        settings=settings_digest(settings),
+        # every value: a graph built with an older default is rebuilt, not reused
+        settings=digest(settings.model_dump(mode="json")),
     )
 
 

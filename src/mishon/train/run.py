@@ -123,9 +123,7 @@ def stale_graph_reasons(graph: HeteroGraph, data: SplitData, settings: RunSettin
     if recorded is None:
         return ["it records no lineage (built by an older MISHON)"]
     now = graph_lineage(data, settings.graph)
-    legacy = legacy_settings_digest(settings.graph)
-    changed = recorded.changes(now, legacy_settings=legacy)
-    return [f"{change} changed since it was built" for change in changed]
+    return [f"{change} changed since it was built" for change in recorded.changes(now)]
 
 
 def run_lineage(

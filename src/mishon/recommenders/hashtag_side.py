@@ -201,6 +201,12 @@ def fit_hashtag_encoder(
     return encoder.eval()
 
 
+def check_names(settings: HashtagSideSettings, names: NameEmbedder | None) -> None:
+    """Refuse settings that use hashtag names without an embedder for them."""
+    if settings.names and names is None:
+        raise MishonError("the hashtag side's names need a name embedder (HashtagNames)")
+
+
 def hashtag_encoder_path(run: TrainedRun, settings: HashtagSideSettings) -> Path:
     """Where the run keeps the encoder fitted with `settings` (its key changes with the run's
     weights, lineage and the settings, so a stale file is never read)."""
@@ -214,8 +220,7 @@ def run_hashtag_encoder(
     """The run's `HashtagEncoder` for `settings`, and whether it was fitted now: loaded from the
     run directory when an earlier call kept it there, else fitted on the run's training posts
     and kept (a file that cannot be read is fitted again and replaced)."""
-    if settings.names and names is None:
-        raise MishonError("the hashtag side's names need a name embedder (HashtagNames)")
+    check_names(settings, names)
     path = hashtag_encoder_path(run, settings)
     dim = run.network.settings.hidden
     if path.is_file():

@@ -36,6 +36,7 @@ from mishon.recommenders.hashtag_side import (
     HashtagSide,
     HashtagSideSettings,
     NameEmbedder,
+    check_names,
     fit_hashtag_encoder,
 )
 from mishon.recommenders.mishon import MishonRecommender
@@ -172,8 +173,8 @@ class LiveMishon:
         self.settings = settings or EvidenceSettings()
         self.side = side or HashtagSideSettings()
         self.names = names if self.side.names else None
-        if self.side.names and names is None and "model_outside" in self.use:
-            raise MishonError("the hashtag side's names need a name embedder (HashtagNames)")
+        if "model_outside" in self.use:
+            check_names(self.side, names)
         self._encoder = encoder  # fitted at the first fit when not given: weights never change
 
     def fit(self, data: SplitData) -> Self:

@@ -12,7 +12,7 @@ from safetensors import safe_open
 from mishon.config import RunSettings, TrainSettings, load_settings
 from mishon.device import resolve_device
 from mishon.errors import MishonError
-from mishon.recommend.inductive import InductiveRecommender
+from mishon.recommenders.inductive import InductiveRecommender
 from mishon.train.run import load_run, train_model
 from mishon.train.trainer import load_optimizer_state, save_optimizer_state
 

@@ -22,7 +22,6 @@ from mishon.recommenders.live import (
     DEFAULT_WEIGHTS,
     LiveMishon,
     LiveWeights,
-    rank_tables,
     select_weights,
 )
 from mishon.train.run import train_model
@@ -42,6 +41,10 @@ def _table(rows: dict[str, dict[str, float]]) -> EvidenceTable:
     tags = list(rows)
     values = np.array([[rows[t].get(name, 0.0) for name in EVIDENCE] for t in tags])
     return EvidenceTable(tags, values)
+
+
+def rank_tables(tables: list[EvidenceTable], weights: dict[str, float], k: int) -> list[list[str]]:
+    return [[tag for tag, _ in table.ranked(weights, k)] for table in tables]
 
 
 def test_weights_follow_the_evidence_that_finds_the_true_hashtags() -> None:

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from mishon.cli import app
 from mishon.features.store import FeatureStore, modality_dir
-from mishon.recommend.inductive import InductiveRecommender, NewPost
 from mishon.recommenders import MishonRecommender
+from mishon.recommenders.inductive import InductiveRecommender, NewPost
 from mishon.train.run import load_run, train_model
 from mishon.train.trainer import encode_eval
 
@@ -114,17 +114,19 @@ def test_cli_recommend_for_a_video_and_caption(tiny_extracted: Path, tmp_path: P
         assert result.exit_code == 1 and "the video cannot be read" in result.output, name
 
 
-def test_post_index_ivf_probing_every_list_equals_exact_search() -> None:
-    from mishon.config import EdgeSettings
-    from mishon.recommend.neighbours import PostIndex
+def test_graph_post_index_ivf_probing_every_list_equals_exact_search() -> None:
+    from mishon.config import EdgeSettings, GraphSettings
+    from mishon.recommenders.inductive import GraphPostIndex
 
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(3000, 16)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     present = rng.random(3000) > 0.1
     edges = EdgeSettings(k=7, threshold=0.1)
-    exact = PostIndex(vectors, present, edges, exact_max=10_000, nprobe=1)
-    ivf = PostIndex(vectors, present, edges, exact_max=100, nprobe=10_000)
+    exact = GraphPostIndex(vectors, present, edges, GraphSettings(exact_max=10_000), nprobe=1)
+    graph = GraphSettings(exact_max=100, ivf_nlist=30)
+    ivf = GraphPostIndex(vectors, present, edges, graph, nprobe=10_000)
+    assert ivf.index.nlist == 30  # the graph's own list count
     assert exact.method == "exact" and ivf.method.startswith("ivf")
     for query in vectors[:20]:
         (a, sa), (b, sb) = exact.search(query), ivf.search(query)

@@ -35,7 +35,7 @@ MP4_HEAD = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
 
 
 def clip(service: HashtagService) -> Path:
-    return sorted((service.recommender.run.data.dataset / "media").iterdir())[0]
+    return sorted((service.served.run.data.dataset / "media").iterdir())[0]
 
 
 def test_health_page_and_openapi(client: TestClient) -> None:
@@ -247,16 +247,16 @@ def test_recorded_posts_are_known_again_after_a_restart(
     service: HashtagService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     service.record("carol", ["restarttag"], "a caption to place it by", "r1")
-    fused = service.live.known.fused[service.live.known.known].copy()
+    fused = service.live.known_.fused[service.live.known_.known].copy()
 
     def no_extraction(*args: object) -> None:
         raise AssertionError("a recorded post was extracted again at start-up")
 
     monkeypatch.setattr(PostFeaturizer, "featurize", no_extraction)
     again = HashtagService(service.run, service.settings)
-    np.testing.assert_allclose(again.live.known.fused[again.live.known.known], fused, atol=1e-6)
-    assert again.live.known.uses["restarttag"] == 1
-    assert again.live.known.known.sum() == service.live.known.known.sum()
+    np.testing.assert_allclose(again.live.known_.fused[again.live.known_.known], fused, atol=1e-6)
+    assert again.live.known_.uses["restarttag"] == 1
+    assert again.live.known_.known.sum() == service.live.known_.known.sum()
     assert again.weights_source.startswith("defaults")
 
 

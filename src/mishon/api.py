@@ -31,12 +31,11 @@ from mishon.data.importers import ImportResult
 from mishon.data.importers import import_dataset as _import_dataset
 from mishon.data.splits import split_dataset
 from mishon.data.synth import World, generate_corpus
-from mishon.evaluate.evaluation import Evaluation, evaluate_run, selected_live_weights
+from mishon.evaluate.evaluation import Evaluation, evaluate_run
 from mishon.features.extract import ExtractReport, extract_features
-from mishon.recommend.featurize import PostFeaturizer
-from mishon.recommend.inductive import NewPost, Recommendation
-from mishon.recommend.live import LiveRecommender
+from mishon.recommend.served import load_served
 from mishon.recommenders.evidence import EVIDENCE
+from mishon.recommenders.inductive import NewPost, Recommendation
 from mishon.report import write_report
 from mishon.train.run import TrainedRun, load_run, train_model
 
@@ -145,12 +144,10 @@ class Recommender:
     MISHON live ranks them (with the weights of the run's stream evaluation, else defaults)."""
 
     def __init__(self, run: PathLike, dataset: PathLike | None = None, device: str = "cpu") -> None:
-        loaded = load_run(Path(run), _path(dataset), device)
-        weights, self.weights_source = selected_live_weights(Path(run), loaded)
-        self.live = LiveRecommender(loaded, weights)
-        self.featurizer = PostFeaturizer.for_dataset(
-            loaded.data.dataset, loaded.network.modalities, device
-        )
+        self.served = load_served(Path(run), _path(dataset), device)
+        self.live = self.served.ranker
+        self.weights_source = self.served.weights_source
+        self.featurizer = self.served.featurizer
 
     def recommend(
         self,
@@ -161,7 +158,7 @@ class Recommender:
     ) -> Recommendation:
         """Top-`k` hashtags with scores and reasons; an unknown `user_id` is a new user."""
         units, _, _ = self.featurizer.featurize(_path(video), caption)
-        return self.live.recommend(NewPost(units, user_id), k)
+        return self.live.rank_new(NewPost(units, user_id), k)
 
 
 def recommend(

@@ -532,6 +532,57 @@ def _type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", str(annotation))
 
 
+class EvidenceIndexSettings(Settings):
+    """How MISHON live finds the known posts nearest to a post (docs/design.md, "Approximate
+    evidence"): an exact scan while few posts are known, a faiss inverted file beyond."""
+
+    exact_max: int = Field(
+        50000,
+        ge=0,
+        description="known posts searched exactly up to this many; beyond, an IVF index "
+        "(0: always the index)",
+    )
+    nlist: int | None = Field(
+        None, ge=1, description="IVF lists; None: sqrt of the known posts when it is built"
+    )
+    nprobe: int = Field(24, ge=1, description="IVF lists searched per query")
+    candidates: int = Field(
+        4,
+        ge=1,
+        description="content: each modality's index returns this many times the "
+        "neighbours wanted, re-ranked by the exact mean cosine",
+    )
+    regrow: float = Field(
+        4.0,
+        gt=1.0,
+        description="the index is trained again once the known posts are this "
+        "many times those it was trained on",
+    )
+    seed: int = Field(0, description="seed of the index's k-means sample")
+
+
+class EvidenceSettings(Settings):
+    """How much of the known past each evidence reads (docs/design.md, "MISHON live")."""
+
+    neighbours: int = Field(100, ge=1, description="known posts nearest in the model's space")
+    temperature: float = Field(
+        10.0, ge=0.0, description="sharpness of the neighbours' softmax over cosine"
+    )
+    own_temperature: float = Field(
+        5.0, ge=0.0, description="sharpness of the softmax over the user's own known posts"
+    )
+    content_neighbours: int = Field(30, ge=1, description="known posts nearest in content")
+    model_candidates: int = Field(50, ge=1, description="the model's best hashtags considered")
+    popular_candidates: int = Field(20, ge=0, description="most used hashtags considered")
+    linked_candidates: int = Field(
+        50, ge=0, description="hashtags most used by the linked users considered"
+    )
+    index: EvidenceIndexSettings = Field(
+        default_factory=EvidenceIndexSettings,
+        description="exact scan or approximate index over the known posts",
+    )
+
+
 class ServeSettings(Settings):
     """The HTTP service (`mishon serve`)."""
 
@@ -564,6 +615,10 @@ class ServeSettings(Settings):
     )
     max_connections: int = Field(
         100, ge=1, description="open connections at once; more are answered 503"
+    )
+    evidence: EvidenceSettings = Field(
+        default_factory=EvidenceSettings,
+        description="how much of the known past MISHON live reads, and how it searches it",
     )
     token: SecretStr | None = Field(
         None,

@@ -123,9 +123,9 @@ ProtocolOption = Annotated[
 RefreshOption = Annotated[
     int,
     typer.Option(
-        min=1,
+        min=0,
         help="stream: MISHON encodes the graph again after this many revealed posts "
-        "(1 = after each, exact) [1].",
+        "(1 = after each, exact; 0 = never during the stream, as the service) [1].",
     ),
 ]
 

@@ -105,12 +105,33 @@ def evaluate_run(
             "their segmented names too, through the dataset's textual extractor."
         ),
     ] = False,
+    placement: Annotated[
+        str,
+        typer.Option(
+            help="MISHON live's posts: graph (their nodes' states, the paper's protocol) or new "
+            "(placed by the inductive path among the training posts, as the service places "
+            "a post) [graph]."
+        ),
+    ] = "graph",
+    assignments: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="MISHON live's evidence setting KEY=VALUE (EvidenceSettings, docs/design.md: "
+            "neighbours, content_neighbours, model_candidates, index.exact_max, index.nprobe, "
+            "...), e.g. index.exact_max=0 to search the known posts in the index; repeatable.",
+        ),
+    ] = None,
 ) -> None:
     """Metrics @1/3/5/10 of a trained run on all, warm and cold-start posts -> evaluation.json."""
+    from mishon.config import EvidenceSettings
     from mishon.evaluate.evaluation import evaluate_run as run_evaluation
     from mishon.evaluate.evaluation import evaluation_path
     from mishon.recommenders.evidence import EVIDENCE
 
+    if placement not in ("graph", "new"):
+        raise MishonError(f"--placement must be graph or new, not {placement!r}")
+    evidence_settings = load_settings(EvidenceSettings, assignments=assignments)
     chosen = tuple(e.strip() for e in evidence.split(",")) if evidence else EVIDENCE
     with status(f"evaluating {run}") as shown:
         evaluation = run_evaluation(
@@ -124,6 +145,8 @@ def evaluate_run(
             live=live,
             evidence=chosen,
             hashtag_names=hashtag_names,
+            evidence_settings=evidence_settings,
+            placement="new" if placement == "new" else "graph",
         )
     for name, why in evaluation.skipped.items():
         console.print(f"{name}: skipped ({why})")
@@ -135,7 +158,8 @@ def evaluate_run(
         for subset, ratio in ratios.items():
             if ratio is not None:
                 console.print(f"{subset}: {name} F1@5 = {ratio:.3f} x the best baseline")
-    console.print(f"written: {evaluation_path(run, part, protocol, chosen, hashtag_names)}")
+    written = evaluation_path(run, part, protocol, chosen, hashtag_names, placement)
+    console.print(f"written: {written}")
 
 
 @app.command("report")

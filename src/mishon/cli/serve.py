@@ -34,23 +34,18 @@ def recommend(
     """Top-K hashtags for a new post (video and/or caption) with the reasons behind them, from
     the trained graph's cached states and the dataset's known posts (MISHON live): no
     retraining."""
-    from mishon.evaluate.evaluation import selected_live_weights
-    from mishon.recommend.featurize import PostFeaturizer
-    from mishon.recommend.inductive import NewPost
-    from mishon.recommend.live import LiveRecommender
-    from mishon.train.run import load_run
+    from mishon.recommend.served import load_served
+    from mishon.recommenders.inductive import NewPost
 
     if video is None and not caption:
         raise MishonError("give the post's --video, --caption or both")
     if video is not None and not video.is_file():
         raise MishonError(f"video {video} does not exist")
     with status("loading the run"):
-        loaded = load_run(run, dataset)
-        recommender = LiveRecommender(loaded, selected_live_weights(run, loaded)[0])
-        featurizer = PostFeaturizer.for_dataset(loaded.data.dataset, loaded.network.modalities)
+        served = load_served(run, dataset)
     with status("extracting features and ranking"):
-        units, timings, notes = featurizer.featurize(video, caption)
-        result = recommender.recommend(NewPost(units, user), k)
+        units, timings, notes = served.featurizer.featurize(video, caption)
+        result = served.ranker.rank_new(NewPost(units, user), k)
     if json_out:
         print(json.dumps({**result.as_dict(), "notes": notes, "timings_s": timings}, indent=2))
         return

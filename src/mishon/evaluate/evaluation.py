@@ -30,14 +30,10 @@ from mishon.recommenders import (
     MishonRecommender,
     baseline,
 )
-from mishon.recommenders.evidence import EVIDENCE
+from mishon.recommenders.evidence import EVIDENCE, EvidenceSettings
 from mishon.recommenders.hashtag_names import HashtagNames
-from mishon.recommenders.hashtag_side import (
-    HashtagSideSettings,
-    hashtag_encoder_path,
-    run_hashtag_encoder,
-)
-from mishon.recommenders.live import LiveMishon, LiveWeights, check_evidence
+from mishon.recommenders.hashtag_side import HashtagSideSettings, hashtag_encoder_path
+from mishon.recommenders.live import LiveMishon, LiveWeights, PlacementName, check_evidence
 from mishon.train.run import StageFn, TrainedRun, load_run
 
 PARTS = ("test", "valid")
@@ -69,15 +65,18 @@ def evaluation_path(
     protocol: str = "static",
     evidence: tuple[str, ...] = EVIDENCE,
     hashtag_names: bool = False,
+    placement: str = "graph",
 ) -> Path:
     """RUN/evaluation-PART.json (static protocol) or evaluation-PART-PROTOCOL.json; an
     evaluation of MISHON live with part of its evidence adds -live-E1+E2..., with hashtag names
-    -names."""
+    -names, with its posts placed as new posts -new."""
     suffix = "" if protocol == "static" else f"-{protocol}"
     if tuple(evidence) != EVIDENCE:
         suffix += "-live-" + "+".join(evidence)
     if hashtag_names:
         suffix += "-names"
+    if placement == "new":
+        suffix += "-new"
     return run / f"evaluation-{part}{suffix}.json"
 
 
@@ -151,6 +150,8 @@ def evaluate_run(
     live: bool = True,
     evidence: tuple[str, ...] = EVIDENCE,
     hashtag_names: bool = False,
+    evidence_settings: EvidenceSettings | None = None,
+    placement: PlacementName = "graph",
 ) -> Evaluation:
     """Evaluate the run in `run` (and `baselines`) on `part` under `protocol`; writes
     `evaluation_path(run, part, protocol)`. Under `stream`, MISHON encodes the graph again
@@ -158,7 +159,10 @@ def evaluate_run(
     still sees only posts before it). With `live`, MISHON live (`recommenders/live.py`) is
     evaluated too, its weights selected on the validation posts under the same protocol, from
     the `evidence` named (all by default); `hashtag_names` adds the hashtags' names to the
-    inductive hashtag side (`recommenders/hashtag_side.py`)."""
+    inductive hashtag side (`recommenders/hashtag_side.py`); `evidence_settings` how MISHON
+    live reads the known posts (exact scan or index); `placement` new ranks MISHON live's posts
+    as new posts placed by the inductive path among the training posts, as the service places
+    a post (written as evaluation-PART[-PROTOCOL]-new.json)."""
     report = stage or (lambda _name: None)
     check_part(part)
     check_protocol(protocol)
@@ -173,7 +177,19 @@ def evaluate_run(
     mishon = MishonRecommender(loaded.network, loaded.inputs, refresh_every=refresh_every)
     results = [evaluate(mishon.fit(data), data, part, protocol=protocol)]
     if live:
-        results.append(evaluate_live(loaded, part, protocol, refresh_every, report, evidence, side))
+        results.append(
+            evaluate_live(
+                loaded,
+                part,
+                protocol,
+                refresh_every,
+                report,
+                evidence,
+                side,
+                evidence_settings,
+                placement,
+            )
+        )
     others, skipped = evaluate_baselines(names, data, part, loaded.settings, report, protocol)
     results += others
     evaluation = Evaluation(
@@ -195,7 +211,7 @@ def evaluate_run(
             }
             for name in ours
         }
-    evaluation.save(evaluation_path(run, part, protocol, evidence, hashtag_names))
+    evaluation.save(evaluation_path(run, part, protocol, evidence, hashtag_names, placement))
     return evaluation
 
 
@@ -207,26 +223,28 @@ def evaluate_live(
     report: StageFn,
     evidence: tuple[str, ...] = EVIDENCE,
     side: HashtagSideSettings | None = None,
+    settings: EvidenceSettings | None = None,
+    placement: PlacementName = "graph",
 ) -> dict[str, Any]:
-    """MISHON live's result on `part`, with the weights selected on the validation posts."""
+    """MISHON live's result on `part`, with the weights selected on the validation posts (the
+    one ranker, `LiveMishon.from_run`; `placement` new ranks the posts as new posts)."""
+    settings = settings or EvidenceSettings()
     side = side or HashtagSideSettings()
     names = None
     if side.names and "model_outside" in evidence:
         report("MISHON live: loading the textual extractor for hashtag names")
         names = HashtagNames.for_split(loaded.data)
-    encoder = None
     if "model_outside" in evidence:
         path = hashtag_encoder_path(loaded, side)
         report(f"MISHON live: {'loading' if path.is_file() else 'fitting'} the hashtag side")
-        encoder, _ = run_hashtag_encoder(loaded, side, names)
-    live = LiveMishon(
-        loaded.network,
-        loaded.inputs,
-        refresh_every=refresh_every,
+    live = LiveMishon.from_run(
+        loaded,
         evidence=evidence,
+        refresh_every=refresh_every,
+        settings=settings,
         side=side,
         names=names,
-        encoder=encoder,
+        placement=placement,
     )
     report("MISHON live: selecting its weights on the validation posts")
     valid_f1 = select_live_weights(live, loaded.data, protocol)
@@ -236,6 +254,9 @@ def evaluate_live(
     result["weights_valid_f1_at_5"] = valid_f1
     if evidence != EVIDENCE:
         result["evidence"] = list(evidence)
+    result["placement"] = placement
+    result["known_posts_search"] = "index" if live.known_.approximate else "exact"
+    result["evidence_settings"] = settings.model_dump(mode="json")
     if side.names:
         result["hashtag_names"] = True
     if not valid_f1:

@@ -69,7 +69,13 @@ def train_lists(data: np.ndarray, nlist: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     sample = data[np.sort(rng.choice(len(data), size=min(len(data), nlist * 64), replace=False))]
     kmeans = faiss.Kmeans(
-        data.shape[1], nlist, niter=10, seed=seed, spherical=True, max_points_per_centroid=64
+        data.shape[1],
+        nlist,
+        niter=10,
+        seed=seed,
+        spherical=True,
+        max_points_per_centroid=64,
+        min_points_per_centroid=1,  # few points per list only warn; lists work all the same
     )
     kmeans.train(np.ascontiguousarray(sample))
     return kmeans.centroids

@@ -1,1 +1,1 @@
-"""Recommending for new posts and users from a trained run."""
+"""Recommending for new posts from a trained run: its featurizer and the ranker, loaded once."""

@@ -1,8 +1,9 @@
 """Features of one new post (a video file and a caption) with the extractors of a run's dataset.
 
 Each modality uses the extractor, unit count and weights recorded in the dataset's feature
-store manifest, so a new post's units are comparable with the graph's. Hashtags written in the
-caption are taken out of the text first, as the importers do.
+store manifest, and rounded to float16 as the stores keep them, so a new post's units are
+those of a stored post of the same content. Hashtags written in the caption are taken out of
+the text first, as the importers do.
 """
 
 from __future__ import annotations
@@ -69,5 +70,8 @@ class PostFeaturizer:
             values, mask = extractor.encode([source])
             timings[f"{modality}_s"] = time.perf_counter() - clock
             if mask[0].any():
-                units[modality] = (values[0], mask[0])
+                # rounded as the feature stores keep units, so a new post is what a stored
+                # post of the same content is
+                stored = np.asarray(values[0]).astype(np.float16).astype(np.float32)
+                units[modality] = (stored, mask[0])
         return units, timings, notes

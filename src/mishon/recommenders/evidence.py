@@ -24,6 +24,11 @@ in [0, 1]:
 
 Candidates are the hashtags any evidence names (the model's best `model_candidates` of each
 kind, the `popular_candidates` most used). A linear combination ranks them (`recommenders/live.py`).
+
+The nearest known posts (`neighbours`, `content`) come from an exact scan of every known post
+while there are at most `EvidenceIndexSettings.exact_max` of them, else from a growing IVF index
+per space (`index.py`) whose candidates are re-scored exactly: a query then costs about
+nprobe / sqrt(N) of a scan, and a post made known is found by the next query.
 """
 
 from __future__ import annotations
@@ -34,11 +39,20 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 
 import numpy as np
-from pydantic import Field
 
-from mishon.config import Settings
+from mishon.config import EvidenceIndexSettings, EvidenceSettings
+from mishon.recommenders.index import GrowingIndex
 
 GROW_MIN = 1024  # rows of room added at least when `KnownPosts.add` runs out
+
+__all__ = [
+    "EVIDENCE",
+    "EvidenceSettings",
+    "EvidenceTable",
+    "KnownPosts",
+    "Query",
+    "gather_evidence",
+]
 
 EVIDENCE = (
     "model",
@@ -50,24 +64,6 @@ EVIDENCE = (
     "linked_users",
     "model_outside",
 )
-
-
-class EvidenceSettings(Settings):
-    """How much of the known past each evidence reads (docs/design.md, "Live knowledge")."""
-
-    neighbours: int = Field(100, ge=1, description="known posts nearest in the model's space")
-    temperature: float = Field(
-        10.0, ge=0.0, description="sharpness of the neighbours' softmax over cosine"
-    )
-    own_temperature: float = Field(
-        5.0, ge=0.0, description="sharpness of the softmax over the user's own known posts"
-    )
-    content_neighbours: int = Field(30, ge=1, description="known posts nearest in content")
-    model_candidates: int = Field(50, ge=1, description="the model's best hashtags considered")
-    popular_candidates: int = Field(20, ge=0, description="most used hashtags considered")
-    linked_candidates: int = Field(
-        50, ge=0, description="hashtags most used by the linked users considered"
-    )
 
 
 @dataclass
@@ -88,11 +84,19 @@ class KnownPosts:
 
     Rows are added as posts become known (`add`); `reveal` marks rows that are already stored
     (an evaluation stores every post of the split up front and reveals them as the protocol
-    allows). Unrevealed rows are never read.
+    allows). Unrevealed rows are never read. Beyond `index.exact_max` known rows with vectors,
+    the nearest rows are searched in indexes (`nearest_fused`, `nearest_content`), which take in
+    the rows revealed since the last search before they answer.
     """
 
-    def __init__(self, fused: np.ndarray, content: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    def __init__(
+        self,
+        fused: np.ndarray,
+        content: list[tuple[np.ndarray, np.ndarray]],
+        index: EvidenceIndexSettings | None = None,
+    ) -> None:
         """`fused` [N, d] and `content` ([N, D], present [N]) per modality, for rows 0..N-1."""
+        self.index_settings = index or EvidenceIndexSettings()
         self.fused = _unit_rows(fused)
         self.content = [(v.astype(np.float32), p.astype(bool)) for v, p in content]
         self.known = np.zeros(len(fused), dtype=bool)
@@ -104,19 +108,32 @@ class KnownPosts:
         self.history: dict[str, Counter[str]] = defaultdict(Counter)
         self.uses: Counter[str] = Counter()
         self._popular: list[str] | None = None
+        self.searchable = 0  # known rows with vectors: what the nearest-row searches cover
+        self._fused_index: GrowingIndex | None = None
+        self._content_index: list[GrowingIndex | None] = [None] * len(self.content)
+        self._unindexed: list[int] = []  # searchable rows the indexes have not taken in yet
 
     def __len__(self) -> int:
         return self.size
 
+    @property
+    def approximate(self) -> bool:
+        """Whether the nearest known rows come from the indexes (beyond `exact_max`)."""
+        return self.searchable > self.index_settings.exact_max
+
     def set_fused(self, fused: np.ndarray) -> None:
         """New fused vectors for the stored rows (the model encoded the graph again)."""
         self.fused[: len(fused)] = _unit_rows(fused)
+        self._fused_index = None  # built again from the new vectors at the next search
 
     def reveal(self, row: int, user: str, hashtags: list[str] | tuple[str, ...]) -> None:
         """Row `row` is now known: its user and hashtags count from here on."""
         if self.known[row]:
             return
         self.known[row] = True
+        if self.placed[row]:
+            self.searchable += 1
+            self._unindexed.append(row)
         self.users[row] = user
         self.hashtags[row] = tuple(hashtags)
         self.by_user[user].append(row)
@@ -149,6 +166,32 @@ class KnownPosts:
         self.reveal(row, user, hashtags)
         return row
 
+    def extend(
+        self,
+        fused: np.ndarray,
+        content: list[tuple[np.ndarray, np.ndarray]],
+        users: list[str],
+        hashtags: list[list[str]],
+    ) -> np.ndarray:
+        """Store and reveal many placed posts at once (`add`, for [n, d] fused vectors and
+        ([n, D], present [n]) per modality); returns their rows."""
+        count = len(fused)
+        first = self.size
+        room = len(self.known) - first
+        if count > room:
+            self._grow(max(GROW_MIN, count - room, first // 8))
+        rows = np.arange(first, first + count)
+        self.fused[rows] = _unit_rows(fused)
+        self.placed[rows] = True
+        for (vectors, present), (values, has) in zip(self.content, content, strict=True):
+            vectors[rows], present[rows] = values, has
+        self.users += [None] * count
+        self.hashtags += [()] * count
+        self.size += count
+        for row, user, tags in zip(rows.tolist(), users, hashtags, strict=True):
+            self.reveal(row, user, tags)
+        return rows
+
     def _grow(self, rows: int) -> None:
         """Room for `rows` more posts (unknown until added): a copy every `rows` additions,
         not one per post."""
@@ -169,6 +212,77 @@ class KnownPosts:
             top = heapq.nlargest(count, self.uses.items(), key=itemgetter(1))
             self._popular = [t for t, _ in sorted(top, key=lambda x: (-x[1], x[0]))]
         return self._popular[:count]
+
+    def _searchable_rows(self) -> np.ndarray:
+        return np.flatnonzero(self.known[: self.size] & self.placed[: self.size])
+
+    def _sync_indexes(self) -> None:
+        """Build the indexes that are missing or outgrown; give the others the rows revealed
+        since the last search."""
+        settings = self.index_settings
+        pending = np.array(self._unindexed, dtype=np.int64)
+        self._unindexed = []
+        rebuild_all = None
+        if self._fused_index is None or self._fused_index.outgrown(len(pending)):
+            rebuild_all = self._searchable_rows()
+            self._fused_index = GrowingIndex(self.fused[rebuild_all], rebuild_all, settings)
+        elif len(pending):
+            self._fused_index.add(self.fused[pending], pending)
+        for m, (vectors, present) in enumerate(self.content):
+            index = self._content_index[m]
+            if index is None or index.outgrown(len(pending)):
+                rows = self._searchable_rows() if rebuild_all is None else rebuild_all
+                rows = rows[present[rows]]
+                self._content_index[m] = (
+                    GrowingIndex(vectors[rows], rows, settings) if len(rows) else None
+                )
+            elif len(pending):
+                rows = pending[present[pending]]
+                index.add(vectors[rows], rows)
+
+    def nearest_fused(self, queries: np.ndarray, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per unit query [d] of `queries`, (rows, cosines) of its `count` nearest known rows in
+        the model's space, from the index, re-scored exactly; best first, ties by row."""
+        self._sync_indexes()
+        assert self._fused_index is not None
+        found = []
+        for query, ids in zip(queries, self._fused_index.search(queries, count), strict=True):
+            rows = ids[ids >= 0]
+            similarity = self.fused[rows] @ query
+            order = np.lexsort((rows, -similarity))[:count]
+            found.append((rows[order], similarity[order]))
+        return found
+
+    def nearest_content(
+        self, queries: list[Query], count: int
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per query, (rows, mean cosine over the modalities both have) of its `count` nearest
+        known rows in content: each modality's index proposes `candidates` x `count` rows,
+        re-scored exactly; best first, ties by row."""
+        self._sync_indexes()
+        want = count * self.index_settings.candidates
+        proposed: list[list[np.ndarray]] = [[] for _ in queries]
+        for m, index in enumerate(self._content_index):
+            asking = [i for i, q in enumerate(queries) if q.content[m][1]]
+            if index is None or not asking:
+                continue
+            block = np.stack([queries[i].content[m][0] for i in asking]).astype(np.float32)
+            for i, ids in zip(asking, index.search(block, want), strict=True):
+                proposed[i].append(ids[ids >= 0])
+        found = []
+        for query, lists in zip(queries, proposed, strict=True):
+            rows = np.unique(np.concatenate(lists)) if lists else np.zeros(0, np.int64)
+            total = np.zeros(len(rows), np.float32)
+            shared = np.zeros(len(rows), np.float32)
+            for (vectors, present), (vector, has) in zip(self.content, query.content, strict=True):
+                if has and len(rows):
+                    both = present[rows].astype(np.float32)
+                    total += (vectors[rows] @ vector.astype(np.float32)) * both
+                    shared += both
+            similarity = total / np.maximum(shared, 1)
+            near = _nearest(np.where(shared > 0, similarity, -np.inf), count)
+            found.append((rows[near], similarity[near]))
+        return found
 
 
 @dataclass
@@ -229,29 +343,20 @@ def gather_evidence(
     """The evidence table of each query against the known posts (none of them is the query)."""
     if len(queries) == 0:
         return []
-    # similarities to every stored row, the unknown ones at -inf: no copy of the known rows
-    unknown = ~(known.known & known.placed)
     fused = _unit_rows(np.stack([q.fused for q in queries]))
-    model_space = fused @ known.fused.T
-    model_space[:, unknown] = -np.inf
-    content_sum = np.zeros_like(model_space)
-    content_count = np.zeros_like(model_space)
-    for modality, (vectors, present) in enumerate(known.content):
-        query_vectors = np.stack([q.content[modality][0] for q in queries]).astype(np.float32)
-        query_present = np.array([q.content[modality][1] for q in queries], dtype=np.float32)
-        both = query_present[:, None] * present[None, :].astype(np.float32)
-        content_sum += (query_vectors @ vectors.T) * both
-        content_count += both
-    content_count[:, unknown] = 0
-    content = np.where(content_count > 0, content_sum / np.maximum(content_count, 1), -np.inf)
+    if known.approximate:
+        nearest = known.nearest_fused(fused, settings.neighbours)
+        similar = known.nearest_content(queries, settings.content_neighbours)
+    else:
+        nearest, similar = _scan(known, queries, fused, settings)
     popular = known.popular(settings.popular_candidates)
     most_uses = max(known.uses.values(), default=0)
     scale = np.log1p(most_uses) if most_uses else 1.0
     tables = []
     for i, query in enumerate(queries):
-        near = _nearest(model_space[i], settings.neighbours)
+        near, near_similarity = nearest[i]
         neighbours = _shares(
-            near, _exp_weights(model_space[i, near], settings.temperature), known.hashtags
+            near, _exp_weights(near_similarity, settings.temperature), known.hashtags
         )
         own_rows = np.array(known.by_user.get(query.user, []) if query.user else [], np.int64)
         own_count = max(len(own_rows), 1)
@@ -265,9 +370,9 @@ def gather_evidence(
         for other in query.linked:
             linked.update(known.history.get(other, {}))
         linked_posts = max(sum(len(known.by_user.get(o, ())) for o in query.linked), 1)
-        similar = _nearest(content[i], settings.content_neighbours)
+        similar_rows, similar_similarity = similar[i]
         content_shares = _shares(
-            similar, np.maximum(content[i, similar], 0.0) + 1e-6, known.hashtags
+            similar_rows, np.maximum(similar_similarity, 0.0) + 1e-6, known.hashtags
         )
         best_model = sorted(query.model.items(), key=lambda x: (-x[1], x[0]))
         candidates = list(
@@ -299,3 +404,30 @@ def gather_evidence(
         ).reshape(len(candidates), len(EVIDENCE))
         tables.append(EvidenceTable(candidates, values))
     return tables
+
+
+def _scan(
+    known: KnownPosts, queries: list[Query], fused: np.ndarray, settings: EvidenceSettings
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[tuple[np.ndarray, np.ndarray]]]:
+    """The exact scan: per query, (rows, similarities) of its nearest known rows in the model's
+    space and in content, from its similarity to every stored row (the unknown at -inf)."""
+    unknown = ~(known.known & known.placed)
+    model_space = fused @ known.fused.T
+    model_space[:, unknown] = -np.inf
+    content_sum = np.zeros_like(model_space)
+    content_count = np.zeros_like(model_space)
+    for modality, (vectors, present) in enumerate(known.content):
+        query_vectors = np.stack([q.content[modality][0] for q in queries]).astype(np.float32)
+        query_present = np.array([q.content[modality][1] for q in queries], dtype=np.float32)
+        both = query_present[:, None] * present[None, :].astype(np.float32)
+        content_sum += (query_vectors @ vectors.T) * both
+        content_count += both
+    content_count[:, unknown] = 0
+    content = np.where(content_count > 0, content_sum / np.maximum(content_count, 1), -np.inf)
+    nearest, similar = [], []
+    for i in range(len(queries)):
+        near = _nearest(model_space[i], settings.neighbours)
+        nearest.append((near, model_space[i, near]))
+        rows = _nearest(content[i], settings.content_neighbours)
+        similar.append((rows, content[i, rows]))
+    return nearest, similar

@@ -12,17 +12,18 @@ training become recommendable at once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Self
+from typing import Literal, Self
 
 import numpy as np
 import torch
 
 from mishon.data.split_data import SplitData
 from mishon.errors import MishonError
+from mishon.features.store import FeatureStore, modality_dir
+from mishon.graph.pooled import pooled_vectors_and_centre
 from mishon.metrics import f1_from_hits
 from mishon.model.inputs import ModelInputs
 from mishon.model.network import MishonNetwork
-from mishon.recommenders.baselines import content_vectors
 from mishon.recommenders.evidence import (
     EVIDENCE,
     EvidenceSettings,
@@ -38,8 +39,16 @@ from mishon.recommenders.hashtag_side import (
     NameEmbedder,
     check_names,
     fit_hashtag_encoder,
+    run_hashtag_encoder,
+)
+from mishon.recommenders.inductive import (
+    InductiveRecommender,
+    NewPost,
+    Placement,
+    Recommendation,
 )
 from mishon.recommenders.mishon import MishonRecommender
+from mishon.train.run import TrainedRun
 
 WEIGHT_GRID = (0.0, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 5.0)
 ANCHOR = "neighbours"  # its weight stays 1: scores are compared, not their scale
@@ -76,11 +85,6 @@ class LiveWeights:
             return {n: weights.get(n, 0.0) if n in use else 0.0 for n in EVIDENCE}
 
         return LiveWeights(limited(self.known_user), limited(self.new_user))
-
-
-def rank_tables(tables: list[EvidenceTable], weights: dict[str, float], k: int) -> list[list[str]]:
-    """Each table's top-`k` hashtags by the weighted evidence (ties by hashtag)."""
-    return [[tag for tag, _ in table.ranked(weights, k)] for table in tables]
 
 
 def check_evidence(names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -139,16 +143,32 @@ def select_weights(
     return {name: float(w) for name, w in zip(EVIDENCE, weights, strict=True)}, best
 
 
-class LiveMishon:
-    """A trained network ranking every known hashtag with its live evidence (see module).
+PlacementName = Literal["graph", "new"]
+# modality -> (vectors, present, centre)
+Pooled = dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
 
-    `fit` encodes the graph and makes the training posts known; `observe` reveals more posts
-    (their hashtags also become the network's hashtag inputs, encoded again every
-    `refresh_every` posts, as `MishonRecommender` does). `weights` (LiveWeights, or one dict for
-    all posts) default to DEFAULT_WEIGHTS; only the `evidence` named count (an ablation leaves
-    some out);
-    `evaluate.live.select_live_weights` picks them on the validation posts. `encoder`: the
-    hashtag side's fitted encoder (`hashtag_side.run_hashtag_encoder`), else fitted at `fit`.
+
+class LiveMishon:
+    """A trained network ranking every known hashtag with its live evidence (see module): the
+    one MISHON-live ranker, behind `mishon evaluate`, `mishon serve`, `mishon recommend` and
+    the Python API alike.
+
+    Evaluation contract: `fit` encodes the graph and makes the training posts known; `observe`
+    reveals more posts of the split (their hashtags also become the network's hashtag inputs,
+    encoded again every `refresh_every` posts, as `MishonRecommender` does; 0: once before the
+    first ranking, the service's view); `recommend` ranks posts of the split. New posts:
+    `rank_new` places a post that is not in the graph through the inductive path
+    (`inductive.py`) and ranks it with the same candidates, evidence and weights; `add` makes
+    such a post known (the service's recorded posts). `placement="new"` ranks the split's posts
+    too as new posts placed among the training posts, so an evaluation measures exactly what
+    `rank_new` gives.
+
+    `weights` (LiveWeights, or one dict for all posts) default to DEFAULT_WEIGHTS; only the
+    `evidence` named count (an ablation leaves some out); `evaluate.live.select_live_weights`
+    picks them on the validation posts. `encoder`: the hashtag side's fitted encoder
+    (`hashtag_side.run_hashtag_encoder`), else fitted at `fit`. `run`: the loaded run, needed
+    for new posts (`from_run` gives it). `pooled`: the split's pooled content per modality
+    (vectors, present, centre), else read from the feature stores at `fit`.
     """
 
     def __init__(
@@ -163,8 +183,12 @@ class LiveMishon:
         side: HashtagSideSettings | None = None,
         names: NameEmbedder | None = None,
         encoder: HashtagEncoder | None = None,
+        run: TrainedRun | None = None,
+        placement: PlacementName = "graph",
+        pooled: Pooled | None = None,
     ) -> None:
         self.name = name
+        self.pooled = pooled
         self.use = check_evidence(evidence)
         self.network = network
         self.inputs = inputs
@@ -176,14 +200,68 @@ class LiveMishon:
         if "model_outside" in self.use:
             check_names(self.side, names)
         self._encoder = encoder  # fitted at the first fit when not given: weights never change
+        self.run = run
+        if placement not in ("graph", "new"):
+            raise MishonError(f"placement must be graph or new, not {placement!r}")
+        if placement == "new" and run is None:
+            raise MishonError("placing posts as new posts needs the run (LiveMishon.from_run)")
+        self.placement = placement
+
+    @classmethod
+    def from_run(
+        cls,
+        run: TrainedRun,
+        weights: LiveWeights | dict[str, float] | None = None,
+        evidence: tuple[str, ...] = EVIDENCE,
+        refresh_every: int = 1,
+        settings: EvidenceSettings | None = None,
+        side: HashtagSideSettings | None = None,
+        names: NameEmbedder | None = None,
+        placement: PlacementName = "graph",
+    ) -> LiveMishon:
+        """The ranker of a loaded run (on the run's device). Given `weights` that give
+        `model_outside` no weight, that evidence is left out (nothing to fit); otherwise the
+        hashtag side's encoder is loaded from the run directory, or fitted and kept there."""
+        use = check_evidence(evidence)
+        if weights is not None:
+            chosen = LiveWeights.of(weights)
+            if not any(w.get("model_outside") for w in (chosen.known_user, chosen.new_user)):
+                use = tuple(e for e in use if e != "model_outside") or use
+        side = side or HashtagSideSettings()
+        encoder = None
+        if "model_outside" in use:
+            encoder, _ = run_hashtag_encoder(run, side, names if side.names else None)
+        return cls(
+            run.network,
+            run.inputs,
+            refresh_every=refresh_every,
+            weights=weights,
+            settings=settings,
+            evidence=use,
+            side=side,
+            names=names,
+            encoder=encoder,
+            run=run,
+            placement=placement,
+        )
+
+    # ----------------------------------------------------------------- knowledge
 
     def fit(self, data: SplitData) -> Self:
         self.model_ = MishonRecommender(
             self.network, self.inputs, refresh_every=self.refresh_every
         ).fit(data)
+        self.data_ = data
         self.hashtags_ = data.posts["hashtags"].to_numpy()
         self.users_ = data.posts["user_id"].astype(str).to_numpy()
-        self.known_ = KnownPosts(self.model_.fused_.cpu().numpy(), content_vectors(data))
+        self.pooled_ = self.pooled or {
+            m: pooled_vectors_and_centre(
+                FeatureStore.open(modality_dir(data.dataset, m)), data.rows
+            )
+            for m in self.network.modalities
+        }
+        content = [self.pooled_[m][:2] for m in self.network.modalities]
+        self.known_ = KnownPosts(self.model_.fused_.cpu().numpy(), content, self.settings.index)
         self.links_ = user_links(self.inputs, self.users_)
         self.side_: HashtagSide | None = None
         if "model_outside" in self.use:
@@ -199,11 +277,20 @@ class LiveMishon:
             self.side_ = HashtagSide(
                 self.network, self.model_.tags, self._encoder, self.known_, self.names
             )
+        self.inductive_: InductiveRecommender | None = None
+        self.placed_: dict[int, tuple[np.ndarray, list[tuple[np.ndarray, bool]]]] = {}
         self.vocabulary: set[str] = set()
         self.recorded_: dict[int, tuple[EvidenceTable, bool]] | None = None
         self.observe(np.flatnonzero(data.is_train), encode=False)
         self.vocabulary |= self.model_.vocabulary
         return self
+
+    def know_dataset(self) -> None:
+        """Make every labelled post of the split known, as a deployed recommender knows every
+        post published before (their hashtags become hashtag inputs, encoded now)."""
+        labelled = self.data_.posts["hashtags"].str.len().to_numpy() > 0
+        self.observe(np.flatnonzero(labelled & ~self.data_.is_train))
+        self.refresh()
 
     def observe(self, positions: np.ndarray, encode: bool = True) -> None:
         positions = np.asarray(positions, dtype=np.int64)
@@ -212,45 +299,63 @@ class LiveMishon:
         for position in positions.tolist():
             tags = list(self.hashtags_[position])
             if tags:  # a post without hashtags says nothing about any
+                self._place_known(position)
                 self.known_.reveal(position, self.users_[position], tags)
                 self.vocabulary.update(tags)
                 if self.side_ is not None:
                     self.side_.reveal(position, tags)
 
-    def evidence(self, positions: np.ndarray) -> list[EvidenceTable]:
-        """The evidence tables of the split's posts at `positions`, with what is known now."""
+    def _place_known(self, position: int) -> None:
+        """A post ranked as a new post becomes known where that ranking placed it."""
+        placed = self.placed_.get(position)
+        if placed is None:
+            return
+        fused, content = placed
+        self.known_.fused[position] = fused
+        for (vectors, present), (vector, has) in zip(self.known_.content, content, strict=True):
+            vectors[position], present[position] = vector, has
+
+    def refresh(self) -> None:
+        """Encode the graph again if the network's refresh is due (see `refresh_every`)."""
         if self.model_.refresh():
             self.known_.set_fused(self.model_.fused_.cpu().numpy())
+            for position in self.placed_:
+                if self.known_.known[position]:
+                    self._place_known(position)
             if self.side_ is not None:
                 self.side_.invalidate()
-        tables = []
-        candidates = self.settings.model_candidates
-        for start in range(0, len(positions), BLOCK):
-            block = np.asarray(positions[start : start + BLOCK], dtype=np.int64)
-            model = self.model_evidence(block)
-            outside = (
-                self.side_.outside_probabilities(self.model_.fused_[block], candidates)
-                if self.side_ is not None
-                else [{} for _ in block]
-            )
-            queries = [
-                Query(
-                    fused=self.known_.fused[p],
-                    content=[(v[p], bool(present[p])) for v, present in self.known_.content],
-                    user=self.users_[p],
-                    linked=self.links_.get(self.users_[p], []),
-                    model=model[i],
-                    outside=outside[i],
-                )
-                for i, p in enumerate(block.tolist())
-            ]
-            tables += gather_evidence(self.known_, queries, self.settings)
-        return tables
+            self.inductive_ = None  # its cached states are the old encoding's
 
-    def model_evidence(self, block: np.ndarray) -> list[dict[str, float]]:
-        """The network's best hashtags of its vocabulary for the posts at `block`, with their
-        probabilities."""
-        fused = self.model_.fused_[block]
+    def add(self, post: NewPost, hashtags: list[str]) -> int:
+        """A post of `post.user_id` that is not in the graph joins the known posts with its
+        chosen hashtags, placed by its content (a post without any counts for its user's
+        history and popularity only); returns its row."""
+        fused, content = None, []
+        if post.units:
+            placed = self.inductive().place(post)
+            fused, content = placed.fused[0].cpu().numpy(), placed.content
+        row = self.known_.add(fused, content, post.user_id or "", hashtags)
+        self.vocabulary.update(hashtags)
+        if self.side_ is not None:
+            self.side_.reveal(row, hashtags)
+        return row
+
+    # ----------------------------------------------------------------- ranking
+
+    def inductive(self) -> InductiveRecommender:
+        """The inductive path over the network's current encoding (built on first use)."""
+        if self.run is None:
+            raise MishonError("ranking new posts needs the run (LiveMishon.from_run)")
+        if self.inductive_ is None:
+            searchable = self.data_.is_train if self.placement == "new" else None
+            self.inductive_ = InductiveRecommender(
+                self.run, self.pooled_, self.model_.layer_states(), searchable
+            )
+        return self.inductive_
+
+    def model_evidence(self, fused: torch.Tensor) -> list[dict[str, float]]:
+        """The network's best `model_candidates` hashtags of its vocabulary for each fused
+        vector [B, d], with their probabilities."""
         count = self.settings.model_candidates
         tags = self.model_.tags
         with torch.no_grad():
@@ -261,7 +366,79 @@ class LiveMishon:
             for row, value in zip(indices, values, strict=True)
         ]
 
-    def recommend(self, positions: np.ndarray, k: int) -> list[list[str]]:
+    def _queries(
+        self,
+        fused: torch.Tensor,
+        content: list[list[tuple[np.ndarray, bool]]],
+        users: list[str | None],
+        linked: list[list[str]],
+    ) -> list[Query]:
+        """The queries of a block of posts: the same candidates and evidence for graph posts
+        and new posts."""
+        model = self.model_evidence(fused)
+        outside = (
+            self.side_.outside_probabilities(fused, self.settings.model_candidates)
+            if self.side_ is not None
+            else [{} for _ in users]
+        )
+        vectors = fused.cpu().numpy()
+        return [
+            Query(vectors[i], content[i], users[i], model[i], linked[i], outside[i])
+            for i in range(len(users))
+        ]
+
+    def evidence(self, positions: np.ndarray) -> list[EvidenceTable]:
+        """The evidence tables of the split's posts at `positions`, with what is known now."""
+        self.refresh()
+        tables = []
+        for start in range(0, len(positions), BLOCK):
+            block = np.asarray(positions[start : start + BLOCK], dtype=np.int64)
+            if self.placement == "new":
+                tables += [self._new_table(self._stored_post(p), p)[0] for p in block.tolist()]
+                continue
+            users = [self.users_[p] for p in block.tolist()]
+            queries = self._queries(
+                self.model_.fused_[block],
+                [[(v[p], bool(present[p])) for v, present in self.known_.content] for p in block],
+                list(users),
+                [self.links_.get(u, []) for u in users],
+            )
+            tables += gather_evidence(self.known_, queries, self.settings)
+        return tables
+
+    def _new_table(
+        self, post: NewPost, position: int | None = None
+    ) -> tuple[EvidenceTable, Placement]:
+        """The evidence table of a post placed by the inductive path (and, for a post of the
+        split ranked as new, where it was placed, kept for when it becomes known)."""
+        placed = self.inductive().place(post)
+        if placed.user is not None:  # a graph user: the graph's links
+            linked = self.links_.get(post.user_id or "", [])
+        else:  # a new user: the popular users the path linked it to
+            linked = [n.id for n in placed.linked]
+        query = self._queries(placed.fused, [placed.content], [post.user_id], [linked])[0]
+        if position is not None:
+            self.placed_[position] = (query.fused / max(np.linalg.norm(query.fused), 1e-12),
+                                      placed.content)  # fmt: skip
+        return gather_evidence(self.known_, [query], self.settings)[0], placed
+
+    def _stored_post(self, position: int) -> NewPost:
+        """A post of the split as a new post: its units from the feature stores."""
+        if not hasattr(self, "stores_"):
+            self.stores_ = {
+                m: FeatureStore.open(modality_dir(self.data_.dataset, m))
+                for m in self.network.modalities
+            }
+        row = int(self.data_.rows[position])
+        units = {}
+        for modality, store in self.stores_.items():
+            mask = np.asarray(store.mask[row], dtype=bool)
+            if mask.any():
+                units[modality] = (np.asarray(store.values[row], dtype=np.float32), mask)
+        return NewPost(units, str(self.users_[position]))
+
+    def ranked(self, positions: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+        """The top-`k` (hashtag, score) of the split's posts at `positions`, best first."""
         positions = np.asarray(positions, dtype=np.int64)
         # which weights: whether the user has known posts before these are ranked
         known_user = [bool(self.known_.by_user.get(self.users_[p])) for p in positions]
@@ -270,9 +447,59 @@ class LiveMishon:
             pairs = zip(tables, known_user, strict=True)
             self.recorded_.update(zip(positions.tolist(), pairs, strict=True))
         return [
-            [tag for tag, _ in table.ranked(self.weights.for_user(has), k)]
+            table.ranked(self.weights.for_user(has), k)
             for table, has in zip(tables, known_user, strict=True)
         ]
+
+    def recommend(self, positions: np.ndarray, k: int) -> list[list[str]]:
+        return [[tag for tag, _ in row] for row in self.ranked(positions, k)]
+
+    def rank_new(self, post: NewPost, k: int = 10, explain: int = 5) -> Recommendation:
+        """Top-`k` hashtags of a post that is not in the graph, by weighted evidence, each with
+        its evidence values and reasons; an unknown `post.user_id` is a new user."""
+        has_posts = bool(post.user_id and self.known_.by_user.get(post.user_id))
+        self.refresh()
+        table, placed = self._new_table(post)
+        top = table.ranked(self.weights.for_user(has_posts), k)
+        tags = [tag for tag, _ in top]
+        graph_reasons = self.inductive().reasons(tags, placed, history=False)
+        history = self.known_.history.get(post.user_id, {}) if post.user_id else {}
+        row = {tag: i for i, tag in enumerate(table.hashtags)}
+        reasons, evidence = {}, {}
+        for tag in tags:
+            values = dict(zip(EVIDENCE, table.values[row[tag]].tolist(), strict=True))
+            evidence[tag] = {name: round(v, 4) for name, v in values.items() if v}
+            reasons[tag] = _reasons(tag, values, history, graph_reasons.get(tag, []))
+        return Recommendation(
+            top,
+            placed.user is not None,
+            placed.found[: explain * 2] + placed.linked,
+            reasons,
+            placed.fused[0].cpu().numpy(),
+            placed.content,
+            evidence,
+        )
+
+
+def _reasons(
+    tag: str, evidence: dict[str, float], history: dict[str, int], graph: list[str]
+) -> list[str]:
+    """Short reasons for one recommended hashtag, strongest evidence first: the user's known
+    posts, the nearest known posts, the graph's (similar graph posts, linked popular users)."""
+    why = []
+    if history.get(tag):
+        why.append(f"the user chose it in {history[tag]} known post(s)")
+    if evidence["neighbours"] > 0:
+        why.append(f"{evidence['neighbours']:.0%} of the weight of the most similar posts")
+    why += graph
+    if evidence["model_outside"] > 0:
+        why.append(
+            f"the network gives it {evidence['model_outside']:.1%} from the known posts that "
+            "carry it (outside its training vocabulary)"
+        )
+    if not why and evidence["popularity"] > 0:
+        why.append("one of the most used hashtags")
+    return why
 
 
 def user_links(inputs: ModelInputs, post_users: np.ndarray) -> dict[str, list[str]]:

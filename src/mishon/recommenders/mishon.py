@@ -57,8 +57,21 @@ class MishonRecommender:
         self.hashtags_ = data.posts["hashtags"].to_numpy()
         self.known_ = np.asarray(data.is_train, dtype=bool).copy()
         self.pending_ = 0
+        self.ranking_ = False  # whether a ranking has started (refresh_every 0 then freezes)
+        self.shown_ = self.inputs  # the inputs as last encoded: training posts show hashtags
         self.fused_: torch.Tensor = encode_eval(self.network, self.inputs)
+        self.states_: list[dict[str, torch.Tensor]] | None = None
         return self
+
+    def layer_states(self) -> list[dict[str, torch.Tensor]]:
+        """Every layer's node states of the last encoding (the inductive path's cache)."""
+        if self.states_ is None:
+            self.network.eval()
+            with torch.no_grad():
+                self.states_ = self.network.layer_states(
+                    self.network.node_inputs(self.shown_), self.shown_
+                )
+        return self.states_
 
     def observe(self, positions: np.ndarray) -> None:
         if not self.network.uses_hashtag_inputs:
@@ -67,8 +80,11 @@ class MishonRecommender:
         self.pending_ += len(positions)
 
     def refresh(self) -> bool:
-        """Encode again if `refresh_every` posts were observed since the last encoding."""
-        if self.pending_ and self.pending_ >= self.refresh_every:
+        """Encode again if `refresh_every` posts were observed since the last encoding (0: only
+        before the first ranking); called before each ranking."""
+        due = self.pending_ >= self.refresh_every if self.refresh_every else not self.ranking_
+        self.ranking_ = True
+        if self.pending_ and due:
             self._encode_known()
             return True
         return False
@@ -85,7 +101,9 @@ class MishonRecommender:
             for tags, known in zip(self.hashtags_, self.known_, strict=True)
         ]
         targets = Targets.build(shown, self.inputs.vocabulary).to(self.inputs.device)
-        self.fused_ = encode_eval(self.network, replace(self.inputs, targets=targets))
+        self.shown_ = replace(self.inputs, targets=targets)
+        self.fused_ = encode_eval(self.network, self.shown_)
+        self.states_ = None
         self.pending_ = 0
 
 

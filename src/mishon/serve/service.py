@@ -1,6 +1,7 @@
 """The recommendation service without HTTP: a loaded run, its featurizer and the known posts.
 
-A post is ranked as MISHON live ranks it (`recommend/live.py`): the inductive path gives
+A post is ranked as MISHON live ranks it (`recommenders/live.py`, the ranker `mishon evaluate`
+measures, loaded by `recommend/served.py`): the inductive path gives
 the model's probabilities and the post's place in the model's space; the evidence of the known
 posts (every labelled post of the dataset, then every post recorded through `record`) scores
 every hashtag they carry, so a hashtag recorded a moment ago for one user is recommendable to
@@ -19,12 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from mishon.config import ServeSettings
-from mishon.evaluate.evaluation import selected_live_weights
-from mishon.recommend.featurize import PostFeaturizer
-from mishon.recommend.inductive import NewPost
-from mishon.recommend.live import LiveRecommender
+from mishon.recommend.served import ServedRun, load_served
+from mishon.recommenders.inductive import NewPost
 from mishon.serve.records import PostRecords
-from mishon.train.run import load_run
 
 RECORDS = "service.sqlite"
 
@@ -32,14 +30,20 @@ RECORDS = "service.sqlite"
 class HashtagService:
     """Loads `run` once; `recommend` and `record` are safe to call from several threads."""
 
-    def __init__(self, run: Path, settings: ServeSettings, dataset: Path | None = None) -> None:
+    def __init__(
+        self,
+        run: Path,
+        settings: ServeSettings,
+        dataset: Path | None = None,
+        served: ServedRun | None = None,
+    ) -> None:
+        """`served`: the run already loaded (`recommend.served.load_served`), else loaded."""
         self.run = run
         self.settings = settings
-        loaded = load_run(run, dataset, settings.device)
-        weights, self.weights_source = selected_live_weights(run, loaded)
-        self.live = LiveRecommender(loaded, weights)
-        self.recommender = self.live.inductive
-        self.featurizer = PostFeaturizer.for_dataset(loaded.data.dataset, loaded.network.modalities)
+        self.served = served or load_served(run, dataset, settings.device, settings.evidence)
+        self.live = self.served.ranker
+        self.weights_source = self.served.weights_source
+        self.featurizer = self.served.featurizer
         self.records = PostRecords(run / RECORDS)
         self._model_lock = threading.Lock()  # torch modules, extractors and the known posts
         for record in self.records.all():
@@ -55,10 +59,10 @@ class HashtagService:
         return {
             "status": "ok",
             "run": self.run.name,
-            "modalities": self.recommender.network.modalities,
-            "vocabulary": len(self.recommender.tags),
-            "graph_posts": len(self.recommender.post_ids),
-            "known_posts": int(self.live.known.known.sum()),
+            "modalities": self.live.network.modalities,
+            "vocabulary": len(self.live.model_.tags),
+            "graph_posts": self.live.inputs.num_posts,
+            "known_posts": int(self.live.known_.known.sum()),
             "recorded_posts": self.records.count(),
             "weights": asdict(self.live.weights),
             "weights_source": self.weights_source,
@@ -72,7 +76,7 @@ class HashtagService:
         with self._model_lock:
             units, timings, notes = self.featurizer.featurize(video, caption)
             clock = time.perf_counter()
-            result = self.live.recommend(NewPost(units, user_id), k)
+            result = self.live.rank_new(NewPost(units, user_id), k)
             timings["graph_model_and_evidence_s"] = time.perf_counter() - clock
         timings["total_s"] = time.perf_counter() - started
         if video is not None:  # no server path in an answer

@@ -21,14 +21,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from mishon.config import EdgeSettings, EvidenceIndexSettings, GraphSettings
 from mishon.errors import MishonError
 from mishon.features.store import FeatureStore, modality_dir
 from mishon.graph.build import POSTED, POSTED_BY, SIMILAR, USER
 from mishon.graph.influence import link_cold_users, user_profiles
 from mishon.graph.pooled import pool_units, pooled_vectors_and_centre
 from mishon.model.inputs import EdgeType, adjacency, normalise_units
-from mishon.recommend.neighbours import PostIndex
+from mishon.recommenders.index import GrowingIndex
 from mishon.train.run import TrainedRun
+
+LayerStates = list[dict[str, torch.Tensor]]
 
 
 @dataclass
@@ -74,6 +77,73 @@ class Recommendation:
         }
 
 
+@dataclass
+class Placement:
+    """Where a new post sits: its fused vector [1, d], pooled content per modality, its user's
+    graph index (None: a new user), its similar graph posts (best first) and linked users."""
+
+    fused: torch.Tensor
+    content: list[tuple[np.ndarray, bool]]
+    user: int | None
+    found: list[Neighbour]
+    linked: list[Neighbour]
+
+
+class GraphPostIndex:
+    """One modality's graph posts, searched by cosine with the graph's k and threshold.
+
+    Vectors are the graph's pooled, centred unit vectors, so the inner product is the cosine the
+    graph's kNN edges used. Up to `graph.exact_max` posts one matrix-vector product is exact;
+    beyond, a faiss inverted file (`graph.ivf_nlist` lists, else sqrt(N)) searched with the
+    `nprobe` the graph build settled on, its candidates re-scored exactly.
+    """
+
+    def __init__(
+        self,
+        vectors: np.ndarray,
+        members: np.ndarray,
+        edges: EdgeSettings,
+        graph: GraphSettings,
+        nprobe: int,
+    ) -> None:
+        """`members`: bool [N], the posts that may be found (present, and searchable)."""
+        self.edges = edges
+        self.vectors = vectors
+        self.members = np.flatnonzero(members)
+        self.exact = len(self.members) <= graph.exact_max
+        if self.exact:
+            self.data = np.ascontiguousarray(vectors[self.members], dtype=np.float32)
+            return
+        settings = EvidenceIndexSettings(
+            exact_max=0, nlist=graph.ivf_nlist, nprobe=nprobe, seed=graph.seed
+        )
+        self.index = GrowingIndex(vectors[self.members], self.members, settings)
+
+    @property
+    def method(self) -> str:
+        return "exact" if self.exact else f"ivf (nprobe {self.index.index.nprobe})"
+
+    def search(self, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(graph positions, similarities) of the k nearest posts at or above the threshold,
+        best first (ties by position)."""
+        k = min(self.edges.k, len(self.members))
+        if k == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        query = np.ascontiguousarray(vector, dtype=np.float32)
+        if self.exact:
+            similarity = self.data @ query
+            top = np.argpartition(-similarity, k - 1)[:k]
+            found, scores = self.members[top], similarity[top]
+        else:
+            found = self.index.search(query[None], k)[0]
+            found = found[found >= 0]
+            scores = self.vectors[found] @ query
+        order = np.lexsort((found, -scores))
+        found, scores = found[order], scores[order]
+        keep = scores >= self.edges.threshold
+        return found[keep], scores[keep].astype(np.float32)
+
+
 class InductiveRecommender:
     """Top-K hashtags with explanations for new posts of known or new users."""
 
@@ -81,15 +151,22 @@ class InductiveRecommender:
         self,
         run: TrainedRun,
         pooled: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
+        states: LayerStates | None = None,
+        searchable: np.ndarray | None = None,
     ) -> None:
-        """`pooled` (vectors, present, centre per modality) defaults to the feature stores'."""
+        """`pooled` (vectors, present, centre per modality) defaults to the feature stores';
+        `states` (every layer's node states) to the graph encoded with the training posts'
+        hashtag inputs; `searchable` (bool per graph post, default all) are the posts a new
+        post may be placed next to (an evaluation of new posts leaves its own part out)."""
         self.run = run
         network, inputs, data = run.network, run.inputs, run.data
         network.eval()
         self.device = inputs.device
         self.network = network
-        with torch.no_grad():
-            self.states = network.layer_states(network.node_inputs(inputs), inputs)
+        if states is None:
+            with torch.no_grad():
+                states = network.layer_states(network.node_inputs(inputs), inputs)
+        self.states = states
         self.edge_types: list[EdgeType] = [t for t in network.edge_types if t in inputs.adjacency]
         self.tags = inputs.vocabulary.tags
         self.post_ids = data.posts["post_id"].astype(str).tolist()
@@ -111,7 +188,9 @@ class InductiveRecommender:
         # places a new post's vector like theirs
         self.centres: dict[str, np.ndarray] = {}
         self.pooled: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self.indexes: dict[str, PostIndex] = {}
+        self.indexes: dict[str, GraphPostIndex] = {}
+        if searchable is None:
+            searchable = np.ones(len(self.post_ids), dtype=bool)
         popular_profiles = []
         knn_meta = run.graph.meta.get("knn_method", {})
         for modality in network.modalities:
@@ -122,13 +201,12 @@ class InductiveRecommender:
                 vectors, present, centre = pooled_vectors_and_centre(store, data.rows)
             self.centres[modality] = centre
             self.pooled[modality] = (vectors, present)
-            self.indexes[modality] = PostIndex(
+            self.indexes[modality] = GraphPostIndex(
                 vectors,
-                present,
+                present & searchable,
                 getattr(graph_settings, modality),
-                graph_settings.exact_max,
+                graph_settings,
                 int(knn_meta.get(modality, {}).get("nprobe", graph_settings.ivf_nprobe)),
-                graph_settings.seed,
             )
             popular_profiles.append(
                 user_profiles(vectors, present & train, post_user, len(self.user_ids))
@@ -293,11 +371,11 @@ class InductiveRecommender:
             (self.tags[i], float(v)) for v, i in zip(values.tolist(), indices.tolist(), strict=True)
         ]
 
-    def recommend(self, post: NewPost, k: int = 10, explain: int = 5) -> Recommendation:
-        """Top-`k` hashtags for a new post, with the neighbours and reasons behind them."""
+    def place(self, post: NewPost) -> Placement:
+        """A new post placed in the graph: its neighbours, its user's links and its fused
+        vector (steps 1-5 of the module's docstring)."""
         # a user of the graph keeps its cached states; anyone else is a new, cold-start user
         user = self.user_index.get(post.user_id) if post.user_id is not None else None
-        known = user is not None
         initial = self._encode_new(post)
         neighbours, found = {}, []
         profiles = []
@@ -323,18 +401,29 @@ class InductiveRecommender:
             ]
         links = np.zeros(0, dtype=np.int64)
         linked: list[Neighbour] = []
-        if not known:
+        if user is None:
             links, linked = self._link_new_user(profiles)
         fused = self.fused_for(initial, neighbours, user, links)
-        top = self._top(self.probabilities(fused), k)
         found.sort(key=lambda n: -n.similarity)
-        reasons = self._reasons(top, found, user, linked)
         content = [
             (np.zeros_like(self.centres[m]), False) if vector is None else (vector, True)
             for m, vector in zip(self.network.modalities, profiles, strict=True)
         ]
+        return Placement(fused, content, user, found, linked)
+
+    def recommend(self, post: NewPost, k: int = 10, explain: int = 5) -> Recommendation:
+        """Top-`k` hashtags of the network alone for a new post, with the neighbours and
+        reasons behind them."""
+        placed = self.place(post)
+        top = self._top(self.probabilities(placed.fused), k)
+        reasons = self.reasons([t for t, _ in top], placed)
         return Recommendation(
-            top, known, found[: explain * 2] + linked, reasons, fused[0].cpu().numpy(), content
+            top,
+            placed.user is not None,
+            placed.found[: explain * 2] + placed.linked,
+            reasons,
+            placed.fused[0].cpu().numpy(),
+            placed.content,
         )
 
     def _link_new_user(
@@ -354,24 +443,25 @@ class InductiveRecommender:
         chosen = np.array([p for _, p, _ in links], dtype=np.int64)
         return chosen, [Neighbour("user", self.user_ids[p], round(s, 4)) for _, p, s in links]
 
-    def _reasons(
-        self,
-        top: list[tuple[str, float]],
-        found: list[Neighbour],
-        user: int | None,
-        linked: list[Neighbour],
+    def reasons(
+        self, tags: list[str], placed: Placement, history: bool = True
     ) -> dict[str, list[str]]:
+        """Per hashtag of `tags`: the user's training uses of it (with `history`), the similar
+        graph posts that carry it, the linked popular users who used it."""
         reasons: dict[str, list[str]] = {}
-        history = self.user_history.get(user, {}) if user is not None else {}
-        linked_history = {n.id: self.user_history.get(self.user_index[n.id], {}) for n in linked}
-        for tag, _ in top:
+        user = placed.user if history else None
+        used = self.user_history.get(user, {}) if user is not None else {}
+        linked_history = {
+            n.id: self.user_history.get(self.user_index[n.id], {}) for n in placed.linked
+        }
+        for tag in tags:
             why = []
-            if history.get(tag):
-                why.append(f"the user used it in {history[tag]} training post(s)")
-            similar = [n for n in found if tag in n.hashtags]
+            if used.get(tag):
+                why.append(f"the user used it in {used[tag]} training post(s)")
+            similar = [n for n in placed.found if tag in n.hashtags]
             for n in similar[:3]:
                 why.append(f"similar {n.modality} post {n.id} ({n.similarity:.2f}) has it")
-            for n in linked:
+            for n in placed.linked:
                 if linked_history[n.id].get(tag):
                     why.append(f"linked popular user {n.id} used it {linked_history[n.id][tag]}x")
             reasons[tag] = why

@@ -1,0 +1,58 @@
+"""A trained run made ready to rank new posts, loaded once in one place.
+
+The service, `mishon recommend` and `api.Recommender` all rank with what `load_served` builds:
+the run (checked by `load_run`), MISHON live's one ranker (`recommenders/live.py`,
+`LiveMishon.from_run`) with the weights of the run's stream evaluation (else the defaults),
+every labelled post of the dataset known to it, and the dataset's own extractors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mishon.evaluate.evaluation import selected_live_weights
+from mishon.recommend.featurize import PostFeaturizer
+from mishon.recommenders.evidence import EvidenceSettings
+from mishon.recommenders.live import LiveMishon, PlacementName
+from mishon.train.run import TrainedRun, load_run
+
+
+@dataclass
+class ServedRun:
+    """A run directory loaded for new posts: the run, its ranker and its featurizer."""
+
+    path: Path
+    run: TrainedRun
+    ranker: LiveMishon
+    featurizer: PostFeaturizer
+    weights_source: str  # where the ranker's weights come from
+
+
+def load_served(
+    run: Path,
+    dataset: Path | None = None,
+    device: str = "cpu",
+    evidence: EvidenceSettings | None = None,
+    featurizer: PostFeaturizer | None = None,
+    know_dataset: bool = True,
+    placement: PlacementName = "graph",
+) -> ServedRun:
+    """Load `run` for new posts: the ranker knows every labelled post of the dataset (their
+    hashtags the network's hashtag inputs too, encoded once; `know_dataset` False: the
+    training posts only, as the static protocol), ranks as MISHON live under the stream
+    protocol, and the featurizer runs the dataset's extractors (`featurizer` reuses one
+    already loaded, as a reload of the service does). `placement` new places new posts among
+    the training posts only, as `mishon evaluate --placement new` places its posts."""
+    loaded = load_run(run, dataset, device)
+    weights, source = selected_live_weights(run, loaded)
+    ranker = LiveMishon.from_run(
+        loaded, weights, refresh_every=0, settings=evidence, placement=placement
+    )
+    ranker.fit(loaded.data)
+    if know_dataset:
+        ranker.know_dataset()
+    featurizer = featurizer or PostFeaturizer.for_dataset(
+        loaded.data.dataset, loaded.network.modalities, device
+    )
+    return ServedRun(run, loaded, ranker, featurizer, source)

@@ -1,0 +1,79 @@
+"""Approximate inner-product search over rows that keep arriving: a growing faiss inverted file.
+
+MISHON live reads the known posts nearest to a post in the model's space and in each modality's
+content space. Up to `EvidenceIndexSettings.exact_max` known posts that is an exact scan
+(`evidence.py`); beyond, a `GrowingIndex` per space:
+- an IVF index (faiss `IndexIVFScalarQuantizer`, vectors stored in float16: half the memory of
+  the float32 copies the caller keeps, against which candidates are re-scored exactly), its
+  lists from spherical k-means on a seeded sample of the rows present when it is built
+  (`graph.knn.train_lists`, as the graph's kNN);
+- `add` appends rows to their nearest list at once, so a post recorded a moment ago is found
+  by the next query; nothing is removed (a known post stays known);
+- once the rows are `regrow` times those the lists were trained on, `outgrown` says so and the
+  owner builds it again from its vectors (lists of about sqrt(N) members keep a query's cost
+  near nprobe / sqrt(N) of a scan).
+faiss releases the GIL while it searches, so several threads can search one index; adding and
+searching at the same moment must be serialised by the owner.
+"""
+
+from __future__ import annotations
+
+import math
+
+import faiss
+import numpy as np
+
+from mishon.config import EvidenceIndexSettings
+from mishon.graph.knn import train_lists
+
+
+class GrowingIndex:
+    """Rows (ids given by the caller) of one vector space, searchable by inner product."""
+
+    def __init__(
+        self, vectors: np.ndarray, rows: np.ndarray, settings: EvidenceIndexSettings
+    ) -> None:
+        """Built over `vectors` [N, d] (unit rows) with ids `rows` [N]; needs N >= 1."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if len(vectors) == 0:
+            raise ValueError("an index needs at least one vector to train its lists on")
+        self.settings = settings
+        self.dim = vectors.shape[1]
+        self.nlist = settings.nlist or max(1, int(math.sqrt(len(vectors))))
+        self.nlist = min(self.nlist, len(vectors))
+        quantizer = faiss.IndexFlatIP(self.dim)
+        quantizer.add(train_lists(vectors, self.nlist, settings.seed))
+        self.index = faiss.IndexIVFScalarQuantizer(
+            quantizer, self.dim, self.nlist, faiss.ScalarQuantizer.QT_fp16,
+            faiss.METRIC_INNER_PRODUCT,
+        )  # fmt: skip
+        self.index.train(vectors[: min(len(vectors), 1)])  # fp16 needs no statistics
+        self.index.nprobe = min(settings.nprobe, self.nlist)
+        self._quantizer = quantizer  # the index refers to it: keep it alive
+        self.trained_on = len(vectors)
+        self.add(vectors, rows)
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+    def outgrown(self, more: int = 0) -> bool:
+        """Whether the rows, with `more` to come, outgrow the lists (build it again)."""
+        return len(self) + more > self.settings.regrow * self.trained_on
+
+    def add(self, vectors: np.ndarray, rows: np.ndarray) -> None:
+        """Rows `rows` [n] with `vectors` [n, d] become searchable now."""
+        if len(rows):
+            self.index.add_with_ids(
+                np.ascontiguousarray(vectors, dtype=np.float32),
+                np.ascontiguousarray(rows, dtype=np.int64),
+            )
+
+    def search(self, queries: np.ndarray, k: int) -> np.ndarray:
+        """Ids [Q, k] of the (approximately) `k` nearest rows of each query, -1 where fewer."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        k = max(1, min(k, len(self)))
+        _, found = self.index.search(queries, k)
+        return found
+
+    def describe(self) -> dict[str, object]:
+        return {"rows": len(self), "lists": self.nlist, "nprobe": int(self.index.nprobe)}

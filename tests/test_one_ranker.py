@@ -1,0 +1,132 @@
+"""One MISHON-live ranker from evaluation to service: what is measured is what is served."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from mishon.config import EvidenceIndexSettings, EvidenceSettings, ServeSettings
+from mishon.recommend.served import load_served
+from mishon.recommenders.evidence import KnownPosts, Query, gather_evidence
+from mishon.recommenders.live import LiveMishon
+from mishon.serve.app import create_app
+from mishon.serve.service import HashtagService
+from mishon.train.run import load_run
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path) -> Path:
+    copy = tmp_path_factory.mktemp("one-ranker") / "run"
+    shutil.copytree(tiny_run, copy)
+    return copy
+
+
+def test_the_service_ranks_posts_as_the_evaluation_measures_them(run: Path) -> None:
+    loaded = load_run(run, device="cpu")
+    data = loaded.data
+    cases = data.cases("test")
+    assert len(cases) >= 2
+    # the evaluation path: MISHON live ranking the test posts as new posts, knowing the
+    # training posts (static protocol)
+    measured = LiveMishon.from_run(loaded, placement="new", refresh_every=0).fit(data)
+    expected = measured.ranked(cases, 5)
+    # the service, knowing the same posts, asked over HTTP with each post's clip and caption
+    served = load_served(run, know_dataset=False, placement="new")
+    service = HashtagService(run, ServeSettings(), served=served)
+    posts = data.posts
+    with TestClient(create_app(service)) as client:
+        for position, ranked in zip(cases.tolist(), expected, strict=True):
+            form = {"user_id": str(posts["user_id"][position]), "k": "5"}
+            if posts["caption"][position]:
+                form["caption"] = str(posts["caption"][position])
+            video = data.dataset / str(posts["video"][position])
+            with video.open("rb") as handle:
+                answer = client.post(
+                    "/v1/recommend", data=form, files={"video": ("clip.mp4", handle, "video/mp4")}
+                )
+            assert answer.status_code == 200, answer.text
+            got = [(h["hashtag"], h["score"]) for h in answer.json()["hashtags"]]
+            assert [t for t, _ in got] == [t for t, _ in ranked], position
+            np.testing.assert_allclose([s for _, s in got], [s for _, s in ranked], atol=1e-4)
+
+
+def test_new_posts_and_the_split_get_the_same_candidates(run: Path) -> None:
+    """The model's evidence of a new post counts the same best hashtags as a graph post's."""
+    loaded = load_run(run, device="cpu")
+    settings = EvidenceSettings(model_candidates=3)
+    ranker = LiveMishon.from_run(loaded, settings=settings, placement="new").fit(loaded.data)
+    graph = LiveMishon.from_run(loaded, settings=settings).fit(loaded.data)
+    for live in (ranker, graph):
+        fused = live.model_.fused_[:4]
+        assert all(len(m) == 3 for m in live.model_evidence(fused))
+
+
+def _known(rows: int, settings: EvidenceIndexSettings, seed: int = 0) -> KnownPosts:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(12, 16)).astype(np.float32)
+    fused = centres[rng.integers(0, 12, rows)] + 0.3 * rng.normal(size=(rows, 16))
+    content = []
+    for dim in (8, 6):
+        vectors = rng.normal(size=(rows, dim)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        content.append((vectors, rng.random(rows) > 0.2))
+    known = KnownPosts(fused.astype(np.float32), content, settings)
+    for row in range(rows):
+        known.reveal(row, f"u{row % 37}", [f"t{row % 53}", f"c{row % 7}"])
+    return known
+
+
+def _queries(known: KnownPosts, rows: list[int]) -> list[Query]:
+    return [
+        Query(known.fused[r] + 0.01, [(v[r], bool(p[r])) for v, p in known.content], "u1", {})
+        for r in rows
+    ]
+
+
+def test_the_index_probing_every_list_gives_the_exact_scans_evidence() -> None:
+    exact = _known(3000, EvidenceIndexSettings())
+    indexed = _known(3000, EvidenceIndexSettings(exact_max=0, nlist=20, nprobe=20))
+    assert not exact.approximate and indexed.approximate
+    settings = EvidenceSettings(neighbours=25, content_neighbours=10)
+    queries = _queries(exact, [0, 5, 77, 2999])
+    for a, b in zip(
+        gather_evidence(exact, queries, settings),
+        gather_evidence(indexed, queries, settings),
+        strict=True,
+    ):
+        assert a.hashtags == b.hashtags
+        np.testing.assert_allclose(a.values, b.values, atol=1e-5)
+
+
+def test_the_index_finds_most_exact_neighbours_and_a_new_post_at_once() -> None:
+    known = _known(6000, EvidenceIndexSettings(exact_max=0, nprobe=8))
+    queries = known.fused[:200] + 0.01
+    exact = known.fused[:6000] @ queries.T
+    truth = np.argsort(-exact, axis=0)[:20].T
+    found = known.nearest_fused(queries / np.linalg.norm(queries, axis=1, keepdims=True), 20)
+    recall = np.mean(
+        [len(set(t) & set(f.tolist())) / 20 for t, (f, _) in zip(truth, found, strict=False)]
+    )
+    assert recall >= 0.9
+    # a post added now is its own nearest neighbour at the next search
+    vector = np.random.default_rng(5).normal(size=16).astype(np.float32)
+    content = [(np.zeros(8, np.float32), False), (np.zeros(6, np.float32), False)]
+    row = known.add(vector, content, "newcomer", ["fresh"])
+    rows, similarity = known.nearest_fused((vector / np.linalg.norm(vector))[None], 5)[0]
+    assert rows[0] == row and similarity[0] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_the_index_is_built_again_once_outgrown() -> None:
+    known = _known(400, EvidenceIndexSettings(exact_max=0, regrow=2.0))
+    known.nearest_fused(known.fused[:1], 3)
+    first = known._fused_index
+    assert first is not None and first.trained_on == 400
+    content = [(np.zeros(8, np.float32), False), (np.zeros(6, np.float32), False)]
+    for i in range(450):
+        known.add(np.ones(16, np.float32) + i, content, "grower", ["g"])
+    known.nearest_fused(known.fused[:1], 3)
+    assert known._fused_index is not first and known._fused_index.trained_on == 850

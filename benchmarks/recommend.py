@@ -49,10 +49,20 @@ from train import SMALL_SHAPES, make_inputs
 NEW_TAGS = 50_000  # hashtags outside the vocabulary among the recorded posts
 
 
+CLUSTERS = 64  # topics: a post's units are its topic's centre plus noise, in every modality
+
+
 def synthetic_run(posts: int, users: int, hashtags: int) -> tuple[TrainedRun, dict]:
-    """A TrainedRun held in memory, with pooled vectors in 64 clusters per modality."""
+    """A TrainedRun held in memory: units in CLUSTERS topics per modality, pooled as the graph
+    pools them."""
     inputs = make_inputs(posts, users, hashtags, SMALL_SHAPES)
     rng = np.random.default_rng(1)
+    topic = rng.integers(0, CLUSTERS, posts)
+    centres = {}
+    for modality, (units, dim) in SMALL_SHAPES.items():
+        centres[modality] = rng.normal(size=(CLUSTERS, dim)).astype(np.float32)
+        values = centres[modality][topic][:, None, :] + rng.normal(size=(posts, units, dim))
+        inputs.modalities[modality].units.copy_(torch.from_numpy(values.astype(np.float16)))
     settings = RunSettings()
     torch.manual_seed(0)
     network = make_network(settings, inputs)
@@ -74,12 +84,12 @@ def synthetic_run(posts: int, users: int, hashtags: int) -> tuple[TrainedRun, di
     )
     data = SplitData(Path("."), "bench", frame, np.arange(posts), frame["post_id"].tolist())
     pooled = {}
-    for modality, (_, dim) in SMALL_SHAPES.items():
-        centres = rng.normal(size=(64, dim)).astype(np.float32)
-        vectors = centres[rng.integers(0, 64, posts)]
-        vectors += rng.normal(size=(posts, dim)).astype(np.float32)
+    for modality in SMALL_SHAPES:
+        means = inputs.modalities[modality].units.float().mean(dim=1).numpy()
+        centre = means.mean(axis=0)
+        vectors = means - centre
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        pooled[modality] = (vectors, np.ones(posts, dtype=bool), np.zeros(dim, np.float32))
+        pooled[modality] = (vectors, np.ones(posts, dtype=bool), centre)
     popular = [{"user_id": f"u{u}"} for u in np.unique(post_user)[: max(1, users // 20)]]
     graph = HeteroGraph(
         num_nodes={},
@@ -101,8 +111,8 @@ def record_known(ranker: LiveMishon, total: int, users: int, seed: int = 4) -> f
     rng = np.random.default_rng(seed)
     graph_rows = np.flatnonzero(known.known[: len(known)])
     chunk = 500_000
-    while known.size < total:
-        count = min(chunk, total - known.size)
+    while (missing := total - int(known.known.sum())) > 0:
+        count = min(chunk, missing)
         source = rng.choice(graph_rows, size=count)
         fused = known.fused[source] + 0.05 * rng.normal(size=(count, known.fused.shape[1]))
         content = []
@@ -121,11 +131,14 @@ def record_known(ranker: LiveMishon, total: int, users: int, seed: int = 4) -> f
     return time.perf_counter() - clock
 
 
-def new_post(rng: np.random.Generator, user: str | None) -> NewPost:
-    units = {
-        m: (rng.normal(size=(u, d)).astype(np.float32), np.ones(u, dtype=bool))
-        for m, (u, d) in SMALL_SHAPES.items()
-    }
+def new_post(run: TrainedRun, rng: np.random.Generator, user: str | None) -> NewPost:
+    """A post on the topic of a random graph post: its units plus as much noise again."""
+    position = int(rng.integers(run.inputs.num_posts))
+    units = {}
+    for modality, (count, dim) in SMALL_SHAPES.items():
+        own = run.inputs.modalities[modality].units[position].float().numpy()
+        values = own + rng.normal(size=(count, dim)).astype(np.float32)
+        units[modality] = (values.astype(np.float32), np.ones(count, dtype=bool))
     return NewPost(units, user)
 
 
@@ -185,7 +198,7 @@ def in_process(args: argparse.Namespace) -> dict:
     rng = np.random.default_rng(2)
     users = run.data.posts["user_id"].unique()
     posts = [
-        new_post(rng, None if rng.random() < 0.2 else str(users[rng.integers(len(users))]))
+        new_post(run, rng, None if rng.random() < 0.2 else str(users[rng.integers(len(users))]))
         for _ in range(args.queries + 10)
     ]
     torch.set_num_threads(args.build_threads)

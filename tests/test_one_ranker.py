@@ -130,3 +130,30 @@ def test_the_index_is_built_again_once_outgrown() -> None:
         known.add(np.ones(16, np.float32) + i, content, "grower", ["g"])
     known.nearest_fused(known.fused[:1], 3)
     assert known._fused_index is not first and known._fused_index.trained_on == 850
+
+
+def test_extending_at_once_knows_what_adding_one_by_one_knows() -> None:
+    base = _known(50, EvidenceIndexSettings())
+    rng = np.random.default_rng(9)
+    fused = rng.normal(size=(30, 16)).astype(np.float32)
+    content = [(rng.normal(size=(30, d)).astype(np.float32), rng.random(30) > 0.5) for d in (8, 6)]
+    users = [f"v{i % 4}" for i in range(30)]
+    tags = [[f"t{i % 5}", "x"] for i in range(30)]
+    one_by_one, at_once = _known(50, EvidenceIndexSettings()), base
+    for i in range(30):
+        one_by_one.add(fused[i], [(v[i], bool(p[i])) for v, p in content], users[i], tags[i])
+    rows = at_once.extend(fused, content, users, tags)
+    assert rows.tolist() == list(range(50, 80))
+    assert at_once.size == one_by_one.size == 80
+    assert at_once.uses == one_by_one.uses and at_once.most_uses == one_by_one.most_uses
+    assert at_once.history == one_by_one.history
+    np.testing.assert_array_equal(at_once.fused[:80], one_by_one.fused[:80])
+    settings = EvidenceSettings(neighbours=10, content_neighbours=5)
+    queries = _queries(at_once, [3, 60, 79])
+    for a, b in zip(
+        gather_evidence(at_once, queries, settings),
+        gather_evidence(one_by_one, queries, settings),
+        strict=True,
+    ):
+        assert a.hashtags == b.hashtags
+        np.testing.assert_allclose(a.values, b.values, atol=1e-6)

@@ -107,6 +107,7 @@ class KnownPosts:
         self.by_user: dict[str, list[int]] = defaultdict(list)
         self.history: dict[str, Counter[str]] = defaultdict(Counter)
         self.uses: Counter[str] = Counter()
+        self.most_uses = 0  # of any hashtag
         self._popular: list[str] | None = None
         self.searchable = 0  # known rows with vectors: what the nearest-row searches cover
         self._fused_index: GrowingIndex | None = None
@@ -139,6 +140,7 @@ class KnownPosts:
         self.by_user[user].append(row)
         self.history[user].update(set(hashtags))
         self.uses.update(hashtags)
+        self.most_uses = max(self.most_uses, *(self.uses[t] for t in hashtags), 0)
         self._popular = None
 
     def add(
@@ -350,8 +352,7 @@ def gather_evidence(
     else:
         nearest, similar = _scan(known, queries, fused, settings)
     popular = known.popular(settings.popular_candidates)
-    most_uses = max(known.uses.values(), default=0)
-    scale = np.log1p(most_uses) if most_uses else 1.0
+    scale = np.log1p(known.most_uses) if known.most_uses else 1.0
     tables = []
     for i, query in enumerate(queries):
         near, near_similarity = nearest[i]

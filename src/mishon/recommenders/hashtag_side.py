@@ -355,16 +355,21 @@ class HashtagSide:
         self.rows[index], self.biases[index] = rows, biases
         self.changed.clear()
 
-    def outside_probabilities(self, fused: torch.Tensor, count: int) -> list[dict[str, float]]:
+    def outside_probabilities(
+        self, fused: torch.Tensor, count: int, scores: torch.Tensor | None = None
+    ) -> list[dict[str, float]]:
         """Per row of `fused` [B, d], the `count` most probable known hashtags outside the
-        vocabulary, with their probabilities in the softmax over all known hashtags."""
+        vocabulary, with their probabilities in the softmax over all known hashtags
+        (`scores`: the network's logits of `fused`, if already computed)."""
         self._update()
         outside_count = len(self.tags)
         with torch.no_grad():
             fused = fused.float().to(self.network.output.weight.device)
+            if scores is None:
+                scores = self.network.scores(fused)
             rows, biases = self.rows[:outside_count], self.biases[:outside_count]
             outside = fused.cpu() @ rows.T + biases
-            logits = torch.cat([self.network.scores(fused).cpu(), outside], dim=1)
+            logits = torch.cat([scores.cpu(), outside], dim=1)
             probabilities = logits.softmax(dim=1)[:, len(self.vocabulary) :]
             values, indices = probabilities.topk(min(count, outside_count), dim=1)
         return [

@@ -353,13 +353,17 @@ class LiveMishon:
             )
         return self.inductive_
 
-    def model_evidence(self, fused: torch.Tensor) -> list[dict[str, float]]:
+    def model_evidence(
+        self, fused: torch.Tensor, scores: torch.Tensor | None = None
+    ) -> list[dict[str, float]]:
         """The network's best `model_candidates` hashtags of its vocabulary for each fused
-        vector [B, d], with their probabilities."""
+        vector [B, d], with their probabilities (`scores`: its logits, if computed)."""
         count = self.settings.model_candidates
         tags = self.model_.tags
         with torch.no_grad():
-            probabilities = self.network.scores(fused).softmax(dim=1)
+            if scores is None:
+                scores = self.network.scores(fused)
+            probabilities = scores.softmax(dim=1)
             values, indices = probabilities.topk(min(count, len(tags)), dim=1)
         return [
             {tags[j]: v for j, v in zip(row.tolist(), value.tolist(), strict=True)}
@@ -375,9 +379,11 @@ class LiveMishon:
     ) -> list[Query]:
         """The queries of a block of posts: the same candidates and evidence for graph posts
         and new posts."""
-        model = self.model_evidence(fused)
+        with torch.no_grad():
+            scores = self.network.scores(fused)
+        model = self.model_evidence(fused, scores)
         outside = (
-            self.side_.outside_probabilities(fused, self.settings.model_candidates)
+            self.side_.outside_probabilities(fused, self.settings.model_candidates, scores)
             if self.side_ is not None
             else [{} for _ in users]
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,12 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_extracted: Path) -> 
     settings.graph.popular_min_posts = 1
     train_model(dataset, settings, root / "run")
     return root / "run"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server for this test session (tests/postgres_server.py)."""
+    from .postgres_server import postgres_server
+
+    with postgres_server() as url:
+        yield url

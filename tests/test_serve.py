@@ -20,9 +20,18 @@ from mishon.serve.service import HashtagService
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path) -> HashtagService:
-    run = tmp_path_factory.mktemp("serve") / "run"
+    root = tmp_path_factory.mktemp("serve")
+    run = root / "run"
     shutil.copytree(tiny_run, run)
-    return HashtagService(run, ServeSettings(max_upload_mb=1.0))
+    RUN_FILES[run] = _listing(run)
+    return HashtagService(run, ServeSettings(max_upload_mb=1.0, state_dir=root / "state"))
+
+
+RUN_FILES: dict[Path, dict[str, int]] = {}
+
+
+def _listing(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*")}
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +72,7 @@ def test_recommend_from_a_caption_and_from_a_video(
         )
     assert answer.status_code == 200, answer.text
     assert "visual" in answer.json()["modalities"]
-    assert not list((service.run / "uploads").iterdir())  # the upload is gone
+    assert not list((service.state_dir / "uploads").iterdir())  # the upload is gone
 
 
 @pytest.mark.parametrize(
@@ -277,3 +286,14 @@ def test_a_slow_recommendation_answers_504(service: HashtagService) -> None:
     finally:
         service.settings = saved
     assert answer.status_code == 504 and "longer than" in answer.json()["detail"]
+
+
+def test_nothing_is_written_into_the_run_directory(
+    client: TestClient, service: HashtagService
+) -> None:
+    """After recommending from a video and recording posts (the tests above), the run
+    directory holds exactly what it held before the service started; the service's files are
+    in its state folder."""
+    client.post("/v1/posts", json={"user_id": "w", "hashtags": ["somewhere"], "caption": "hi"})
+    assert _listing(service.run) == RUN_FILES[service.run]
+    assert (service.state_dir / "records.sqlite").is_file()

@@ -626,3 +626,28 @@ class ServeSettings(Settings):
         description="bearer token required to record posts (POST /v1/posts); "
         "`mishon serve` also reads MISHON_TOKEN",
     )
+    db: SecretStr | None = Field(
+        None,
+        description="record store URL: sqlite:///PATH or postgresql://USER@HOST:PORT/DB "
+        "(replicas share one PostgreSQL); none: SQLite in state_dir; `mishon serve` also "
+        "reads MISHON_DB",
+    )
+    state_dir: Path | None = Field(
+        None,
+        description="folder for the service's own files (the SQLite store, uploads in "
+        "flight); none: serve-state/ beside the run directory. Nothing is written into the "
+        "run directory",
+    )
+    follow_s: float = Field(
+        0.25,
+        gt=0,
+        le=60,
+        description="how often a replica takes in the posts other replicas recorded",
+    )
+    extract_workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="featurizations (decoding and extraction) run at once; ranking has its "
+        "own lock, so one request's extraction overlaps another's ranking",
+    )

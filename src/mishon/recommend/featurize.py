@@ -8,6 +8,7 @@ the text first, as the importers do.
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -21,10 +22,14 @@ from mishon.features.registry import extractor_of_store
 
 
 class PostFeaturizer:
-    """Runs extractors (one per modality) on one post; `for_dataset` matches a dataset's."""
+    """Runs extractors (one per modality) on one post; `for_dataset` matches a dataset's.
+
+    Safe to call from several threads: decoding runs in parallel, each extractor serves one
+    call at a time (a tokenizer or model may keep state between calls)."""
 
     def __init__(self, extractors: dict[str, Extractor], max_audio_s: float = 60.0) -> None:
         self.extractors = extractors
+        self._locks = {modality: threading.Lock() for modality in extractors}
         self.request = DecodeRequest.for_extractors(
             extractors.get("visual"), extractors.get("acoustic"), max_audio_s
         )
@@ -67,7 +72,8 @@ class PostFeaturizer:
                 notes.append(f"no {modality} input")
                 continue
             clock = time.perf_counter()
-            values, mask = extractor.encode([source])
+            with self._locks[modality]:
+                values, mask = extractor.encode([source])
             timings[f"{modality}_s"] = time.perf_counter() - clock
             if mask[0].any():
                 # rounded as the feature stores keep units, so a new post is what a stored

@@ -37,17 +37,19 @@ def load_served(
     featurizer: PostFeaturizer | None = None,
     know_dataset: bool = True,
     placement: PlacementName = "graph",
+    keep_in: Path | None = None,
 ) -> ServedRun:
     """Load `run` for new posts: the ranker knows every labelled post of the dataset (their
     hashtags the network's hashtag inputs too, encoded once; `know_dataset` False: the
     training posts only, as the static protocol), ranks as MISHON live under the stream
     protocol, and the featurizer runs the dataset's extractors (`featurizer` reuses one
     already loaded, as a reload of the service does). `placement` new places new posts among
-    the training posts only, as `mishon evaluate --placement new` places its posts."""
+    the training posts only, as `mishon evaluate --placement new` places its posts. `keep_in`:
+    where a hashtag side fitted now is kept (the service's state folder), else the run."""
     loaded = load_run(run, dataset, device)
     weights, source = selected_live_weights(run, loaded)
     ranker = LiveMishon.from_run(
-        loaded, weights, refresh_every=0, settings=evidence, placement=placement
+        loaded, weights, refresh_every=0, settings=evidence, placement=placement, keep_in=keep_in
     )
     ranker.fit(loaded.data)
     if know_dataset:

@@ -215,17 +215,25 @@ def hashtag_encoder_path(run: TrainedRun, settings: HashtagSideSettings) -> Path
 
 
 def run_hashtag_encoder(
-    run: TrainedRun, settings: HashtagSideSettings, names: NameEmbedder | None = None
+    run: TrainedRun,
+    settings: HashtagSideSettings,
+    names: NameEmbedder | None = None,
+    keep_in: Path | None = None,
 ) -> tuple[HashtagEncoder, bool]:
     """The run's `HashtagEncoder` for `settings`, and whether it was fitted now: loaded from the
-    run directory when an earlier call kept it there, else fitted on the run's training posts
-    and kept (a file that cannot be read is fitted again and replaced)."""
+    run directory (or `keep_in`) when an earlier call kept it there, else fitted on the run's
+    training posts and kept in `keep_in`, else in the run directory (a file that cannot be read
+    is fitted again and replaced). The service passes its state folder: it never writes into a
+    run directory."""
     check_names(settings, names)
     path = hashtag_encoder_path(run, settings)
+    candidates = [path] if keep_in is None else [path, keep_in / path.name]
     dim = run.network.settings.hidden
-    if path.is_file():
+    for kept in candidates:
+        if not kept.is_file():
+            continue
         try:
-            weights = read_weights(path)
+            weights = read_weights(kept)
             name_weight = weights.get("from_name.weight")
             encoder = HashtagEncoder(dim, 0 if name_weight is None else name_weight.shape[1])
             encoder.load_state_dict(weights)
@@ -236,7 +244,9 @@ def run_hashtag_encoder(
     train = np.flatnonzero(run.data.is_train)
     encoder = fit_hashtag_encoder(run.network, run.inputs, hashtags, train, settings, names)
     state = {k: v.detach().contiguous().cpu() for k, v in encoder.state_dict().items()}
+    path = candidates[-1]
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             save_file(state, str(tmp))
     except OSError as exc:  # a read-only run still serves; the next start fits it again

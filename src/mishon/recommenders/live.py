@@ -12,6 +12,7 @@ training become recommendable at once.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, Self
 
 import numpy as np
@@ -218,10 +219,12 @@ class LiveMishon:
         side: HashtagSideSettings | None = None,
         names: NameEmbedder | None = None,
         placement: PlacementName = "graph",
+        keep_in: Path | None = None,
     ) -> LiveMishon:
         """The ranker of a loaded run (on the run's device). Given `weights` that give
         `model_outside` no weight, that evidence is left out (nothing to fit); otherwise the
-        hashtag side's encoder is loaded from the run directory, or fitted and kept there."""
+        hashtag side's encoder is loaded from the run directory, or fitted and kept there (or
+        in `keep_in`, see `run_hashtag_encoder`)."""
         use = check_evidence(evidence)
         if weights is not None:
             chosen = LiveWeights.of(weights)
@@ -230,7 +233,7 @@ class LiveMishon:
         side = side or HashtagSideSettings()
         encoder = None
         if "model_outside" in use:
-            encoder, _ = run_hashtag_encoder(run, side, names if side.names else None)
+            encoder, _ = run_hashtag_encoder(run, side, names if side.names else None, keep_in)
         return cls(
             run.network,
             run.inputs,

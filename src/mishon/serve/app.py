@@ -1,16 +1,19 @@
 """The HTTP API and web page (`mishon serve`), on FastAPI.
 
 - POST /v1/recommend  multipart: video (optional), caption, user_id, k -> hashtags with reasons
-- POST /v1/posts      JSON: a post with its chosen hashtags, recorded in SQLite
+- POST /v1/posts      JSON: a post with its chosen hashtags, committed to the record store
 - GET  /v1/health     run, vocabulary, recorded posts
+- POST /v1/admin/reload  swap in a run directory without downtime (token)
+- GET  /healthz, /readyz  liveness and readiness;  /metrics  Prometheus text format
 - GET  /              the upload page;  /docs  the OpenAPI documentation
 
 Every request body is bounded in size (refused from Content-Length before it is read, else
 while it streams in) and in arrival time (`serve/guards.py`); an upload's container is
 recognised from its bytes, written under a name of our own to a temporary folder inside the
-run directory and deleted after use; captions, hashtags, user ids and k are bounded. At most
-`max_concurrent` recommendations are computed at once; one taking longer than `timeout_s`
-answers 504. With a token set, recording posts needs it (`Authorization: Bearer`).
+service's state folder and deleted after use; captions, hashtags, user ids and k are
+bounded. At most `max_concurrent` recommendations are computed at once; one taking longer
+than `timeout_s` answers 504. With a token set, recording posts and reloading need it
+(`Authorization: Bearer`). A record store that cannot commit answers 503: nothing was recorded.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, File, Form, Header, HTTPException, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, field_validator
 
 from mishon.config import ServeSettings
@@ -38,7 +42,9 @@ from mishon.serve.guards import (
     sniff_container,
     valid_user_id,
 )
+from mishon.serve.observe import RequestLog, ServiceMetrics
 from mishon.serve.service import HashtagService
+from mishon.serve.store import DuplicatePost, StoreUnavailable
 
 CHUNK = 1 << 20
 FORM_OVERHEAD = 1 << 20  # what a recommendation's form fields may add to the video's bytes
@@ -58,6 +64,17 @@ class RecordedPost(BaseModel):
         if value is not None and not valid_user_id(value):
             raise ValueError("1 to 200 letters, digits or . _ @ : + -")
         return value
+
+
+class ReloadRequest(BaseModel):
+    """Which run directory to serve next."""
+
+    run: str | None = Field(
+        None,
+        description="a run directory beside the one served now, by its name (no path); "
+        "none: the current run directory, read again",
+        pattern=r"^[\w.@+-]{1,200}$",
+    )
 
 
 def _check_user(user_id: str | None) -> str | None:
@@ -105,6 +122,9 @@ def create_app(service: HashtagService) -> FastAPI:
         docs_url=None,  # FastAPI's pages load scripts from a CDN; /docs below needs none
         redoc_url=None,
     )
+    endpoints = ("/", "/docs", "/openapi.json", "/v1/health", "/v1/recommend", "/v1/posts",
+                 "/v1/admin/reload", "/healthz", "/readyz", "/metrics")  # fmt: skip
+    metrics = ServiceMetrics(service, endpoints)
     upload_limit = int(settings.max_upload_mb * 2**20) + FORM_OVERHEAD
     json_limit = int(settings.max_json_kb * 2**10)
     app.add_middleware(
@@ -112,6 +132,7 @@ def create_app(service: HashtagService) -> FastAPI:
         limit_for=lambda path: upload_limit if path == "/v1/recommend" else json_limit,
         timeout_s=settings.body_timeout_s,
     )
+    app.add_middleware(RequestLog, metrics=metrics)  # outermost: sees every answer
     token = settings.token.get_secret_value() if settings.token is not None else None
     # A thread semaphore, taken in the worker thread: it bounds the computation whatever event
     # loop the request runs on (an asyncio one is bound to a single loop).
@@ -119,10 +140,12 @@ def create_app(service: HashtagService) -> FastAPI:
 
     def bounded(path: Path | None, caption: str | None, user: str | None, k: int) -> Any:
         with gate:
-            return service.recommend(path, caption, user, k)
+            answer = service.recommend(path, caption, user, k)
+        metrics.observe_stages(answer["timings_s"])
+        return answer
 
-    uploads = service.run / "uploads"
-    uploads.mkdir(exist_ok=True)
+    uploads = service.state_dir / "uploads"
+    uploads.mkdir(parents=True, exist_ok=True)
     page = resources.files("mishon.serve").joinpath("page.html").read_text("utf-8")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -133,9 +156,52 @@ def create_app(service: HashtagService) -> FastAPI:
     def docs() -> str:
         return render_docs(app.openapi())
 
+    @app.exception_handler(StoreUnavailable)
+    def store_unavailable(request: Any, exc: StoreUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+
     @app.get("/v1/health")
     def health() -> dict[str, Any]:
         return service.health()
+
+    @app.get("/healthz")
+    def alive() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "alive"}
+
+    @app.get("/readyz")
+    def ready() -> JSONResponse:
+        """Readiness: a model is loaded and the record store answers (else 503)."""
+        try:
+            recorded = service.store.count()
+        except StoreUnavailable as exc:
+            return JSONResponse({"status": "not ready", "detail": str(exc)}, status_code=503)
+        return JSONResponse(
+            {"status": "ready", "version": service.model.version, "recorded_posts": recorded}
+        )
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def prometheus() -> PlainTextResponse:
+        """Counters, histograms and state in the Prometheus text format."""
+        return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/v1/admin/reload")
+    def reload(
+        body: ReloadRequest | None = None,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        """Swap in a run directory while requests go on (they finish on the old model)."""
+        check_token(token, authorization, "reloading")
+        run = None
+        if body is not None and body.run is not None:
+            if body.run in (".", ".."):
+                raise HTTPException(422, "run: a directory name, not . or ..")
+            run = service.run.parent / body.run
+        try:
+            return service.reload(run)
+        except MishonError as exc:
+            detail = f"reload refused, still serving {service.run.name}: {exc}"
+            raise HTTPException(422, detail) from None
 
     @app.post("/v1/recommend")
     async def recommend(
@@ -191,7 +257,7 @@ def create_app(service: HashtagService) -> FastAPI:
             raise HTTPException(422, "hashtags: none is a valid hashtag")
         try:
             post_id = service.record(post.user_id, hashtags, post.caption, post.post_id)
-        except ValueError as exc:
+        except DuplicatePost as exc:
             raise HTTPException(409, str(exc)) from None
         return {"post_id": post_id, "user_id": post.user_id, "hashtags": hashtags}
 

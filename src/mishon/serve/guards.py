@@ -48,7 +48,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_token(expected: str | None, authorization: str | None) -> None:
+def check_token(
+    expected: str | None, authorization: str | None, what: str = "recording posts"
+) -> None:
     """Refuse (401) a request without `Authorization: Bearer <expected>` where a token is set."""
     if expected is None:
         return
@@ -58,7 +60,7 @@ def check_token(expected: str | None, authorization: str | None) -> None:
     if scheme.lower() != "bearer" or not hmac.compare_digest(given_bytes, expected.encode()):
         raise HTTPException(
             401,
-            "recording posts needs Authorization: Bearer <token>",
+            f"{what} needs Authorization: Bearer <token>",
             {"WWW-Authenticate": "Bearer"},
         )
 

@@ -69,7 +69,8 @@ class DamagedRecord:
     reason: str
 
     def __str__(self) -> str:
-        return f"recorded post {self.post_id!r} (seq {self.seq}), field '{self.field}': {self.reason}"
+        where = f"recorded post {self.post_id!r} (seq {self.seq}), field '{self.field}'"
+        return f"{where}: {self.reason}"
 
 
 def units_to_bytes(array: np.ndarray) -> bytes:

@@ -175,7 +175,9 @@ class PostgresStore(RecordStore):
             return int(row[0])
 
         seq = self._run(insert, retry=False)
-        return StoredPost(seq, post_id, user_id, caption, list(hashtags), created, dict(units or {}))
+        return StoredPost(
+            seq, post_id, user_id, caption, list(hashtags), created, dict(units or {})
+        )
 
     def since(self, seq: int, limit: int = 10_000) -> list[StoredPost | DamagedRecord]:
         def read(db: Any) -> tuple[list[Any], list[Any]]:

@@ -131,7 +131,9 @@ class SQLiteStore(RecordStore):
             raise DuplicatePost(f"post {post_id!r} is already recorded") from None
         except sqlite3.OperationalError as exc:  # locked past the timeout, disk full, ...
             raise StoreUnavailable(f"record store {self.path}: {exc}; nothing recorded") from None
-        return StoredPost(seq, post_id, user_id, caption, list(hashtags), created, dict(units or {}))
+        return StoredPost(
+            seq, post_id, user_id, caption, list(hashtags), created, dict(units or {})
+        )
 
     def since(self, seq: int, limit: int = 10_000) -> list[StoredPost | DamagedRecord]:
         with self._lock:

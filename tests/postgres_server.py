@@ -74,9 +74,9 @@ def postgres_server() -> Iterator[str]:
         url = f"postgresql://{user}@127.0.0.1:{port}"
         deadline = time.monotonic() + 20
         while True:
+            createdb = [str(folder / "createdb"), "-h", "127.0.0.1", "-p", str(port)]
             done = subprocess.run(
-                [str(folder / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", user,
-                 "mishon"],  # fmt: skip
+                [*createdb, "-U", user, "mishon"],
                 capture_output=True,
                 text=True,
             )

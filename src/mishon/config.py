@@ -6,6 +6,7 @@ models from its options, and later stages load them from a YAML file (`mishon ..
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -194,8 +195,10 @@ def load_settings(
     path: Path | None = None,
     overrides: dict[str, Any] | None = None,
     assignments: list[str] | None = None,
+    env_prefix: str | None = None,
 ) -> S:
-    """Settings from an optional YAML file, then `overrides`, then `assignments`.
+    """Settings from an optional YAML file, then environment variables (with `env_prefix`,
+    see `environment_settings`), then `overrides`, then `assignments`.
 
     `overrides` are nested like the settings (`{"train": {"epochs": 5}}`); None in them means
     "not given" (a command-line option left unset). `assignments` are `--set` strings such as
@@ -212,7 +215,10 @@ def load_settings(
         if loaded is not None and not isinstance(loaded, dict):
             raise MishonError(f"config {path}: expected a mapping of keys to values")
         data = loaded or {}
-    data = merge_settings(merge_settings(_nested_defaults(model), data), _given(overrides or {}))
+    data = merge_settings(_nested_defaults(model), data)
+    if env_prefix is not None:
+        data = merge_settings(data, environment_settings(model, env_prefix))
+    data = merge_settings(data, _given(overrides or {}))
     data = merge_settings(data, parse_assignments(assignments))
     try:
         return model.model_validate(data)
@@ -246,6 +252,43 @@ def _nested_defaults(model: type[Settings]) -> dict[str, Any]:
         if isinstance(default, Settings):
             defaults[name] = default.model_dump()
     return defaults
+
+
+def environment_settings(
+    model: type[Settings], prefix: str, environ: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The keys of `model` set in the environment: `PREFIX` + the key in capitals, nested keys
+    joined by `__` (`MISHON_PORT=8001`, `MISHON_EVIDENCE__INDEX__EXACT_MAX=1000`). Values are
+    read as YAML (`true`, `3`, `[mp4, webm]`), except for text keys, taken as written."""
+    environ = dict(os.environ) if environ is None else environ
+    found: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        variable = f"{prefix}{name.upper()}"
+        nested = info.annotation if isinstance(info.annotation, type) else None
+        if nested is not None and issubclass(nested, Settings):
+            inner = environment_settings(nested, f"{variable}__", environ)
+            if inner:
+                found[name] = inner
+            continue
+        if variable not in environ:
+            continue
+        text = environ[variable]
+        if info.annotation in (str, "str") or _is_text(info.annotation):
+            found[name] = text
+            continue
+        try:
+            found[name] = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            found[name] = text  # validated below, with the variable's name in the error
+    return found
+
+
+def _is_text(annotation: Any) -> bool:
+    """Whether a field holds text (str, a secret, a path; or None)."""
+    options = getattr(annotation, "__args__", (annotation,))
+    return any(option in (str, SecretStr, Path) for option in options) and not any(
+        option in (int, float, bool) for option in options
+    )
 
 
 def _given(overrides: dict[str, Any]) -> dict[str, Any]:
@@ -643,6 +686,12 @@ class ServeSettings(Settings):
         gt=0,
         le=60,
         description="how often a replica takes in the posts other replicas recorded",
+    )
+    worker_start_s: int = Field(
+        300,
+        ge=1,
+        description="with --workers: how long a new worker process may take to load the run "
+        "before a SIGHUP replacement gives up on it (the old one keeps serving)",
     )
     extract_workers: int = Field(
         1,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -79,17 +81,41 @@ def serve(
         typer.Option(
             envvar="MISHON_TOKEN",
             show_envvar=True,
-            help="Bearer token (16+ characters) that recording posts must send [none].",
+            help="Bearer token (16+ characters) that recording posts and reloads must send [none].",
         ),
     ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MISHON_DB",
+            show_envvar=True,
+            help="Record store: sqlite:///PATH or postgresql://USER@HOST:PORT/DB (replicas "
+            "share one) [SQLite in the state folder].",
+        ),
+    ] = None,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(help="Folder for the service's own files [serve-state/ beside RUN]."),
+    ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Service processes on this host, each with the whole model, sharing the "
+            "port and the record store; SIGHUP replaces them one by one with the run "
+            "directory read again.",
+        ),
+    ] = 1,
 ) -> None:
-    """Serve recommendations over HTTP: the page at /, the API under /v1, its docs at /docs."""
+    """Serve recommendations over HTTP: the page at /, the API under /v1, its docs at /docs,
+    /healthz, /readyz and /metrics. Every ServeSettings key can also come from an environment
+    variable MISHON_<KEY> (nested keys joined by __). SIGHUP or POST /v1/admin/reload swaps in
+    the run directory, read again, without downtime."""
     import uvicorn
 
     from mishon.config import ServeSettings
-    from mishon.serve.app import create_app
     from mishon.serve.guards import is_loopback
-    from mishon.serve.service import HashtagService
+    from mishon.serve.observe import log_json_lines
 
     settings = load_settings(
         ServeSettings,
@@ -100,7 +126,10 @@ def serve(
             "max_upload_mb": max_upload_mb,
             "timeout_s": timeout,
             "token": token,
+            "db": db,
+            "state_dir": state_dir,
         },
+        env_prefix="MISHON_",
     )
     if not is_loopback(settings.host) and settings.token is None:
         console.print(
@@ -109,13 +138,52 @@ def serve(
             "MISHON_TOKEN, and put the service behind TLS (README, 'Exposing the service').",
             highlight=False,
         )
+    log_json_lines()
+    common = {
+        "host": settings.host,
+        "port": settings.port,
+        "limit_concurrency": settings.max_connections,
+        "access_log": False,  # one JSON line a request instead (serve/observe.py)
+        "timeout_graceful_shutdown": settings.timeout_s,
+    }
+    if workers > 1:
+        from mishon.serve.app import WORKER_SPEC, worker_spec
+
+        os.environ[WORKER_SPEC] = worker_spec(run, dataset, settings)
+        console.print(
+            f"serving {run} on http://{settings.host}:{settings.port}/ with {workers} workers",
+            highlight=False,
+        )
+        uvicorn.run(
+            "mishon.serve.app:worker_app",
+            factory=True,
+            workers=workers,
+            timeout_worker_healthcheck=settings.worker_start_s,
+            **common,
+        )
+        return
+    from mishon.serve.app import create_app
+    from mishon.serve.service import HashtagService
+
     with status("loading the run"):
         service = HashtagService(run, settings, dataset)
+    signal.signal(signal.SIGHUP, lambda *_: _reload_in_background(service))
     console.print(f"serving {run} on http://{settings.host}:{settings.port}/", highlight=False)
-    uvicorn.run(
-        create_app(service),
-        host=settings.host,
-        port=settings.port,
-        log_level="info",
-        limit_concurrency=settings.max_connections,
-    )
+    try:
+        uvicorn.run(create_app(service), **common)
+    finally:
+        service.close()
+
+
+def _reload_in_background(service: Any) -> None:
+    """SIGHUP: read the run directory again and swap it in; a failure keeps the old model."""
+    import logging
+    import threading
+
+    def reload() -> None:
+        try:
+            service.reload()
+        except Exception:
+            logging.getLogger("mishon.serve").exception("reload on SIGHUP failed")
+
+    threading.Thread(target=reload, name="reload", daemon=True).start()

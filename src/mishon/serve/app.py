@@ -19,8 +19,12 @@ than `timeout_s` answers 504. With a token set, recording posts and reloading ne
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import tempfile
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -42,10 +46,11 @@ from mishon.serve.guards import (
     sniff_container,
     valid_user_id,
 )
-from mishon.serve.observe import RequestLog, ServiceMetrics
+from mishon.serve.observe import RequestLog, ServiceMetrics, log_json_lines
 from mishon.serve.service import HashtagService
 from mishon.serve.store import DuplicatePost, StoreUnavailable
 
+WORKER_SPEC = "MISHON_SERVE_WORKER"  # what `mishon serve --workers N` hands its workers
 CHUNK = 1 << 20
 FORM_OVERHEAD = 1 << 20  # what a recommendation's form fields may add to the video's bytes
 
@@ -112,10 +117,19 @@ async def _save_upload(video: UploadFile, folder: Path, settings: ServeSettings)
     return path
 
 
-def create_app(service: HashtagService) -> FastAPI:
-    """The FastAPI application around a loaded service."""
+def create_app(service: HashtagService, owns_service: bool = False) -> FastAPI:
+    """The FastAPI application around a loaded service (closed with the app if it
+    `owns_service`)."""
     settings = service.settings
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owns_service:
+            service.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="MISHON hashtag recommendation",
         version="1",
         description="Hashtags for micro-videos from a trained MISHON run.",
@@ -262,3 +276,25 @@ def create_app(service: HashtagService) -> FastAPI:
         return {"post_id": post_id, "user_id": post.user_id, "hashtags": hashtags}
 
     return app
+
+
+def worker_spec(run: Path, dataset: Path | None, settings: ServeSettings) -> str:
+    """What one worker process needs to load the service, as JSON (secrets included: it
+    travels only in the environment of this host's own worker processes)."""
+    values = settings.model_dump(mode="json")
+    for secret in ("token", "db"):
+        value = getattr(settings, secret)
+        values[secret] = value.get_secret_value() if value is not None else None
+    return json.dumps(
+        {"run": str(run), "dataset": str(dataset) if dataset else None, "settings": values}
+    )
+
+
+def worker_app() -> FastAPI:
+    """The application of one `mishon serve --workers N` process (a uvicorn factory)."""
+    log_json_lines()  # a spawned process: the parent's logging set-up is not inherited
+    spec = json.loads(os.environ[WORKER_SPEC])
+    settings = ServeSettings.model_validate(spec["settings"])
+    dataset = Path(spec["dataset"]) if spec["dataset"] else None
+    service = HashtagService(Path(spec["run"]), settings, dataset)
+    return create_app(service, owns_service=True)

@@ -20,6 +20,8 @@ Nothing is written into a run directory: the service's own files go to its state
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import sqlite3
 import threading
 import time
@@ -231,6 +233,7 @@ class HashtagService:
         live = model.served.ranker
         return {
             "status": "ok",
+            "replica": f"{socket.gethostname()}:{os.getpid()}",  # which process answered
             "run": model.served.path.name,
             "version": model.version,
             "modalities": live.network.modalities,

@@ -187,3 +187,40 @@ def test_log_lines_are_json_with_their_fields() -> None:
     line = json.loads(JsonLines().format(record))
     assert line["message"] == "hello you" and line["request_id"] == "r1"
     assert line["level"] == "info" and line["logger"] == "mishon.serve"
+
+
+def test_a_json_body_a_batch_and_typed_answers_in_the_schema(service: HashtagService) -> None:
+    with TestClient(create_app(service)) as client:
+        as_json = client.post("/v1/recommend", json={"caption": "sunny beach day", "k": 4})
+        as_form = client.post("/v1/recommend", data={"caption": "sunny beach day", "k": "4"})
+        assert as_json.status_code == 200, as_json.text
+        assert [h["hashtag"] for h in as_json.json()["hashtags"]] == [
+            h["hashtag"] for h in as_form.json()["hashtags"]
+        ]
+        bad = client.post("/v1/recommend", json={"caption": "x", "user_id": "../etc"})
+        assert bad.status_code == 422 and "user_id" in bad.json()["detail"]
+        assert client.post("/v1/recommend", json={"k": 3}).status_code == 422
+        batch = client.post(
+            "/v1/recommend/batch",
+            json={
+                "posts": [
+                    {"caption": "beach", "k": 2},
+                    {"caption": "cat", "k": 0},
+                    {"caption": "dog", "user_id": "u000", "k": 3},
+                ]
+            },
+        )
+        assert batch.status_code == 200, batch.text
+        first, second, third = batch.json()["results"]
+        assert len(first["answer"]["hashtags"]) == 2 and first["error"] is None
+        assert second["answer"] is None and "k: must be between 1 and" in second["error"]
+        assert len(third["answer"]["hashtags"]) == 3
+        too_many = {"posts": [{"caption": "a"}] * (service.settings.max_batch + 1)}
+        assert client.post("/v1/recommend/batch", json=too_many).status_code == 422
+        schema = client.get("/openapi.json").json()
+        answer = schema["paths"]["/v1/recommend"]["post"]["responses"]["200"]["content"]
+        assert answer["application/json"]["schema"]["$ref"].endswith("/RecommendAnswer")
+        bodies = schema["paths"]["/v1/recommend"]["post"]["requestBody"]["content"]
+        assert {"multipart/form-data", "application/json"} <= set(bodies)
+        ranked = schema["components"]["schemas"]["RankedHashtag"]["properties"]
+        assert ranked["score"]["type"] == "number"

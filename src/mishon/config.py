@@ -640,6 +640,7 @@ class ServeSettings(Settings):
         4, ge=1, description="recommendations computed at once; others wait"
     )
     max_k: int = Field(100, ge=1, description="largest k a request may ask for")
+    max_batch: int = Field(64, ge=1, description="most posts in one /v1/recommend/batch")
     device: DeviceName = Field(
         "cpu", description="torch device of the model: cpu, auto, cuda or cuda:N"
     )

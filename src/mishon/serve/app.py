@@ -1,6 +1,8 @@
 """The HTTP API and web page (`mishon serve`), on FastAPI.
 
-- POST /v1/recommend  multipart: video (optional), caption, user_id, k -> hashtags with reasons
+- POST /v1/recommend  multipart: video (optional), caption, user_id, k -> hashtags with reasons;
+                      or JSON {caption, user_id, k} for a caption alone
+- POST /v1/recommend/batch  JSON {posts: [...]}: many captions at once, an answer or error each
 - POST /v1/posts      JSON: a post with its chosen hashtags, committed to the record store
 - GET  /v1/health     run, vocabulary, recorded posts
 - POST /v1/admin/reload  swap in a run directory without downtime (token)
@@ -29,11 +31,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import FastAPI, File, Form, Header, HTTPException, UploadFile
+from fastapi import FastAPI, File, Form, Header, HTTPException, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field, field_validator
+from pydantic import ValidationError
 
 from mishon.config import ServeSettings
 from mishon.data.hashtags import normalize_hashtags
@@ -47,6 +49,17 @@ from mishon.serve.guards import (
     valid_user_id,
 )
 from mishon.serve.observe import RequestLog, ServiceMetrics, log_json_lines
+from mishon.serve.schemas import (
+    BatchAnswer,
+    BatchItem,
+    BatchRequest,
+    RecommendAnswer,
+    RecommendRequest,
+    RecordAnswer,
+    RecordedPost,
+    ReloadAnswer,
+    ReloadRequest,
+)
 from mishon.serve.service import HashtagService
 from mishon.serve.store import DuplicatePost, StoreUnavailable
 
@@ -55,30 +68,9 @@ CHUNK = 1 << 20
 FORM_OVERHEAD = 1 << 20  # what a recommendation's form fields may add to the video's bytes
 
 
-class RecordedPost(BaseModel):
-    """A post published with the hashtags its author chose."""
-
-    user_id: str = Field(description=USER_ID_RULE)
-    hashtags: list[str] = Field(min_length=1)
-    caption: str | None = None
-    post_id: str | None = Field(None, description=USER_ID_RULE.replace("user_id", "post_id"))
-
-    @field_validator("user_id", "post_id")
-    @classmethod
-    def _identifier(cls, value: str | None) -> str | None:
-        if value is not None and not valid_user_id(value):
-            raise ValueError("1 to 200 letters, digits or . _ @ : + -")
-        return value
-
-
-class ReloadRequest(BaseModel):
-    """Which run directory to serve next."""
-
-    run: str | None = Field(
-        None,
-        description="a run directory beside the one served now, by its name (no path); "
-        "none: the current run directory, read again",
-        pattern=r"^[\w.@+-]{1,200}$",
+def _validation_detail(error: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors()
     )
 
 
@@ -137,7 +129,8 @@ def create_app(service: HashtagService, owns_service: bool = False) -> FastAPI:
         redoc_url=None,
     )
     endpoints = ("/", "/docs", "/openapi.json", "/v1/health", "/v1/recommend", "/v1/posts",
-                 "/v1/admin/reload", "/healthz", "/readyz", "/metrics")  # fmt: skip
+                 "/v1/recommend/batch", "/v1/admin/reload", "/healthz", "/readyz",
+                 "/metrics")  # fmt: skip
     metrics = ServiceMetrics(service, endpoints)
     upload_limit = int(settings.max_upload_mb * 2**20) + FORM_OVERHEAD
     json_limit = int(settings.max_json_kb * 2**10)
@@ -199,7 +192,7 @@ def create_app(service: HashtagService, owns_service: bool = False) -> FastAPI:
         """Counters, histograms and state in the Prometheus text format."""
         return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/v1/admin/reload")
+    @app.post("/v1/admin/reload", response_model=ReloadAnswer)
     def reload(
         body: ReloadRequest | None = None,
         authorization: Annotated[str | None, Header()] = None,
@@ -217,19 +210,47 @@ def create_app(service: HashtagService, owns_service: bool = False) -> FastAPI:
             detail = f"reload refused, still serving {service.run.name}: {exc}"
             raise HTTPException(422, detail) from None
 
-    @app.post("/v1/recommend")
-    async def recommend(
-        video: Annotated[UploadFile | None, File(description="the post's video")] = None,
-        caption: Annotated[str | None, Form(description="the post's caption")] = None,
-        user_id: Annotated[str | None, Form(description="the poster; unknown = new")] = None,
-        k: Annotated[int, Form(description="how many hashtags")] = 10,
-    ) -> dict[str, Any]:
-        """Top-k hashtags for a new post (a video, a caption or both) with their reasons."""
+    def check_post(caption: str | None, user_id: str | None, k: int) -> str | None:
+        """The user id, once the caption, user and k are checked (422 otherwise)."""
         if not 1 <= k <= settings.max_k:
             raise HTTPException(422, f"k: must be between 1 and {settings.max_k}")
         if caption is not None and len(caption) > settings.max_caption_chars:
             raise HTTPException(422, f"caption: longer than {settings.max_caption_chars} chars")
-        user = _check_user(user_id)
+        return _check_user(user_id)
+
+    async def answer(path: Path | None, caption: str | None, user: str | None, k: int) -> Any:
+        try:
+            return await asyncio.wait_for(
+                run_in_threadpool(bounded, path, caption, user, k), settings.timeout_s
+            )
+        except TimeoutError:
+            raise HTTPException(
+                504, f"the recommendation took longer than {settings.timeout_s:g} s"
+            ) from None
+
+    json_body = {"application/json": {"schema": {"$ref": "#/components/schemas/RecommendRequest"}}}
+
+    @app.post(
+        "/v1/recommend",
+        response_model=RecommendAnswer,
+        openapi_extra={"requestBody": {"content": json_body}},
+    )
+    async def recommend(
+        request: Request,
+        video: Annotated[UploadFile | None, File(description="the post's video")] = None,
+        caption: Annotated[str | None, Form(description="the post's caption")] = None,
+        user_id: Annotated[str | None, Form(description="the poster; unknown = new")] = None,
+        k: Annotated[int, Form(description="how many hashtags")] = 10,
+    ) -> Any:
+        """Top-k hashtags for a new post (a video, a caption or both) with their reasons: a
+        multipart form, or a JSON body (`RecommendRequest`) for a caption alone."""
+        if request.headers.get("content-type", "").startswith("application/json"):
+            try:
+                post = RecommendRequest.model_validate_json(await request.body())
+            except ValidationError as exc:
+                raise HTTPException(422, _validation_detail(exc)) from None
+            video, caption, user_id, k = None, post.caption, post.user_id, post.k
+        user = check_post(caption, user_id, k)
         if video is not None and not video.filename and not video.size:
             video = None  # an empty file field of an HTML form
         if video is None and not (caption and caption.strip()):
@@ -237,17 +258,28 @@ def create_app(service: HashtagService, owns_service: bool = False) -> FastAPI:
         with tempfile.TemporaryDirectory(dir=uploads) as folder:
             path = await _save_upload(video, Path(folder), settings) if video else None
             try:
-                return await asyncio.wait_for(
-                    run_in_threadpool(bounded, path, caption, user, k), settings.timeout_s
-                )
-            except TimeoutError:
-                raise HTTPException(
-                    504, f"the recommendation took longer than {settings.timeout_s:g} s"
-                ) from None
+                return await answer(path, caption, user, k)
             except MishonError as exc:  # e.g. a video that cannot be decoded
                 raise HTTPException(422, str(exc).replace(folder + "/", "")) from None
 
-    @app.post("/v1/posts", status_code=201)
+    @app.post("/v1/recommend/batch", response_model=BatchAnswer)
+    async def recommend_batch(batch: BatchRequest) -> BatchAnswer:
+        """Top-k hashtags for each of several captions (at most `max_batch`); a post that
+        cannot be answered gets its error, the others their answers."""
+        if len(batch.posts) > settings.max_batch:
+            raise HTTPException(422, f"posts: more than {settings.max_batch}")
+        results = []
+        for post in batch.posts:
+            try:
+                user = check_post(post.caption, post.user_id, post.k)
+                if not post.caption.strip():
+                    raise HTTPException(422, "caption: empty")
+                results.append(BatchItem(answer=await answer(None, post.caption, user, post.k)))
+            except (HTTPException, MishonError) as exc:
+                results.append(BatchItem(error=str(getattr(exc, "detail", exc))))
+        return BatchAnswer(results=results)
+
+    @app.post("/v1/posts", status_code=201, response_model=RecordAnswer)
     def record(
         post: RecordedPost, authorization: Annotated[str | None, Header()] = None
     ) -> dict[str, Any]:

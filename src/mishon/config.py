@@ -694,6 +694,13 @@ class ServeSettings(Settings):
         description="with --workers: how long a new worker process may take to load the run "
         "before a SIGHUP replacement gives up on it (the old one keeps serving)",
     )
+    torch_threads: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="torch threads of each service process: one request's work is too small "
+        "to share out, so one thread each and more requests (or --workers) at once",
+    )
     extract_workers: int = Field(
         1,
         ge=1,

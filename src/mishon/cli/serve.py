@@ -162,9 +162,12 @@ def serve(
             **common,
         )
         return
+    import torch
+
     from mishon.serve.app import create_app
     from mishon.serve.service import HashtagService
 
+    torch.set_num_threads(settings.torch_threads)
     with status("loading the run"):
         service = HashtagService(run, settings, dataset)
     signal.signal(signal.SIGHUP, lambda *_: _reload_in_background(service))

@@ -324,9 +324,12 @@ def worker_spec(run: Path, dataset: Path | None, settings: ServeSettings) -> str
 
 def worker_app() -> FastAPI:
     """The application of one `mishon serve --workers N` process (a uvicorn factory)."""
+    import torch
+
     log_json_lines()  # a spawned process: the parent's logging set-up is not inherited
     spec = json.loads(os.environ[WORKER_SPEC])
     settings = ServeSettings.model_validate(spec["settings"])
+    torch.set_num_threads(settings.torch_threads)
     dataset = Path(spec["dataset"]) if spec["dataset"] else None
     service = HashtagService(Path(spec["run"]), settings, dataset)
     return create_app(service, owns_service=True)

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from itertools import count
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -93,18 +94,31 @@ def test_a_damaged_record_is_set_aside_and_the_others_load(runs: Path, tmp_path:
     first = _service(runs, state)
     first.record("erin", ["keptone"], "a good post", "good")
     first.record("erin", ["lostone"], "a bad post", "bad")
+    first.record("erin", ["shapeless"], "a post of another shape", "shape")
+    count, dim = first.store.all()[-1].units["textual"][0].shape  # type: ignore[union-attr]
     first.close()
     db = sqlite3.connect(state / "records.sqlite")
     with db:
         db.execute("UPDATE units SET units = X'00' WHERE post_id = 'bad'")
+        wrong = _npy((count, dim + 1))
+        db.execute("UPDATE units SET units = ? WHERE post_id = 'shape'", (wrong,))
     db.close()
     again = _service(runs, state)
     health = again.health()
     assert again.live.known_.uses["keptone"] == 1 and again.live.known_.uses["lostone"] == 0
-    assert len(health["damaged_records"]) == 1 and "'bad'" in health["damaged_records"][0]
+    assert again.live.known_.uses["shapeless"] == 0
+    damaged = sorted(health["damaged_records"])
+    assert len(damaged) == 2 and "'bad'" in damaged[0] and "'shape'" in damaged[1]
+    assert f"units of shape ({count}, {dim + 1}); this run takes ({count}, {dim})" in damaged[1]
     with TestClient(create_app(again)) as client:
-        assert "mishon_damaged_records 1.0" in client.get("/metrics").text
+        assert "mishon_damaged_records 2.0" in client.get("/metrics").text
     again.close()
+
+
+def _npy(shape: tuple[int, ...]) -> bytes:
+    from mishon.serve.store.base import units_to_bytes
+
+    return units_to_bytes(np.zeros(shape, np.float32))
 
 
 def test_a_reload_under_load_fails_no_request_and_keeps_the_recorded_posts(

@@ -184,19 +184,36 @@ class HashtagService:
                 with model.lock:
                     if record.seq <= model.applied:
                         continue  # another thread took it in meanwhile
+                    if isinstance(record, StoredPost) and record.seq not in model.ahead:
+                        record = self._take_in(model, record, units)
+                        taken += isinstance(record, StoredPost)
                     if isinstance(record, DamagedRecord):
                         if record.seq not in self.damaged:
                             log.warning("%s: set aside", record, extra={"event": "damaged"})
                         self.damaged[record.seq] = record
-                    elif record.seq in model.ahead:
-                        model.ahead.discard(record.seq)
-                    else:
-                        model.served.ranker.add(NewPost(units, record.user_id), record.hashtags)
-                        taken += 1
+                    model.ahead.discard(record.seq)
                     model.applied = record.seq
             if len(batch) < FOLLOW_BATCH:
                 break
         return taken
+
+    @staticmethod
+    def _take_in(
+        model: LoadedModel, record: StoredPost, units: Units
+    ) -> StoredPost | DamagedRecord:
+        """`record` known to `model`'s ranker; a record its network cannot place (units of
+        another shape than the run's extractors give) is returned as damaged, not raised."""
+        expected = model.served.run.inputs.modalities
+        units = {m: u for m, u in units.items() if m in expected}  # another run's modality
+        for modality, (values, _) in units.items():
+            shape = tuple(expected[modality].units.shape[1:])
+            if shape != values.shape:
+                return DamagedRecord(
+                    record.seq, record.post_id, "units",
+                    f"{modality} units of shape {values.shape}; this run takes {shape}",
+                )  # fmt: skip
+        model.served.ranker.add(NewPost(units, record.user_id), record.hashtags)
+        return record
 
     def _stored_units(self, record: StoredPost) -> Units:
         if record.units or not (record.caption and record.caption.strip()):

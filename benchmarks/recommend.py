@@ -147,7 +147,7 @@ def neighbour_recall(ranker: LiveMishon, posts: list[NewPost], settings: Evidenc
     (`neighbours`) and in content (`content_neighbours`)."""
     known = ranker.known_
     searchable = np.flatnonzero(known.known[: known.size] & known.placed[: known.size])
-    model_recall, content_recall = [], []
+    model_recall, content_recall, model_ratio, content_ratio = [], [], [], []
     for post in posts:
         placed = ranker.inductive().place(post)
         query = placed.fused[0].numpy()
@@ -156,6 +156,8 @@ def neighbour_recall(ranker: LiveMishon, posts: list[NewPost], settings: Evidenc
         similarity = known.fused[searchable] @ query
         truth = searchable[np.argsort(-similarity)[: settings.neighbours]]
         model_recall.append(len(set(found.tolist()) & set(truth.tolist())) / len(truth))
+        exact_best = float(np.sort(similarity)[::-1][: len(truth)].sum())
+        model_ratio.append(float((known.fused[found] @ query).sum()) / exact_best)
         from mishon.recommenders.evidence import Query
 
         asked = Query(query, placed.content, None, {})
@@ -170,9 +172,15 @@ def neighbour_recall(ranker: LiveMishon, posts: list[NewPost], settings: Evidenc
         mean = np.where(shared > 0, total / np.maximum(shared, 1), -np.inf)
         truth = searchable[np.argsort(-mean)[: settings.content_neighbours]]
         content_recall.append(len(set(found.tolist()) & set(truth.tolist())) / len(truth))
+        got = mean[np.searchsorted(searchable, found)].sum()  # searchable is sorted
+        content_ratio.append(float(got / mean[np.searchsorted(searchable, truth)].sum()))
     return {
         "model_space_recall": round(float(np.mean(model_recall)), 4),
         "content_recall": round(float(np.mean(content_recall)), 4),
+        # the found neighbours' summed similarity over the exact ones': how much of the
+        # evidence's weight a miss moves (near-ties make the sets differ at little cost)
+        "model_space_similarity_ratio": round(float(np.mean(model_ratio)), 4),
+        "content_similarity_ratio": round(float(np.mean(content_ratio)), 4),
         "recall_queries": len(posts),
     }
 
@@ -180,7 +188,12 @@ def neighbour_recall(ranker: LiveMishon, posts: list[NewPost], settings: Evidenc
 def in_process(args: argparse.Namespace) -> dict:
     peak = PeakRss()
     settings = EvidenceSettings(
-        index=EvidenceIndexSettings(exact_max=args.exact_max, nprobe=args.nprobe)
+        index=EvidenceIndexSettings(
+            exact_max=args.exact_max,
+            nprobe=args.nprobe,
+            kind=args.index,
+            ef_search=args.ef_search,
+        )
     )
     clock = time.perf_counter()
     run, pooled = synthetic_run(args.graph_posts, args.users, args.hashtags)
@@ -280,6 +293,8 @@ def main() -> None:
     parser.add_argument("--hashtags", type=int, default=15_000)
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--recall-queries", type=int, default=50)
+    parser.add_argument("--index", choices=["ivf", "hnsw"], default="ivf")
+    parser.add_argument("--ef-search", type=int, default=128)
     parser.add_argument("--exact-max", type=int, default=50_000)
     parser.add_argument("--nprobe", type=int, default=24)
     parser.add_argument("--threads", type=int, default=1, help="torch / faiss threads, queries")

@@ -102,8 +102,9 @@ def test_the_index_probing_every_list_gives_the_exact_scans_evidence() -> None:
         np.testing.assert_allclose(a.values, b.values, atol=1e-5)
 
 
-def test_the_index_finds_most_exact_neighbours_and_a_new_post_at_once() -> None:
-    known = _known(6000, EvidenceIndexSettings(exact_max=0, nprobe=8))
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_the_index_finds_most_exact_neighbours_and_a_new_post_at_once(kind: str) -> None:
+    known = _known(6000, EvidenceIndexSettings(exact_max=0, nprobe=8, kind=kind))  # type: ignore[arg-type]
     queries = known.fused[:200] + 0.01
     exact = known.fused[:6000] @ queries.T
     truth = np.argsort(-exact, axis=0)[:20].T
@@ -118,6 +119,7 @@ def test_the_index_finds_most_exact_neighbours_and_a_new_post_at_once() -> None:
     row = known.add(vector, content, "newcomer", ["fresh"])
     rows, similarity = known.nearest_fused((vector / np.linalg.norm(vector))[None], 5)[0]
     assert rows[0] == row and similarity[0] == pytest.approx(1.0, abs=1e-5)
+    assert known._fused_index is not None and known._fused_index.describe()["kind"] == kind
 
 
 def test_the_index_is_built_again_once_outgrown() -> None:

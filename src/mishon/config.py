@@ -582,8 +582,20 @@ class EvidenceIndexSettings(Settings):
     exact_max: int = Field(
         50000,
         ge=0,
-        description="known posts searched exactly up to this many; beyond, an IVF index "
+        description="known posts searched exactly up to this many; beyond, an index "
         "(0: always the index)",
+    )
+    kind: Literal["ivf", "hnsw"] = Field(
+        "ivf",
+        description="the index beyond exact_max: ivf (an inverted file: nlist, nprobe, "
+        "regrow) or hnsw (a navigable small-world graph: hnsw_m, ef_search)",
+    )
+    hnsw_m: int = Field(32, ge=4, le=128, description="hnsw: links per vector")
+    ef_search: int = Field(
+        128, ge=8, description="hnsw: candidates kept while searching (recall against speed)"
+    )
+    ef_construction: int = Field(
+        64, ge=8, description="hnsw: candidates kept while adding a vector"
     )
     nlist: int | None = Field(
         None, ge=1, description="IVF lists; None: sqrt of the known posts when it is built"

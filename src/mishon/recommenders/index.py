@@ -39,6 +39,20 @@ class GrowingIndex:
             raise ValueError("an index needs at least one vector to train its lists on")
         self.settings = settings
         self.dim = vectors.shape[1]
+        self.trained_on = len(vectors)
+        if settings.kind == "hnsw":
+            self.nlist = 0
+            graph = faiss.IndexHNSWSQ(
+                self.dim, faiss.ScalarQuantizer.QT_fp16, settings.hnsw_m,
+                faiss.METRIC_INNER_PRODUCT,
+            )  # fmt: skip
+            graph.hnsw.efConstruction = settings.ef_construction
+            graph.hnsw.efSearch = settings.ef_search
+            graph.train(vectors[:1])  # fp16 needs no statistics
+            self._inner = graph  # the map refers to it: keep it alive
+            self.index = faiss.IndexIDMap(graph)
+            self.add(vectors, rows)
+            return
         self.nlist = settings.nlist or max(1, int(math.sqrt(len(vectors))))
         self.nlist = min(self.nlist, len(vectors))
         quantizer = faiss.IndexFlatIP(self.dim)
@@ -50,14 +64,16 @@ class GrowingIndex:
         self.index.train(vectors[: min(len(vectors), 1)])  # fp16 needs no statistics
         self.index.nprobe = min(settings.nprobe, self.nlist)
         self._quantizer = quantizer  # the index refers to it: keep it alive
-        self.trained_on = len(vectors)
         self.add(vectors, rows)
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
 
     def outgrown(self, more: int = 0) -> bool:
-        """Whether the rows, with `more` to come, outgrow the lists (build it again)."""
+        """Whether the rows, with `more` to come, outgrow the lists (build it again); an
+        HNSW graph never does."""
+        if self.settings.kind == "hnsw":
+            return False
         return len(self) + more > self.settings.regrow * self.trained_on
 
     def add(self, vectors: np.ndarray, rows: np.ndarray) -> None:
@@ -72,8 +88,14 @@ class GrowingIndex:
         """Ids [Q, k] of the (approximately) `k` nearest rows of each query, -1 where fewer."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         k = max(1, min(k, len(self)))
+        if self.settings.kind == "hnsw":
+            self._inner.hnsw.efSearch = max(self.settings.ef_search, k)
         _, found = self.index.search(queries, k)
         return found
 
     def describe(self) -> dict[str, object]:
-        return {"rows": len(self), "lists": self.nlist, "nprobe": int(self.index.nprobe)}
+        if self.settings.kind == "hnsw":
+            return {"rows": len(self), "kind": "hnsw", "m": self.settings.hnsw_m,
+                    "ef_search": self.settings.ef_search}  # fmt: skip
+        return {"rows": len(self), "kind": "ivf", "lists": self.nlist,
+                "nprobe": int(self.index.nprobe)}  # fmt: skip

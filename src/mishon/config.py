@@ -672,6 +672,15 @@ class ServeSettings(Settings):
     max_connections: int = Field(
         100, ge=1, description="open connections at once; more are answered 503"
     )
+    max_connections_per_client: int = Field(
+        32, ge=1, description="open connections from one address; more are closed at once"
+    )
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="a connection whose request line and headers have not arrived this long "
+        "after it opened (or after its last answer) is closed",
+    )
     evidence: EvidenceSettings = Field(
         default_factory=EvidenceSettings,
         description="how much of the known past MISHON live reads, and how it searches it",

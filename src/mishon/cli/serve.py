@@ -116,6 +116,7 @@ def serve(
     from mishon.config import ServeSettings
     from mishon.serve.guards import is_loopback
     from mishon.serve.observe import log_json_lines
+    from mishon.serve.protocol import GuardedH11Protocol
 
     settings = load_settings(
         ServeSettings,
@@ -139,12 +140,15 @@ def serve(
             highlight=False,
         )
     log_json_lines()
+    GuardedH11Protocol.configure(settings.header_timeout_s, settings.max_connections_per_client)
     common = {
         "host": settings.host,
         "port": settings.port,
         "limit_concurrency": settings.max_connections,
         "access_log": False,  # one JSON line a request instead (serve/observe.py)
         "timeout_graceful_shutdown": settings.timeout_s,
+        # header deadline and per-client bound; by name, so --workers processes import it
+        "http": "mishon.serve.protocol:GuardedH11Protocol",
     }
     if workers > 1:
         from mishon.serve.app import WORKER_SPEC, worker_spec

@@ -49,6 +49,7 @@ from mishon.serve.guards import (
     valid_user_id,
 )
 from mishon.serve.observe import RequestLog, ServiceMetrics, log_json_lines
+from mishon.serve.protocol import GuardedH11Protocol
 from mishon.serve.schemas import (
     BatchAnswer,
     BatchItem,
@@ -330,6 +331,7 @@ def worker_app() -> FastAPI:
     spec = json.loads(os.environ[WORKER_SPEC])
     settings = ServeSettings.model_validate(spec["settings"])
     torch.set_num_threads(settings.torch_threads)
+    GuardedH11Protocol.configure(settings.header_timeout_s, settings.max_connections_per_client)
     dataset = Path(spec["dataset"]) if spec["dataset"] else None
     service = HashtagService(Path(spec["run"]), settings, dataset)
     return create_app(service, owns_service=True)

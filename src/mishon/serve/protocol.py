@@ -1,0 +1,78 @@
+"""uvicorn's HTTP/1.1 protocol with two guards against clients that hold connections open.
+
+- A header deadline: a connection whose request line and headers have not all arrived
+  `header_timeout_s` after it opened (or after its previous answer) is closed. Without it, a
+  connection that sends nothing, or a header a byte at a time, is held for ever, and enough of
+  them fill `max_connections` so every other client is answered 503.
+- A bound per client address: beyond `per_client` open connections from one address, a new
+  one is closed at once, so one client cannot take every slot.
+
+Limits are class attributes, set by `configure` in each service process before it serves
+(`mishon serve` and every `--workers` process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any, ClassVar
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+
+class GuardedH11Protocol(H11Protocol):
+    """H11Protocol with a header deadline and a per-client connection bound (see module)."""
+
+    header_timeout_s: ClassVar[float] = 10.0
+    per_client: ClassVar[int] = 32
+    open_by_client: ClassVar[Counter[str]] = Counter()  # this process's connections
+
+    @classmethod
+    def configure(cls, header_timeout_s: float, per_client: int) -> None:
+        cls.header_timeout_s = header_timeout_s
+        cls.per_client = per_client
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._address = self.client[0] if self.client else ""
+        self.open_by_client[self._address] += 1
+        if self.open_by_client[self._address] > self.per_client:
+            self.logger.warning(
+                "closed a connection from %s: more than %d open", self._address, self.per_client
+            )
+            transport.close()
+            return
+        self._start_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_header_timer()
+        self.open_by_client[self._address] -= 1
+        if self.open_by_client[self._address] <= 0:
+            del self.open_by_client[self._address]
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        # between requests uvicorn's keep-alive timeout closes an idle connection; the first
+        # byte of a next request cancels it, and from then the header deadline runs
+        if self._header_timer is None and self.conn.their_state is h11.IDLE:
+            self._start_header_timer()
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:
+            self._stop_header_timer()  # the request line and headers are in
+
+    def _start_header_timer(self) -> None:
+        self._stop_header_timer()
+        self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_late)
+
+    def _stop_header_timer(self) -> None:
+        timer: Any = getattr(self, "_header_timer", None)
+        if timer is not None:
+            timer.cancel()
+            self._header_timer = None
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.transport.close()

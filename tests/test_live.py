@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mishon.data.split_data import SplitData
+from mishon.errors import MishonError
+from mishon.evaluate.evaluation import evaluate_run
 from mishon.evaluate.live import select_live_weights
 from mishon.evaluate.protocols import rank_under, stream_order
 from mishon.recommenders.evidence import (
@@ -24,7 +28,7 @@ from mishon.recommenders.live import (
     LiveWeights,
     select_weights,
 )
-from mishon.train.run import train_model
+from mishon.train.run import load_run, train_model
 
 from .planted import planted_dataset, small_settings
 
@@ -254,6 +258,46 @@ def test_evaluate_run_reports_mishon_live_beside_the_network(tmp_path: Path) -> 
     assert saved["results"][1]["weights"] == live["weights"]
     without = evaluate_run(tmp_path / "run", protocol="known-past", live=False)
     assert [r["recommender"] for r in without.results] == ["MISHON"]
+
+
+def test_an_evaluation_without_live_never_replaces_the_one_with_its_weights(
+    tmp_path: Path,
+) -> None:
+    from mishon.evaluate.evaluation import selected_live_weights
+
+    dataset = planted_dataset(tmp_path / "ds")
+    run = tmp_path / "run"
+    train_model(dataset, small_settings(epochs=3), run)
+    evaluate_run(run, protocol="stream", refresh_every=64)
+    full = (run / "evaluation-test-stream.json").read_text()
+    evaluate_run(run, protocol="stream", refresh_every=64, live=False)
+    assert (run / "evaluation-test-stream.json").read_text() == full
+    reduced = json.loads((run / "evaluation-test-stream-nolive.json").read_text())
+    assert [r["recommender"] for r in reduced["results"]] == ["MISHON"]
+    loaded = load_run(run)
+    weights, source = selected_live_weights(run, loaded)
+    assert weights is not None and source.startswith("selected")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (float("nan"), "weights.known_user.model: nan is not >= 0"),
+        ("1", "weights.known_user.model: '1' is not a number"),
+        ([1], "weights.known_user.model: [1] is not a number"),
+        (-1, "weights.known_user.model: -1 is not >= 0"),
+        (None, "weights.known_user.model: None is not a number"),
+    ],
+)
+def test_stored_weights_are_checked_where_they_are_read(value: object, message: str) -> None:
+    good = {name: 1.0 for name in EVIDENCE}
+    with pytest.raises(MishonError, match=re.escape(f"FILE: {message}")):
+        LiveWeights.read({"known_user": {**good, "model": value}, "new_user": good}, "FILE")
+    with pytest.raises(MishonError, match=r"weights\.new_user: every weight is 0"):
+        LiveWeights.read({"known_user": good, "new_user": {}}, "FILE")
+    with pytest.raises(MishonError, match=r"weights\.new_user\.bogus: unknown evidence"):
+        LiveWeights.read({"known_user": good, "new_user": {"bogus": 1}}, "FILE")
+    assert LiveWeights.read({"known_user": good, "new_user": good}, "FILE").known_user == good
 
 
 def test_an_evidence_ablation_selects_among_the_named_evidence_only(tmp_path: Path) -> None:

@@ -158,7 +158,7 @@ def evaluate_run(
         for subset, ratio in ratios.items():
             if ratio is not None:
                 console.print(f"{subset}: {name} F1@5 = {ratio:.3f} x the best baseline")
-    written = evaluation_path(run, part, protocol, chosen, hashtag_names, placement)
+    written = evaluation_path(run, part, protocol, chosen, hashtag_names, placement, live)
     console.print(f"written: {written}")
 
 

@@ -66,11 +66,15 @@ def evaluation_path(
     evidence: tuple[str, ...] = EVIDENCE,
     hashtag_names: bool = False,
     placement: str = "graph",
+    live: bool = True,
 ) -> Path:
     """RUN/evaluation-PART.json (static protocol) or evaluation-PART-PROTOCOL.json; an
     evaluation of MISHON live with part of its evidence adds -live-E1+E2..., with hashtag names
-    -names, with its posts placed as new posts -new."""
+    -names, with its posts placed as new posts -new; one without MISHON live -nolive (so it
+    never replaces the evaluation the service reads its weights from)."""
     suffix = "" if protocol == "static" else f"-{protocol}"
+    if not live:
+        suffix += "-nolive"
     if tuple(evidence) != EVIDENCE:
         suffix += "-live-" + "+".join(evidence)
     if hashtag_names:
@@ -162,7 +166,8 @@ def evaluate_run(
     inductive hashtag side (`recommenders/hashtag_side.py`); `evidence_settings` how MISHON
     live reads the known posts (exact scan or index); `placement` new ranks MISHON live's posts
     as new posts placed by the inductive path among the training posts, as the service places
-    a post (written as evaluation-PART[-PROTOCOL]-new.json)."""
+    a post (written as evaluation-PART[-PROTOCOL]-new.json); without `live`, written as
+    evaluation-PART[-PROTOCOL]-nolive.json."""
     report = stage or (lambda _name: None)
     check_part(part)
     check_protocol(protocol)
@@ -211,7 +216,9 @@ def evaluate_run(
             }
             for name in ours
         }
-    evaluation.save(evaluation_path(run, part, protocol, evidence, hashtag_names, placement))
+    evaluation.save(
+        evaluation_path(run, part, protocol, evidence, hashtag_names, placement, live)
+    )
     return evaluation
 
 
@@ -300,9 +307,13 @@ def selected_live_weights(run: Path, loaded: TrainedRun) -> tuple[LiveWeights | 
         return None, "defaults (no current stream evaluation of the run)"
     for result in evaluation.results:
         if result["recommender"] == "MISHON live" and "weights" in result:
-            try:
-                weights = LiveWeights(**result["weights"])
-            except TypeError:
+            where = (
+                f"{evaluation_path(run, 'test', 'stream')} (rerun `mishon evaluate {run} "
+                "--protocol stream`)"
+            )
+            stored = result["weights"]
+            if isinstance(stored, dict) and stored and set(stored) <= set(EVIDENCE):
                 return None, "defaults (the stream evaluation is of an older format: rerun it)"
+            weights = LiveWeights.read(stored, where)
             return weights, "selected on the validation posts (stream protocol)"
     return None, "defaults (the stream evaluation has no MISHON live)"

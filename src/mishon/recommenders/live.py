@@ -11,6 +11,7 @@ training become recommendable at once.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Self
@@ -75,6 +76,30 @@ class LiveWeights:
             return weights
         chosen = dict(weights or DEFAULT_WEIGHTS)
         return cls(chosen, dict(chosen))
+
+    @classmethod
+    def read(cls, data: object, where: str) -> LiveWeights:
+        """Weights as an evaluation file stores them ({known_user: {...}, new_user: {...}}),
+        checked: known evidence names, finite numbers >= 0, not all 0; else a MishonError
+        naming `where` and the key."""
+        if not isinstance(data, dict) or set(data) != {"known_user", "new_user"}:
+            raise MishonError(f"{where}: weights must have known_user and new_user")
+        groups = {}
+        for group in ("known_user", "new_user"):
+            weights = data[group]
+            if not isinstance(weights, dict):
+                raise MishonError(f"{where}: weights.{group} is not a mapping")
+            for name, value in weights.items():
+                if name not in EVIDENCE:
+                    raise MishonError(f"{where}: weights.{group}.{name}: unknown evidence")
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise MishonError(f"{where}: weights.{group}.{name}: {value!r} is not a number")
+                if not math.isfinite(value) or value < 0:
+                    raise MishonError(f"{where}: weights.{group}.{name}: {value} is not >= 0")
+            if not any(weights.values()):
+                raise MishonError(f"{where}: weights.{group}: every weight is 0")
+            groups[group] = {name: float(value) for name, value in weights.items()}
+        return cls(groups["known_user"], groups["new_user"])
 
     def for_user(self, has_known_posts: bool) -> dict[str, float]:
         return self.known_user if has_known_posts else self.new_user

@@ -216,9 +216,7 @@ def evaluate_run(
             }
             for name in ours
         }
-    evaluation.save(
-        evaluation_path(run, part, protocol, evidence, hashtag_names, placement, live)
-    )
+    evaluation.save(evaluation_path(run, part, protocol, evidence, hashtag_names, placement, live))
     return evaluation
 
 

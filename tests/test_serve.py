@@ -210,7 +210,31 @@ def test_host_binding_rule() -> None:
     from mishon.serve.guards import is_loopback
 
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert is_loopback("localhost.") and is_loopback("127.1") and is_loopback("LocalHost")
+    assert is_loopback("2130706433") and is_loopback("[::1]")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4")
+    assert not is_loopback("10.1") and not is_loopback("example.org")
+
+
+def test_a_token_beyond_ascii_is_accepted_as_clients_send_it(service: HashtagService) -> None:
+    saved = service.settings
+    service.settings = ServeSettings(token="s3cret-tökèn-0123456789")
+    try:
+        with TestClient(create_app(service)) as guarded:
+            body = {"user_id": "tok", "hashtags": ["utf8token"]}
+            utf8 = {"Authorization": "Bearer s3cret-tökèn-0123456789".encode()}
+            assert guarded.post("/v1/posts", json=body, headers=utf8).status_code == 201
+    finally:
+        service.settings = saved
+    # the server decodes header bytes as latin-1: the raw bytes decide, as the client sent them
+    from fastapi import HTTPException
+
+    from mishon.serve.guards import check_token
+
+    token = "s3cret-tökèn-0123456789"
+    check_token(token, ("Bearer " + token).encode().decode("latin-1"))
+    with pytest.raises(HTTPException):
+        check_token(token, ("Bearer " + token).encode("latin-1").decode("latin-1"))
 
 
 def test_recorded_posts_shape_the_users_recommendations(client: TestClient) -> None:

@@ -33,7 +33,7 @@ from mishon.data.splits import split_dataset
 from mishon.data.synth import World, generate_corpus
 from mishon.evaluate.evaluation import Evaluation, evaluate_run
 from mishon.features.extract import ExtractReport, extract_features
-from mishon.recommend.served import load_served
+from mishon.recommend.served import check_post, load_served
 from mishon.recommenders.evidence import EVIDENCE
 from mishon.recommenders.inductive import NewPost, Recommendation
 from mishon.report import write_report
@@ -156,7 +156,10 @@ class Recommender:
         user_id: str | None = None,
         k: int = 10,
     ) -> Recommendation:
-        """Top-`k` hashtags with scores and reasons; an unknown `user_id` is a new user."""
+        """Top-`k` hashtags with scores and reasons; an unknown `user_id` is a new user. A
+        MishonError for k < 1, a post with neither video nor caption, or a video that is not
+        a file."""
+        check_post(_path(video), caption, k)
         units, _, _ = self.featurizer.featurize(_path(video), caption)
         return self.live.rank_new(NewPost(units, user_id), k)
 

@@ -13,7 +13,6 @@ from rich.table import Table
 
 from mishon.cli.common import app, console, reports_errors, status
 from mishon.config import load_settings
-from mishon.errors import MishonError
 
 
 @app.command("recommend")
@@ -36,13 +35,10 @@ def recommend(
     """Top-K hashtags for a new post (video and/or caption) with the reasons behind them, from
     the trained graph's cached states and the dataset's known posts (MISHON live): no
     retraining."""
-    from mishon.recommend.served import load_served
+    from mishon.recommend.served import check_post, load_served
     from mishon.recommenders.inductive import NewPost
 
-    if video is None and not caption:
-        raise MishonError("give the post's --video, --caption or both")
-    if video is not None and not video.is_file():
-        raise MishonError(f"video {video} does not exist")
+    check_post(video, caption, k)
     with status("loading the run"):
         served = load_served(run, dataset)
     with status("extracting features and ranking"):

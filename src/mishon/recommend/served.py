@@ -11,11 +11,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mishon.errors import MishonError
 from mishon.evaluate.evaluation import selected_live_weights
 from mishon.recommend.featurize import PostFeaturizer
 from mishon.recommenders.evidence import EvidenceSettings
 from mishon.recommenders.live import LiveMishon, PlacementName
 from mishon.train.run import TrainedRun, load_run
+
+
+def check_post(video: Path | None, caption: str | None, k: object) -> None:
+    """What `mishon recommend` and the Python API check of a new post before any work (the
+    service answers the same cases with 422): a whole k >= 1, a video or a caption, a video
+    that is a file."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise MishonError(f"k must be a whole number of at least 1, not {k!r}")
+    if video is None and not (caption and caption.strip()):
+        raise MishonError("give the post's video, caption or both (--video, --caption)")
+    if video is not None and not video.exists():
+        raise MishonError(f"video {video} does not exist")
+    if video is not None and not video.is_file():
+        raise MishonError(f"video {video} is not a file")
 
 
 @dataclass

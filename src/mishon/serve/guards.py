@@ -7,6 +7,7 @@ import asyncio
 import hmac
 import ipaddress
 import re
+import socket
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -39,12 +40,18 @@ def sniff_container(head: bytes) -> str | None:
 
 
 def is_loopback(host: str) -> bool:
-    """Whether binding `host` keeps the service on this machine."""
-    if host == "localhost":
+    """Whether binding `host` keeps the service on this machine (`localhost`, with or without
+    its root dot; any loopback address, in any spelling the resolver takes: `127.1`)."""
+    name = host.strip().lower().rstrip(".")
+    if name == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(name.strip("[]")).is_loopback
     except ValueError:
+        pass
+    try:  # the short IPv4 forms inet_aton reads as the resolver does: 127.1, 2130706433
+        return ipaddress.IPv4Address(socket.inet_aton(name)).is_loopback
+    except OSError:
         return False
 
 
@@ -55,9 +62,10 @@ def check_token(
     if expected is None:
         return
     scheme, _, given = (authorization or "").partition(" ")
-    # bytes: compare_digest refuses str with characters beyond ASCII, which a header may hold
-    given_bytes = given.strip().encode("utf-8", "surrogateescape")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given_bytes, expected.encode()):
+    # The server decodes header bytes as latin-1: encoding back gives the bytes the client
+    # sent, which for a token beyond ASCII are its UTF-8 (what clients send).
+    given_bytes = given.strip().encode("latin-1", "replace")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given_bytes, expected.encode("utf-8")):
         raise HTTPException(
             401,
             f"{what} needs Authorization: Bearer <token>",

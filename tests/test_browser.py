@@ -66,6 +66,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path) -> Iterator
     yield f"http://127.0.0.1:{port}"
     running.should_exit = True
     thread.join(timeout=10)
+    service.close()
 
 
 def test_the_page_uploads_a_video_and_shows_hashtags(server: str, tiny_extracted: Path) -> None:

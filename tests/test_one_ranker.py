@@ -52,6 +52,7 @@ def test_the_service_ranks_posts_as_the_evaluation_measures_them(run: Path) -> N
             got = [(h["hashtag"], h["score"]) for h in answer.json()["hashtags"]]
             assert [t for t, _ in got] == [t for t, _ in ranked], position
             np.testing.assert_allclose([s for _, s in got], [s for _, s in ranked], atol=1e-4)
+    service.close()
 
 
 def test_new_posts_and_the_split_get_the_same_candidates(run: Path) -> None:

@@ -19,12 +19,14 @@ from mishon.serve.service import HashtagService
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path) -> HashtagService:
+def service(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path) -> Iterator[HashtagService]:
     root = tmp_path_factory.mktemp("serve")
     run = root / "run"
     shutil.copytree(tiny_run, run)
     RUN_FILES[run] = _listing(run)
-    return HashtagService(run, ServeSettings(max_upload_mb=1.0, state_dir=root / "state"))
+    service = HashtagService(run, ServeSettings(max_upload_mb=1.0, state_dir=root / "state"))
+    yield service
+    service.close()
 
 
 RUN_FILES: dict[Path, dict[str, int]] = {}
@@ -291,6 +293,7 @@ def test_recorded_posts_are_known_again_after_a_restart(
     assert again.live.known_.uses["restarttag"] == 1
     assert again.live.known_.known.sum() == service.live.known_.known.sum()
     assert again.weights_source.startswith("defaults")
+    again.close()
 
 
 def test_concurrent_requests_all_succeed(client: TestClient) -> None:

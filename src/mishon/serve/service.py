@@ -19,12 +19,14 @@ Nothing is written into a run directory: the service's own files go to its state
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import socket
 import sqlite3
 import threading
 import time
+import weakref
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,9 +106,12 @@ class HashtagService:
         import_legacy_records(run / LEGACY_RECORDS, self.store)
         self.model = self._ready(served or self._load(run, dataset))
         self._follower: threading.Thread | None = None
+        self._closed = False
         if follow:
             self._follower = threading.Thread(target=self._follow, name="follower", daemon=True)
             self._follower.start()
+            # a follower still inside torch when the interpreter ends aborts the process
+            atexit.register(_close_at_exit, weakref.ref(self))
 
     # ----------------------------------------------------------------- the model
 
@@ -231,7 +236,10 @@ class HashtagService:
                 log.exception("follower failed; trying again", extra={"event": "follower"})
 
     def close(self) -> None:
-        """Stop following the store and close it."""
+        """Stop following the store and close it (again: nothing)."""
+        if self._closed:
+            return
+        self._closed = True
         self._stop.set()
         if self._follower is not None:
             self._follower.join(timeout=10)
@@ -303,6 +311,12 @@ class HashtagService:
                 model.served.ranker.add(NewPost(units, user_id), hashtags)
                 model.ahead.add(stored.seq)
         return stored.post_id
+
+
+def _close_at_exit(service: weakref.ref[HashtagService]) -> None:
+    alive = service()
+    if alive is not None:
+        alive.close()
 
 
 def import_legacy_records(path: Path, store: RecordStore) -> int:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from mishon.data.hashtags import (
@@ -82,3 +84,24 @@ def test_parse_hashtag_field_errors(value: object) -> None:
         parse_hashtag_field(value, field="tags")
     assert info.value.field == "tags"
     assert info.value.reason == "unparseable hashtags"
+
+
+@pytest.mark.parametrize(
+    ("tag", "message"),
+    [
+        ("a\x00b", "U+0000"),
+        ("sun\u200bset", "U+200B (ZERO WIDTH SPACE)"),
+        ("evil\u202etag", "U+202E (RIGHT-TO-LEFT OVERRIDE)"),
+        ("soft\u00adhyphen", "U+00AD (SOFT HYPHEN)"),
+        ("<script>", "'<' (markup)"),
+    ],
+)
+def test_control_invisible_and_markup_characters_are_not_hashtags(tag: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        normalize_hashtag(tag)
+
+
+def test_joiners_inside_emoji_and_scripts_stay() -> None:
+    assert normalize_hashtag("👨\u200d🎓") == "👨\u200d🎓"
+    assert normalize_hashtag("می\u200cخواهم") == "می\u200cخواهم"
+    assert normalize_hashtag("i'mblessed") == "i'mblessed"

@@ -248,6 +248,9 @@ def test_recorded_posts_shape_the_users_recommendations(client: TestClient) -> N
     assert again.status_code == 409
     bad = client.post("/v1/posts", json={"user_id": "newbie", "hashtags": ["two words"]})
     assert bad.status_code == 422 and "whitespace" in bad.json()["detail"]
+    for hostile in ("nul\x00tag", "zero\u200bwidth", "bidi\u202etag", "<script>"):
+        bad = client.post("/v1/posts", json={"user_id": "newbie", "hashtags": [hostile]})
+        assert bad.status_code == 422, hostile
     body = client.post(
         "/v1/recommend", data={"caption": "hello", "user_id": "newbie", "k": "10"}
     ).json()

@@ -2,6 +2,9 @@
 
 Rules (documented in docs/design.md):
 - normalised form: Unicode NFKC, lower-case, no leading '#', no whitespace or '#' inside;
+- no control, format (zero-width, bidi), surrogate, private-use or unassigned character, except
+  the zero-width joiner and non-joiner that emoji and some scripts (Persian, Indic) need; no
+  '<' or '>' (markup): a hashtag recorded through the service is shown to other users;
 - in a caption, a hashtag is '#' (or the full-width '＃') followed by letters, marks, digits or
   '_', with at least one letter; it must not follow a letter, digit, '&' or '/' (so `a#b`,
   `&#39;` and URL fragments are not hashtags), except directly after another hashtag, so that
@@ -33,6 +36,8 @@ _SPACE_BEFORE_PUNCT = regex.compile(r"\s+([,.!?;:])")
 DEFAULT_SEPARATORS = regex.compile(r"[,;|\s]+")
 # Brackets and quotes in a separated string mean a malformed list literal, not hashtags.
 _LIST_SYNTAX = regex.compile(r"[\[\]{}\"']")
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
+_JOINERS = frozenset({"\u200c", "\u200d"})  # zero-width non-joiner, joiner
 
 
 def normalize_hashtag(tag: str) -> str:
@@ -43,6 +48,14 @@ def normalize_hashtag(tag: str) -> str:
     text = unicodedata.normalize("NFKC", tag).strip().lower().lstrip("#").strip()
     if _SPACES.search(text):
         raise ValueError(f"hashtag {tag!r} contains whitespace")
+    for char in text:
+        if unicodedata.category(char) in _INVISIBLE and char not in _JOINERS:
+            raise ValueError(
+                f"hashtag {tag!r} contains U+{ord(char):04X} "
+                f"({unicodedata.name(char, 'unnamed')}): a control or invisible character"
+            )
+        if char in "<>":
+            raise ValueError(f"hashtag {tag!r} contains {char!r} (markup)")
     if "#" in text:
         raise ValueError(f"hashtag {tag!r} contains '#' after its start")
     return text

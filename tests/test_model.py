@@ -463,3 +463,25 @@ def test_no_generated_module_is_left_in_the_temporary_folder() -> None:
         conv = sage_conv(4, aggr)
         name = f"{type(conv).__module__}_{type(conv).__name__}_propagate"
         assert not Path(sys.modules[name].__file__).exists(), aggr
+
+
+def test_training_without_validation_posts_keeps_the_last_weights_and_claims_no_score(
+    planted: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    dataset = tmp_path / "ds"
+    shutil.copytree(planted, dataset)
+    runner = CliRunner()
+    split = ["data", "split", str(dataset), "--strategy", "random", "--valid-fraction", "0"]
+    assert runner.invoke(app, split).exit_code == 0
+    config = tmp_path / "run.yaml"
+    config.write_text(small_settings(epochs=4).model_dump_json())
+    out = tmp_path / "run"
+    args = ["train", str(dataset), "--out", str(out), "--config", str(config), "--split", "random"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "no validation posts: the weights of epoch 4 (the last) kept" in result.output
+    assert "best valid F1@5" not in result.output and "4.0000" not in result.output
+    saved = json.loads((out / "trainer.json").read_text())
+    assert saved["best_score"] == -1.0 and saved["best_epoch"] == 4

@@ -53,11 +53,9 @@ def train(
 
         def on_epoch(row: dict[str, Any]) -> None:
             valid = f", {select} {row['valid_f1']:.4f}" if "valid_f1" in row else ""
+            best = f" (best {row['best']:.4f} at {row['best_epoch']})" if row["best"] >= 0 else ""
             bar.update(
-                task,
-                completed=row["epoch"],
-                description=f"loss {row['loss']:.4f}{valid} (best {row['best']:.4f} "
-                f"at {row['best_epoch']})",
+                task, completed=row["epoch"], description=f"loss {row['loss']:.4f}{valid}{best}"
             )
 
         def on_step(epoch: int, done: int, steps: int) -> None:
@@ -78,10 +76,14 @@ def train(
         if state.stopped == "patience"
         else "epoch limit"
     )
+    best = (
+        f"best {select} {state.best_score:.4f} at epoch {state.best_epoch}"
+        if state.best_score >= 0
+        else f"no validation posts: the weights of epoch {state.best_epoch} (the last) kept"
+    )
     console.print(
-        f"trained {state.epoch} epochs ({why}); best {select} {state.best_score:.4f} "
-        f"at epoch {state.best_epoch}; vocabulary {len(inputs.vocabulary):,} hashtags; "
-        f"run in {out}",
+        f"trained {state.epoch} epochs ({why}); {best}; vocabulary "
+        f"{len(inputs.vocabulary):,} hashtags; run in {out}",
         highlight=False,
     )
 

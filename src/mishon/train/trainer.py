@@ -65,7 +65,7 @@ class TrainState:
 
     epoch: int = 0
     best_epoch: int = 0
-    best_score: float = -1.0
+    best_score: float = -1.0  # -1: no validation score yet (or no validation posts)
     stale_epochs: int = 0
     stopped: str | None = None  # "patience" (early stopping) or "epochs" (the limit)
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -253,9 +253,12 @@ class Trainer:
                 metrics = self.validate()
                 if metrics is not None:
                     row.update({f"valid_{k}": round(v, 6) for k, v in metrics.items()})
-                score = metrics["f1"] if metrics else float(state.epoch)  # no valid: keep last
-                if score > state.best_score:
-                    state.best_score, state.best_epoch, state.stale_epochs = score, state.epoch, 0
+                # without validation posts the last epoch's weights are kept; best_score
+                # stays -1 (no score), never an epoch number shown as an F1
+                if metrics is None or metrics["f1"] > state.best_score:
+                    if metrics is not None:
+                        state.best_score = metrics["f1"]
+                    state.best_epoch, state.stale_epochs = state.epoch, 0
                     self.best_weights = {
                         k: v.detach().clone() for k, v in self.network.state_dict().items()
                     }

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -103,7 +104,7 @@ def test_missing_column_names_file_and_column(tmp_path: Path) -> None:
         ("b,u,t,x,2026-01-01,-3,1", "likes", "must be >= 0, got -3"),
         ("b,u,t,x,2026-01-01,12k,1", "likes", "expected an integer >= 0, got '12k'"),
         ("b,u,t,x,2026-01-01,1,1.5", "fans", "expected an integer >= 0, got '1.5'"),
-        ("b,u,t,x,yesterday,1,1", "time", "cannot read timestamp 'yesterday'"),
+        ("b,u,t,x,yesterday,1,1", "time", "'yesterday' is relative"),
         ("b,,t,x,2026-01-01,1,1", "author", "is empty"),
         ("b,u,t,x,2026-01-01,1", None, "has 6 cells, the header 7"),
     ],
@@ -345,6 +346,22 @@ def test_value_parsers() -> None:
     assert str(parse_timestamp("2026-03-01T12:00:00+02:00")) == "2026-03-01 10:00:00+00:00"
     assert parse_timestamp(1767225600000) == parse_timestamp("1767225600")  # ms and s
     assert parse_timestamp(" ") is None
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("now", "'now' is relative"),
+        ("Today", "'Today' is relative"),
+        (2024, "implausible time 1970-01-01T00:33:44+00:00 read from 2024"),
+        ("20240105", "implausible time 1970-08-23"),
+        ("9999-12-31", "implausible time 9999-12-31"),
+        ("1989-12-31T23:59:59Z", "implausible time 1989-12-31"),
+    ],
+)
+def test_timestamps_are_read_strictly(value: object, message: str) -> None:
+    with pytest.raises(FieldError, match=re.escape(message)):
+        parse_timestamp(value)
 
 
 def _write_hyt(

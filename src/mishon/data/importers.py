@@ -135,14 +135,40 @@ def parse_count(value: Any, name: str) -> int | None:
 _NUMERIC = re.compile(r"^[+-]?\d+(\.\d+)?$")
 
 
+EARLIEST = pd.Timestamp("1990-01-01", tz="UTC")  # older than any platform's posts
+RELATIVE_TIMES = frozenset({"now", "today", "yesterday", "tomorrow"})
+
+
 def parse_timestamp(value: Any, name: str = "created_at") -> pd.Timestamp | None:
     """A UTC timestamp from ISO 8601 text or Unix seconds; None where missing.
 
     Text without a time zone is taken as UTC. Numbers are Unix seconds (milliseconds when
-    larger than 10^11, as some exports write them).
+    larger than 10^11, as some exports write them). Strict: a relative word (`now`, `today`)
+    or a time before 1990 or more than a day ahead of now (`2024` read as seconds is 1970,
+    `9999-12-31`) is a FieldError, never a silently wrong time.
     """
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
+    if isinstance(value, str) and value.strip().lower() in RELATIVE_TIMES:
+        raise FieldError(
+            name, "bad timestamp", f"{value!r} is relative: give an ISO 8601 time or Unix seconds"
+        )
+    stamp = _read_timestamp(value, name)
+    if stamp is None:
+        return None
+    latest = pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=1)
+    if not EARLIEST <= stamp <= latest:
+        raise FieldError(
+            name,
+            "bad timestamp",
+            f"implausible time {stamp.isoformat()} read from {value!r}: expected between "
+            f"{EARLIEST.date()} and now (ISO 8601 like 2024-01-05T12:00:00Z, or Unix seconds "
+            "like 1704456000)",
+        )
+    return stamp
+
+
+def _read_timestamp(value: Any, name: str) -> pd.Timestamp | None:
     if isinstance(value, float) and math.isnan(value):
         return None
     try:

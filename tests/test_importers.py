@@ -140,6 +140,22 @@ def test_bad_jsonl_lines(tmp_path: Path) -> None:
     ]
 
 
+def test_jsonl_values_of_the_wrong_type_are_errors_not_strings(tmp_path: Path) -> None:
+    lines = [
+        {"id": "a", "author": {"a": 1}, "tags": "x"},
+        {"id": "b", "author": "u", "tags": "x", "text": ["a", "list"]},
+        {"id": True, "author": "u", "tags": "x"},
+        {"id": 7, "author": 12, "tags": "x"},  # numbers as ids are fine
+    ]
+    src = write(tmp_path / "p.jsonl", "\n".join(json.dumps(x) for x in lines) + "\n")
+    mapping = "post_id=id,user_id=author,hashtags=tags,caption=text"
+    problems = _problems(src, tmp_path / "out", "jsonl", mapping)
+    assert len(problems) == 3, problems
+    assert "line 1, field 'author': expected text, got an object" in problems[0]
+    assert "line 2, field 'text': expected text, got a list" in problems[1]
+    assert "line 3, field 'id': expected text, got true/false" in problems[2]
+
+
 def test_media_is_checked_and_copied(tmp_path: Path, tiny_corpus: tuple[Path, object]) -> None:
     corpus, _ = tiny_corpus
     clip = corpus / "media" / "p000000.mp4"

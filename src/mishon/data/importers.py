@@ -189,21 +189,26 @@ def _read_timestamp(value: Any, name: str) -> pd.Timestamp | None:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
-def _text(value: Any) -> str | None:
+def _text(value: Any, name: str) -> str | None:
+    """A text field's value: text, or a number written as text (ids often are); an object, a
+    list or a true/false (JSON lines) is a FieldError, never its Python spelling."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        kind = {dict: "an object", list: "a list", bool: "true/false"}.get(type(value), "not text")
+        raise FieldError(name, "bad value", f"expected text, got {kind}: {value!r}"[:200])
     return str(value)
 
 
 def _required_id(value: Any, name: str) -> str:
-    text = (_text(value) or "").strip()
+    text = (_text(value, name) or "").strip()
     if not text:
         raise FieldError(name, "missing value", "is empty")
     return text
 
 
 def _split_label(value: Any) -> str | None:
-    text = (_text(value) or "").strip().lower()
+    text = (_text(value, "split") or "").strip().lower()
     if not text:
         return None
     if text not in SPLIT_ALIASES:
@@ -214,7 +219,7 @@ def _split_label(value: Any) -> str | None:
 def _video_source(value: Any, base: Path, outside: bool = False) -> Path | None:
     """The video file a record names, resolved (symlinks followed); it must lie inside `base`
     (the source's folder) unless `outside`."""
-    text = (_text(value) or "").strip()
+    text = (_text(value, "video") or "").strip()
     if not text:
         return None
     if "://" in text:
@@ -503,7 +508,7 @@ class PostBuilder:
             "user_id": _required_id(self._get(record, "user_id"), "user_id"),
         }
         tags = parse_hashtag_field(self._get(record, "hashtags"), "hashtags", self.separator)
-        caption = _text(self._get(record, "caption"))
+        caption = _text(self._get(record, "caption"), "caption")
         if caption is not None:
             caption, in_caption = extract_from_caption(caption)
             tags = list(dict.fromkeys([*tags, *in_caption]))

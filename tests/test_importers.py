@@ -156,6 +156,16 @@ def test_jsonl_values_of_the_wrong_type_are_errors_not_strings(tmp_path: Path) -
     assert "line 3, field 'id': expected text, got true/false" in problems[2]
 
 
+def test_a_symlink_loop_in_the_video_column_is_a_bad_record(tmp_path: Path) -> None:
+    (tmp_path / "loop.mp4").symlink_to(tmp_path / "loop.mp4")
+    src = write(tmp_path / "p.csv", "id,author,tags,clip\na,u,x,loop.mp4\n")
+    mapping = "post_id=id,user_id=author,hashtags=tags,video=clip"
+    (problem,) = _problems(src, tmp_path / "out", "csv", mapping)
+    assert "line 2, field 'clip'" in problem and "cannot be resolved" in problem
+    with pytest.raises(ValueError, match="hashtag_separator"):
+        ImportSettings(format="csv", mapping={"post_id": "id"}, hashtag_separator="")
+
+
 def test_media_is_checked_and_copied(tmp_path: Path, tiny_corpus: tuple[Path, object]) -> None:
     corpus, _ = tiny_corpus
     clip = corpus / "media" / "p000000.mp4"

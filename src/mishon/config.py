@@ -75,7 +75,9 @@ class ImportSettings(Settings):
     )
     skip_bad: bool = Field(False, description="import good rows, list bad ones, instead of failing")
     hashtag_separator: str | None = Field(
-        None, description="separator inside a hashtag string; None splits on , ; | and spaces"
+        None,
+        min_length=1,
+        description="separator inside a hashtag string; None splits on , ; | and spaces",
     )
     media: Literal["copy", "hardlink", "symlink"] = Field(
         "copy", description="how video files enter the dataset's media/ folder"

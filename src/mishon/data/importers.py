@@ -232,7 +232,12 @@ def _video_source(value: Any, base: Path, outside: bool = False) -> Path | None:
             f"{text!r} has extension {path.suffix or '(none)'!r}; "
             f"accepted: {', '.join(sorted(VIDEO_EXTENSIONS))}",
         )
-    resolved = path.resolve()
+    try:
+        resolved = path.resolve()
+    except (RuntimeError, OSError) as exc:  # a symlink loop, a path too long
+        raise FieldError(
+            "video", "unreadable media", f"{text!r} cannot be resolved: {exc}"
+        ) from None
     if not outside and not resolved.is_relative_to(base.resolve()):
         raise FieldError(
             "video",

@@ -156,6 +156,23 @@ def test_jsonl_values_of_the_wrong_type_are_errors_not_strings(tmp_path: Path) -
     assert "line 3, field 'id': expected text, got true/false" in problems[2]
 
 
+def test_an_import_never_replaces_the_videos_it_links_to(
+    tmp_path: Path, tiny_corpus: tuple[Path, object]
+) -> None:
+    corpus, _ = tiny_corpus
+    src = tmp_path / "src"
+    (src / "clips").mkdir(parents=True)
+    (src / "clips" / "one.mp4").write_bytes((corpus / "media" / "p000000.mp4").read_bytes())
+    mapping = "post_id=id,user_id=author,hashtags=tags,video=vid"
+    first = write(src / "one.csv", "id,author,tags,vid\na,u,x,clips/one.mp4\n")
+    import_dataset(first, src / "data", settings("csv", mapping))  # a copy inside data/
+    (linked,) = (src / "data" / "media").iterdir()
+    again = write(src / "two.csv", f"id,author,tags,vid\na,u,x,data/media/{linked.name}\n")
+    with pytest.raises(MishonError, match="lie inside the output directory"):
+        import_dataset(again, src / "data", settings("csv", mapping, media="symlink"), True)
+    assert linked.is_file() and not linked.is_symlink()  # the copy is still there
+
+
 def test_a_symlink_loop_in_the_video_column_is_a_bad_record(tmp_path: Path) -> None:
     (tmp_path / "loop.mp4").symlink_to(tmp_path / "loop.mp4")
     src = write(tmp_path / "p.csv", "id,author,tags,clip\na,u,x,loop.mp4\n")

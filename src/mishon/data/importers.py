@@ -649,6 +649,7 @@ def import_dataset(
     for record, default_id in _records(src, settings):
         builder.add(record, default_id)
     result = builder.result()
+    _check_media_outside(builder.media_sources, out)
     if result.problems and not settings.skip_bad:
         raise InputError(result.problems)
     if result.posts.empty:
@@ -675,6 +676,20 @@ def import_dataset(
             )
         write_dataset(stage, result.posts, result.users, manifest)
     return result
+
+
+def _check_media_outside(sources: dict[str, Path], out: Path) -> None:
+    """No video may lie inside the dataset directory being written: the new dataset replaces
+    it, so a copy or link would lose the only file (a symlink would point at itself)."""
+    target = out.resolve()
+    inside = [(post, path) for post, path in sources.items() if path.is_relative_to(target)]
+    if inside:
+        post, path = inside[0]
+        raise MishonError(
+            f"{len(inside)} video(s) lie inside the output directory {out} (post {post!r}: "
+            f"{path}), which this import replaces: import into another directory, or move the "
+            "videos out of it first"
+        )
 
 
 def _check_not_source(src: Path, base_dir: Path, out: Path) -> None:

@@ -25,8 +25,11 @@ Usage: python benchmarks/recommend.py [--known 2000000] [--graph-posts 200000]
 from __future__ import annotations
 
 import argparse
+import cProfile
 import itertools
 import json
+import pstats
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -227,6 +230,10 @@ def in_process(args: argparse.Namespace) -> dict:
         ranker.rank_new(post, k=10)
         if index >= 9:  # the first ten warm up
             latencies.append((time.perf_counter() - started) * 1000)
+    if args.profile:  # where the time goes, to standard error
+        profile = cProfile.Profile()
+        profile.runcall(lambda: [ranker.rank_new(post, k=10) for post in posts[1:]])
+        pstats.Stats(profile, stream=sys.stderr).sort_stats("cumulative").print_stats(30)
     recall = (
         neighbour_recall(ranker, posts[: args.recall_queries], settings)
         if ranker.known_.approximate
@@ -294,6 +301,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--recall-queries", type=int, default=50)
     parser.add_argument("--index", choices=["ivf", "hnsw"], default="ivf")
+    parser.add_argument("--profile", action="store_true", help="cProfile the rankings too")
     parser.add_argument("--ef-search", type=int, default=128)
     parser.add_argument("--exact-max", type=int, default=50_000)
     parser.add_argument("--nprobe", type=int, default=24)

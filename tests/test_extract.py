@@ -50,6 +50,23 @@ def extracted(tmp_path_factory: pytest.TempPathFactory, tiny_corpus: tuple[Path,
     return dataset
 
 
+def test_features_changed_after_extraction_are_caught(extracted: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from mishon.errors import MishonError
+
+    dataset = tmp_path / "ds"
+    shutil.copytree(extracted, dataset)
+    folder = modality_dir(dataset, "textual")
+    values = np.load(folder / "values.npy")
+    np.save(folder / "values.npy", values[::-1].copy())  # the rows reversed, same shape
+    problems = check_store(dataset, "textual", load(extracted, "textual").post_ids)
+    assert any("digest differs from the manifest's" in p for p in problems), problems
+    with pytest.raises(MishonError, match="were changed after extraction"):
+        load(dataset, "textual")
+    assert check_store(extracted, "textual", load(extracted, "textual").post_ids) == []
+
+
 def test_stores_cover_every_post_in_order(extracted: Path, tiny_corpus: tuple[Path, World]) -> None:
     _, world = tiny_corpus
     posts = read_posts(extracted)

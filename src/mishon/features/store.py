@@ -6,8 +6,10 @@ Layout of `DATASET/features/<modality>/`:
 - `status.npy` int8 [N]: 0 pending, 1 done, 2 failed;
 - `failures.jsonl`: one {"post_id", "error"} line per failed post (the last line of a post wins);
 - `manifest.json`: modality, extractor, model id, L, D, dtype, package versions, post ids,
-  and, once finished, counts of done / absent (no input, fully masked) / failed posts and
-  `content`, a digest of the three arrays (the store's fingerprint in later stages' lineage).
+  and, once finished, counts of done / absent (no input, fully masked) / failed posts,
+  `content`, a digest of the three arrays (the store's fingerprint in later stages' lineage),
+  and `sample`, a digest of 16 evenly spaced rows: every open recomputes it (arrays changed
+  after extraction are refused at once), `mishon features validate` the whole digest.
 
 Writes go to the values and mask first, are flushed, and only then is the status set: a crash
 at any point leaves rows either done and correct, or pending.
@@ -15,6 +17,7 @@ at any point leaves rows either done and correct, or pending.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -33,6 +36,7 @@ FEATURES_DIR = "features"
 PENDING, DONE, FAILED = 0, 1, 2
 MANIFEST = "manifest.json"
 ARRAYS = ("values.npy", "mask.npy", "status.npy")
+SAMPLED_ROWS = 16  # rows whose digest every open checks
 
 
 @dataclass(frozen=True)
@@ -181,7 +185,24 @@ class FeatureStore:
                 f"features in {folder} are unfinished ({pending} posts pending): "
                 "rerun `mishon extract`"
             )
+        recorded = store.manifest.get("sample")
+        if recorded is not None and recorded != store.sample_digest():
+            raise MishonError(
+                f"features in {folder} were changed after extraction (sampled rows differ from "
+                "the manifest's digest): run `mishon extract --overwrite` for this modality"
+            )
         return store
+
+    def sample_digest(self) -> dict[str, Any]:
+        """A digest of up to SAMPLED_ROWS evenly spaced rows (values, mask, status): cheap
+        enough for every open."""
+        n = len(self.status)
+        rows = np.unique(np.linspace(0, n - 1, min(n, SAMPLED_ROWS)).astype(np.int64))
+        hashed = hashlib.sha256()
+        for row in rows.tolist():
+            for array in (self.values, self.mask, self.status):
+                hashed.update(np.ascontiguousarray(array[row]).tobytes())
+        return {"rows": rows.tolist(), "digest": hashed.hexdigest()[:16]}
 
     def write(
         self, start: int, values: np.ndarray, mask: np.ndarray, failed: dict[int, str]
@@ -240,7 +261,12 @@ class FeatureStore:
         for array in (self.values, self.mask, self.status):
             array.flush()
         content = file_digest(*(self.folder / name for name in ARRAYS))
-        self.manifest.update(counts=counts, complete=counts["pending"] == 0, content=content)
+        self.manifest.update(
+            counts=counts,
+            complete=counts["pending"] == 0,
+            content=content,
+            sample=self.sample_digest(),
+        )
         write_json(self.manifest, self.folder / MANIFEST)
         if self.replaces is not None and self.manifest["complete"]:
             swap_in(self.folder, self.replaces)
@@ -335,6 +361,12 @@ def check_store(dataset: Path, modality: str, post_ids: list[str]) -> list[str]:
     counts = store.counts()
     if counts["pending"]:
         problems.append(f"{folder}: {counts['pending']} posts pending: rerun `mishon extract`")
+    recorded = store.manifest.get("content")
+    if recorded is not None and file_digest(*(folder / name for name in ARRAYS)) != recorded:
+        problems.append(
+            f"{folder}: the arrays' digest differs from the manifest's: they were changed "
+            "after extraction (rerun `mishon extract --overwrite`)"
+        )
     for start in range(0, n, 4096):
         values = np.asarray(store.values[start : start + 4096], dtype=np.float32)
         mask = np.asarray(store.mask[start : start + 4096])

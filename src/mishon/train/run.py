@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,7 @@ from mishon.lineage import (
     legacy_settings_digest,
     settings_digest,
 )
+from mishon.locks import exclusive_writer
 from mishon.model.inputs import ModelInputs, Vocabulary, build_inputs
 from mishon.model.network import MishonNetwork
 from mishon.train import distributed
@@ -167,13 +169,33 @@ def train_model(
 
     `stage` is told each stage's name, `progress` each epoch's figures, `steps` each
     mini-batch step, `notice` anything the user should read (a graph rebuilt because its
-    inputs changed).
+    inputs changed). Process 0 holds the run directory's lock (`locks.exclusive_writer`) while
+    it trains: a second writer is refused.
     """
+    processes = distributed.from_environment()
+    distributed.check_can_train(processes, settings.train.batch_size, out)
+    holds_lock = out is not None and processes.is_main  # process 0 writes the run
+    with exclusive_writer(out) if holds_lock else nullcontext():  # type: ignore[arg-type]
+        return _train_model(
+            dataset, settings, out, processes, resume, graph, stage, progress, notice, steps
+        )
+
+
+def _train_model(
+    dataset: Path,
+    settings: RunSettings,
+    out: Path | None,
+    processes: distributed.Processes,
+    resume: bool,
+    graph: HeteroGraph | None,
+    stage: StageFn | None,
+    progress: ProgressFn | None,
+    notice: StageFn | None,
+    steps: StepFn | None,
+) -> tuple[MishonNetwork, ModelInputs, SplitData, TrainState]:
     report = stage or (lambda _name: None)
     if settings.train.threads:
         torch.set_num_threads(settings.train.threads)
-    processes = distributed.from_environment()
-    distributed.check_can_train(processes, settings.train.batch_size, out)
     if out is not None and out.is_dir() and processes.is_main:
         for leftover in out.glob(".*.tmp"):  # files a killed run was writing: the run owns them
             leftover.unlink()

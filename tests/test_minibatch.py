@@ -30,9 +30,9 @@ def planted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
-def mini_batch(**train: object):  # type: ignore[no-untyped-def]
+def mini_batch(dropout: float = 0.0, **train: object):  # type: ignore[no-untyped-def]
     settings = small_settings(batch_size=24, fanouts=[3, 2], user_posts=4, **train)
-    settings.model.dropout = 0.0  # the comparisons below need the same computation
+    settings.model.dropout = dropout  # 0 where the comparisons need the same computation
     return settings
 
 
@@ -164,10 +164,15 @@ def torchrun(planted: Path, out: Path, processes: int, *extra: str) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
 
-def test_two_processes_train_what_one_process_trains(planted: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("dropout", [0.0, 0.5])
+def test_two_processes_train_what_one_process_trains(
+    planted: Path, tmp_path: Path, dropout: float
+) -> None:
+    """With dropout too: each post's mask is drawn from (seed, epoch, post), not from the
+    process's generator."""
     import yaml
 
-    settings = mini_batch(epochs=2, eval_every=1, patience=100)
+    settings = mini_batch(dropout, epochs=2, eval_every=1, patience=100)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(settings.model_dump(mode="json")))
     train_model(planted, settings, tmp_path / "one")
     torchrun(planted, tmp_path / "two", 2)
@@ -179,9 +184,8 @@ def test_two_processes_train_what_one_process_trains(planted: Path, tmp_path: Pa
     assert load_graph(tmp_path / "two").post_ids == load_graph(tmp_path / "one").post_ids
     # resumed in two processes from the two-process run's checkpoint, as one process would
     torchrun(planted, tmp_path / "two", 2, "--resume", "--epochs", "3")
-    train_model(
-        planted, mini_batch(epochs=3, eval_every=1, patience=100), tmp_path / "one", resume=True
-    )
+    again = mini_batch(dropout, epochs=3, eval_every=1, patience=100)
+    train_model(planted, again, tmp_path / "one", resume=True)
     one = load_file(str(tmp_path / "one" / "last.safetensors"))
     two = load_file(str(tmp_path / "two" / "last.safetensors"))
     for name, value in one.items():

@@ -57,6 +57,26 @@ def sage_conv(d: int, aggr: str) -> SAGEConv:
     return conv
 
 
+def _signed(value: int) -> int:
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+_GOLDEN, _MIX1, _MIX2 = (_signed(c) for c in (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9,
+                                                0x94D049BB133111EB))  # fmt: skip
+
+
+def keyed_uniform(seed: int, keys: torch.Tensor, width: int) -> torch.Tensor:
+    """Uniform values in [0, 1) [len(keys), width], each a function of (seed, key, column)
+    only (splitmix64's mixing on int64, which wraps): a post's draw does not depend on which
+    process, batch or position computes it."""
+    columns = torch.arange(width, device=keys.device, dtype=torch.int64)
+    x = keys.to(torch.int64)[:, None] * _GOLDEN + columns[None, :] + _signed(seed % (1 << 64))
+    for shift, multiplier in ((30, _MIX1), (27, _MIX2)):
+        x = (x ^ ((x >> shift) & ((1 << (64 - shift)) - 1))) * multiplier
+    x = x ^ ((x >> 31) & ((1 << 33) - 1))
+    return ((x >> 11) & ((1 << 53) - 1)).to(torch.float64).mul_(2.0**-53).to(torch.float32)
+
+
 class MishonNetwork(nn.Module):
     def __init__(
         self,
@@ -254,8 +274,13 @@ class MishonNetwork(nn.Module):
         modality_states: list[torch.Tensor],
         user_states: torch.Tensor,
         post_user: torch.Tensor | None = None,
+        dropout_keys: torch.Tensor | None = None,
+        dropout_seed: int = 0,
     ) -> torch.Tensor:
         """Fused post vectors from the refined modality vectors and the post's user vector.
+
+        While training, `dropout_keys` (the posts' graph indices) draw each post's dropout mask
+        from (`dropout_seed`, post) (`keyed_uniform`) instead of the process's generator.
 
         The dense layer over [modalities..., user] is applied block by block: no concatenated
         [N, 4d] copy, and the user block is computed once per user, then gathered by
@@ -267,17 +292,32 @@ class MishonNetwork(nn.Module):
             fused = fused[post_user]
         for states, block in zip(modality_states, blocks[:-1], strict=True):
             fused = fused + F.linear(states, block)
-        return self.dropout(F.relu(fused))
+        fused = F.relu(fused)
+        if self.training and dropout_keys is not None and self.settings.dropout > 0:
+            # each post's mask is a function of (seed, post) alone: the same in one process
+            # or in any number of data-parallel processes, whatever slice holds the post
+            keep = keyed_uniform(dropout_seed, dropout_keys, fused.shape[1]) >= self.dropout.p
+            return fused * keep.to(fused.dtype) / (1.0 - self.dropout.p)
+        return self.dropout(fused)
 
     def encode_sampled(
-        self, inputs: ModelInputs, batch: SampledBatch, label_scale: torch.Tensor | None = None
+        self,
+        inputs: ModelInputs,
+        batch: SampledBatch,
+        label_scale: torch.Tensor | None = None,
+        posts: torch.Tensor | None = None,
+        dropout_seed: int = 0,
     ) -> torch.Tensor:
         """Fused vectors [batch posts, d] of a batch's posts over its sampled
-        neighbourhood (mini-batch training: `sampling.NeighbourSampler`)."""
+        neighbourhood (mini-batch training: `sampling.NeighbourSampler`); `posts`, the batch's
+        posts, key their dropout masks (see `fuse`)."""
         states = self.sampled_node_inputs(inputs, batch, label_scale)
         for layer, hop in enumerate(batch.hops):
             states = self.layer_step(layer, states, hop.adjacency, hop.size)
-        return self.fuse([states[m] for m in self.modalities], states["user"], batch.post_user)
+        return self.fuse(
+            [states[m] for m in self.modalities], states["user"], batch.post_user, posts,
+            dropout_seed,
+        )  # fmt: skip
 
     def sampled_node_inputs(
         self, inputs: ModelInputs, batch: SampledBatch, label_scale: torch.Tensor | None

@@ -301,7 +301,8 @@ class Trainer:
         assert self.sampler is not None and self.settings.batch_size is not None
         processes, device = self.processes, self.inputs.device
         shared = torch.Generator().manual_seed(epoch_seed(self.settings.seed, epoch))
-        torch.manual_seed(epoch_seed(self.settings.seed, epoch, processes.rank + 1))  # dropout
+        torch.manual_seed(epoch_seed(self.settings.seed, epoch, processes.rank + 1))  # others
+        dropout_seed = epoch_seed(self.settings.seed, epoch, 1 << 20)  # per post, all processes
         label_scale, loss_positions = label_split(
             self.network, self.positions, self.inputs.num_posts, shared
         )
@@ -316,7 +317,9 @@ class Trainer:
             summed = torch.zeros((), device=device)
             if len(mine):
                 batch = self.sampler.sample(mine, epoch).to(device)
-                fused = self.network.encode_sampled(self.inputs, batch, label_scale)
+                fused = self.network.encode_sampled(
+                    self.inputs, batch, label_scale, mine, dropout_seed
+                )
                 summed = self.network.summed_loss(fused, self.inputs, mine, chunk)
                 (summed / len(step)).backward()
             summed = sum_gradients(processes, parameters, summed.detach())

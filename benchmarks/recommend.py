@@ -39,10 +39,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from evidence_index import exact_content
 from memory import PeakRss
 from mishon.config import EvidenceIndexSettings, EvidenceSettings, RunSettings
 from mishon.data.split_data import SplitData
 from mishon.graph.build import HeteroGraph
+from mishon.recommenders.evidence import Query
 from mishon.recommenders.hashtag_side import HashtagEncoder
 from mishon.recommenders.inductive import NewPost
 from mishon.recommenders.live import LiveMishon
@@ -161,18 +163,10 @@ def neighbour_recall(ranker: LiveMishon, posts: list[NewPost], settings: Evidenc
         model_recall.append(len(set(found.tolist()) & set(truth.tolist())) / len(truth))
         exact_best = float(np.sort(similarity)[::-1][: len(truth)].sum())
         model_ratio.append(float((known.fused[found] @ query).sum()) / exact_best)
-        from mishon.recommenders.evidence import Query
 
         asked = Query(query, placed.content, None, {})
         found = known.nearest_content([asked], settings.content_neighbours)[0][0]
-        total = np.zeros(len(searchable), np.float32)
-        shared = np.zeros(len(searchable), np.float32)
-        for (vectors, present), (vector, has) in zip(known.content, placed.content, strict=True):
-            if has:
-                both = present[searchable].astype(np.float32)
-                total += (vectors[searchable] @ vector) * both
-                shared += both
-        mean = np.where(shared > 0, total / np.maximum(shared, 1), -np.inf)
+        mean = exact_content(known, asked, searchable)
         truth = searchable[np.argsort(-mean)[: settings.content_neighbours]]
         content_recall.append(len(set(found.tolist()) & set(truth.tolist())) / len(truth))
         got = mean[np.searchsorted(searchable, found)].sum()  # searchable is sorted

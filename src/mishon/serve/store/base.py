@@ -79,6 +79,14 @@ def units_to_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def unit_rows(post_id: str, units: Units | None) -> list[tuple[str, str, bytes, bytes]]:
+    """A post's units as rows of the units table: (post_id, modality, values, mask)."""
+    return [
+        (post_id, modality, units_to_bytes(values), units_to_bytes(mask))
+        for modality, (values, mask) in (units or {}).items()
+    ]
+
+
 def _array(blob: bytes) -> np.ndarray:
     return np.load(io.BytesIO(bytes(blob)), allow_pickle=False)
 
@@ -106,12 +114,12 @@ def read_units(modality: str, values: bytes, mask: bytes) -> tuple[np.ndarray, n
 
 
 def assemble(
-    rows: Sequence[tuple[Any, ...]], unit_rows: Sequence[tuple[Any, ...]]
+    rows: Sequence[tuple[Any, ...]], unit_records: Sequence[tuple[Any, ...]]
 ) -> list[StoredPost | DamagedRecord]:
     """Posts (seq, post_id, user_id, caption, hashtags, created_at) with their unit rows
     (post_id, modality, units, mask), each read back or reported damaged."""
     units: dict[str, list[tuple[str, bytes, bytes]]] = {}
-    for post_id, modality, values, mask in unit_rows:
+    for post_id, modality, values, mask in unit_records:
         units.setdefault(post_id, []).append((modality, values, mask))
     out: list[StoredPost | DamagedRecord] = []
     for seq, post_id, user_id, caption, hashtags, created_at in rows:

@@ -31,7 +31,7 @@ from mishon.serve.store.base import (
     check_version,
     new_post_id,
     now,
-    units_to_bytes,
+    unit_rows,
 )
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -167,10 +167,7 @@ class PostgresStore(RecordStore):
             with db.cursor() as cursor:
                 cursor.executemany(
                     "INSERT INTO units VALUES (%s, %s, %s, %s)",
-                    [
-                        (post_id, modality, units_to_bytes(values), units_to_bytes(mask))
-                        for modality, (values, mask) in (units or {}).items()
-                    ],
+                    unit_rows(post_id, units),
                 )
             return int(row[0])
 
@@ -195,8 +192,8 @@ class PostgresStore(RecordStore):
             ).fetchall()
             return rows, units
 
-        rows, unit_rows = self._run(read)
-        return assemble(rows, unit_rows)
+        rows, stored_units = self._run(read)
+        return assemble(rows, stored_units)
 
     def count(self) -> int:
         return self._run(lambda db: int(db.execute("SELECT COUNT(*) FROM posts").fetchone()[0]))

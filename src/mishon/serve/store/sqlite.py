@@ -30,7 +30,7 @@ from mishon.serve.store.base import (
     check_version,
     new_post_id,
     now,
-    units_to_bytes,
+    unit_rows,
 )
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -121,10 +121,7 @@ class SQLiteStore(RecordStore):
                 )
                 self._db.executemany(
                     "INSERT INTO units VALUES (?, ?, ?, ?)",
-                    [
-                        (post_id, modality, units_to_bytes(values), units_to_bytes(mask))
-                        for modality, (values, mask) in (units or {}).items()
-                    ],
+                    unit_rows(post_id, units),
                 )
                 seq = int(cursor.lastrowid or 0)
         except sqlite3.IntegrityError:
@@ -144,12 +141,12 @@ class SQLiteStore(RecordStore):
             ).fetchall()
             if not rows:
                 return []
-            unit_rows = self._db.execute(
+            stored_units = self._db.execute(
                 "SELECT u.post_id, u.modality, u.units, u.mask FROM units u "
                 "JOIN posts p ON p.post_id = u.post_id WHERE p.rowid > ? AND p.rowid <= ?",
                 (seq, rows[-1][0]),
             ).fetchall()
-        return assemble(rows, unit_rows)
+        return assemble(rows, stored_units)
 
     def count(self) -> int:
         with self._lock:

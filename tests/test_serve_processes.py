@@ -112,3 +112,21 @@ def test_workers_share_recorded_posts_and_sighup_replaces_them_without_failures(
     lines = [json.loads(x) for x in output.splitlines() if x.startswith("{")]
     assert any(line.get("endpoint") == "/v1/posts" and line["status"] == 201 for line in lines)
     assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in tiny_run.iterdir())
+    assert (tmp_path / "state" / "tmp").is_dir()  # the workers' temporary files go there
+
+
+def test_a_serving_process_keeps_its_temporary_files_in_its_state_folder(
+    tmp_path: Path,
+) -> None:
+    import tempfile
+
+    from mishon.serve.service import keep_temporary_files_in
+
+    saved = tempfile.tempdir
+    try:
+        folder = keep_temporary_files_in(tmp_path / "state")
+        with tempfile.SpooledTemporaryFile(max_size=10) as spooled:
+            spooled.write(b"x" * 100)  # rolled over to a file: in the state folder
+            assert tempfile.gettempdir() == str(folder) == str(tmp_path / "state" / "tmp")
+    finally:
+        tempfile.tempdir = saved

@@ -165,9 +165,10 @@ def serve(
     import torch
 
     from mishon.serve.app import create_app
-    from mishon.serve.service import HashtagService
+    from mishon.serve.service import HashtagService, keep_temporary_files_in, state_dir_of
 
     torch.set_num_threads(settings.torch_threads)
+    keep_temporary_files_in(state_dir_of(run, settings))
     with status("loading the run"):
         service = HashtagService(run, settings, dataset)
     signal.signal(signal.SIGHUP, lambda *_: _reload_in_background(service))

@@ -61,7 +61,7 @@ from mishon.serve.schemas import (
     ReloadAnswer,
     ReloadRequest,
 )
-from mishon.serve.service import HashtagService
+from mishon.serve.service import HashtagService, keep_temporary_files_in, state_dir_of
 from mishon.serve.store import DuplicatePost, StoreUnavailable
 
 WORKER_SPEC = "MISHON_SERVE_WORKER"  # what `mishon serve --workers N` hands its workers
@@ -333,5 +333,6 @@ def worker_app() -> FastAPI:
     torch.set_num_threads(settings.torch_threads)
     GuardedH11Protocol.configure(settings.header_timeout_s, settings.max_connections_per_client)
     dataset = Path(spec["dataset"]) if spec["dataset"] else None
+    keep_temporary_files_in(state_dir_of(Path(spec["run"]), settings))
     service = HashtagService(Path(spec["run"]), settings, dataset)
     return create_app(service, owns_service=True)

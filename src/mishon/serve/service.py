@@ -24,6 +24,7 @@ import logging
 import os
 import socket
 import sqlite3
+import tempfile
 import threading
 import time
 import weakref
@@ -53,6 +54,16 @@ log = logging.getLogger("mishon.serve")
 def state_dir_of(run: Path, settings: ServeSettings) -> Path:
     """The service's own folder: `settings.state_dir`, else serve-state/ beside the run."""
     return settings.state_dir or run.resolve().parent / "serve-state"
+
+
+def keep_temporary_files_in(state_dir: Path) -> Path:
+    """Make this process's temporary files (an upload over 1 MB is spooled to one while its
+    request is parsed) go to `state_dir/tmp` rather than the system's folder; for a process
+    that only serves (`mishon serve`, each `--workers` process)."""
+    folder = state_dir / "tmp"
+    folder.mkdir(parents=True, exist_ok=True)
+    tempfile.tempdir = str(folder)
+    return folder
 
 
 def store_url_of(run: Path, settings: ServeSettings) -> str:

@@ -1,13 +1,15 @@
 """Benchmark: the evidence index against the exact scan on a real run's known posts.
 
 Loads RUN, makes every labelled post of its dataset known (as the service does), and for
-`--queries` test posts (their fused vectors and pooled content, each query's own row left out)
+`--queries` posts of `--part` (valid by default: settings are chosen on validation posts;
+their fused vectors and pooled content, each query's own row left out)
 compares the nearest known posts the index finds (`--kind`, `--nprobe`, `--ef-search`) with the
 exact scan: recall of the `neighbours` nearest in the model's space and the
 `content_neighbours` nearest in content, the share of the exact neighbours' summed similarity
 the found ones keep, and the time per search.
 
-Usage: python benchmarks/evidence_index.py RUN [--queries 500] [--kind ivf|hnsw]
+Usage: python benchmarks/evidence_index.py RUN [--queries 500] [--part valid|test]
+       [--kind ivf|hnsw] [--nprobe 24] [--ef-search 128]
 """
 
 from __future__ import annotations
@@ -45,8 +47,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
     parser.add_argument("--queries", type=int, default=500)
+    parser.add_argument("--part", choices=["valid", "test"], default="valid")
     parser.add_argument("--kind", choices=["ivf", "hnsw"], default="ivf")
-    parser.add_argument("--nprobe", type=int, default=24)
+    parser.add_argument("--nprobe", type=int, default=EvidenceIndexSettings().nprobe)
     parser.add_argument("--ef-search", type=int, default=128)
     args = parser.parse_args()
     index = EvidenceIndexSettings(
@@ -60,9 +63,9 @@ def main() -> None:
     ranker.know_dataset()
     known = ranker.known_
     rng = np.random.default_rng(0)
-    tests = np.flatnonzero(np.asarray(loaded.data.posts["split"] == "test"))
-    tests = tests[known.known[tests] & known.placed[tests]]
-    chosen = rng.choice(tests, size=min(args.queries, len(tests)), replace=False)
+    part = np.flatnonzero(np.asarray(loaded.data.posts["split"] == args.part))
+    part = part[known.known[part] & known.placed[part]]
+    chosen = rng.choice(part, size=min(args.queries, len(part)), replace=False)
     searchable = np.flatnonzero(known.known[: known.size] & known.placed[: known.size])
     clock = time.perf_counter()
     known.nearest_fused(known.fused[chosen[:1]], 1)  # builds the indexes
@@ -93,6 +96,7 @@ def main() -> None:
                 "run": str(args.run),
                 "known_posts": len(searchable),
                 "queries": len(chosen),
+                "part": args.part,
                 "index": index.model_dump(),
                 "build_s": round(build_s, 2),
                 "search_ms_p50": round(float(np.median(seconds)) * 1000, 3),

@@ -298,7 +298,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile the rankings too")
     parser.add_argument("--ef-search", type=int, default=128)
     parser.add_argument("--exact-max", type=int, default=50_000)
-    parser.add_argument("--nprobe", type=int, default=24)
+    parser.add_argument("--nprobe", type=int, default=EvidenceIndexSettings().nprobe)
     parser.add_argument("--threads", type=int, default=1, help="torch / faiss threads, queries")
     parser.add_argument("--build-threads", type=int, default=2, help="... building the indexes")
     parser.add_argument("--end-to-end", action="store_true", help="also time a real clip")

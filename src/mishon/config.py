@@ -602,7 +602,12 @@ class EvidenceIndexSettings(Settings):
     nlist: int | None = Field(
         None, ge=1, description="IVF lists; None: sqrt of the known posts when it is built"
     )
-    nprobe: int = Field(24, ge=1, description="IVF lists searched per query")
+    nprobe: int = Field(
+        64,
+        ge=1,
+        description="IVF lists searched per query (64: the least of 24, 48, 64, 96 whose "
+        "neighbour recall on #HowYouTagTweets' validation posts reached 0.95, docs/benchmarks.md)",
+    )
     candidates: int = Field(
         4,
         ge=1,

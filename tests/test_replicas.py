@@ -238,3 +238,30 @@ def test_a_json_body_a_batch_and_typed_answers_in_the_schema(service: HashtagSer
         assert {"multipart/form-data", "application/json"} <= set(bodies)
         ranked = schema["components"]["schemas"]["RankedHashtag"]["properties"]
         assert ranked["score"]["type"] == "number"
+
+
+def test_posts_the_service_kept_in_the_run_directory_are_carried_into_the_store(
+    runs: Path, tmp_path: Path
+) -> None:
+    """RUN/service.sqlite as 0.1.0 wrote it, one post with a caption and no units kept: copied
+    into the empty store, its caption extracted, the run directory only read."""
+    run = tmp_path / "old-run"
+    shutil.copytree(runs / "run", run)
+    legacy = sqlite3.connect(run / "service.sqlite")
+    legacy.executescript(
+        "CREATE TABLE posts (post_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, caption TEXT, "
+        "hashtags TEXT NOT NULL, created_at REAL NOT NULL);"
+        "CREATE TABLE units (post_id TEXT NOT NULL, modality TEXT NOT NULL, units BLOB NOT "
+        "NULL, mask BLOB NOT NULL, PRIMARY KEY (post_id, modality));"
+        """INSERT INTO posts VALUES ('old1', 'ivy', 'a sunny beach day', '["legacytag"]', 1.0);"""
+    )
+    legacy.commit()
+    legacy.close()
+    before = (run / "service.sqlite").read_bytes()
+    service = HashtagService(run, ServeSettings(state_dir=tmp_path / "state"))
+    try:
+        assert service.store.count() == 1 and service.live.known_.uses["legacytag"] == 1
+        assert service.live.known_.placed[service.live.known_.size - 1]  # placed by its caption
+        assert (run / "service.sqlite").read_bytes() == before
+    finally:
+        service.close()

@@ -196,7 +196,7 @@ class HashtagService:
         taken = 0
         while batch := self.store.since(model.applied, FOLLOW_BATCH):
             for record in batch:
-                units = self._stored_units(record) if isinstance(record, StoredPost) else {}
+                units = self._stored_units(model, record) if isinstance(record, StoredPost) else {}
                 with model.lock:
                     if record.seq <= model.applied:
                         continue  # another thread took it in meanwhile
@@ -231,10 +231,10 @@ class HashtagService:
         model.served.ranker.add(NewPost(units, record.user_id), record.hashtags)
         return record
 
-    def _stored_units(self, record: StoredPost) -> Units:
+    def _stored_units(self, model: LoadedModel, record: StoredPost) -> Units:
         if record.units or not (record.caption and record.caption.strip()):
             return record.units
-        return self._units(record.caption)  # kept before units were: extracted again
+        return self._units(record.caption, model)  # kept before units were: extracted again
 
     def _follow(self) -> None:
         while not self._stop.wait(self.settings.follow_s):
@@ -258,11 +258,11 @@ class HashtagService:
 
     # ----------------------------------------------------------------- requests
 
-    def _units(self, caption: str | None) -> Units:
+    def _units(self, caption: str | None, model: LoadedModel | None = None) -> Units:
         if not (caption and caption.strip()):
             return {}
         with self._extracting:
-            return self.featurizer.featurize(None, caption)[0]
+            return (model or self.model).served.featurizer.featurize(None, caption)[0]
 
     def health(self) -> dict[str, Any]:
         model = self.model

@@ -34,8 +34,10 @@ from typing import Any
 
 from mishon.config import ServeSettings
 from mishon.errors import MishonError
+from mishon.recommend.featurize import PostFeaturizer
 from mishon.recommend.served import ServedRun, load_served
 from mishon.recommenders.inductive import NewPost
+from mishon.recommenders.live import LiveMishon
 from mishon.serve.store import (
     DamagedRecord,
     RecordStore,
@@ -105,7 +107,13 @@ class HashtagService:
     ) -> None:
         self.settings = settings
         self.state_dir = state_dir_of(run, settings)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise MishonError(
+                f"cannot create the service's state folder {self.state_dir} ({exc.strerror}): "
+                "pass --state-dir (or MISHON_STATE_DIR) to a folder this process may write"
+            ) from None
         self.store = store or open_store(store_url_of(run, settings))
         self.damaged: dict[int, DamagedRecord] = {}
         self.reloads = 0
@@ -135,11 +143,11 @@ class HashtagService:
         return self.model.served
 
     @property
-    def live(self) -> Any:
+    def live(self) -> LiveMishon:
         return self.model.served.ranker
 
     @property
-    def featurizer(self) -> Any:
+    def featurizer(self) -> PostFeaturizer:
         return self.model.served.featurizer
 
     @property

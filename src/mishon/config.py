@@ -275,13 +275,13 @@ def environment_settings(
         if variable not in environ:
             continue
         text = environ[variable]
-        if info.annotation in (str, "str") or _is_text(info.annotation):
+        if _is_text(info.annotation):
             found[name] = text
             continue
         try:
             found[name] = yaml.safe_load(text) if text.strip() else None
         except yaml.YAMLError:
-            found[name] = text  # validated below, with the variable's name in the error
+            found[name] = text  # refused by validation, which names the key
     return found
 
 

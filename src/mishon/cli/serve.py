@@ -110,9 +110,8 @@ def serve(
     import uvicorn
 
     from mishon.config import ServeSettings
+    from mishon.serve.app import prepare_serving_process
     from mishon.serve.guards import is_loopback
-    from mishon.serve.observe import log_json_lines
-    from mishon.serve.protocol import GuardedH11Protocol
 
     settings = load_settings(
         ServeSettings,
@@ -135,8 +134,7 @@ def serve(
             "MISHON_TOKEN, and put the service behind TLS (README, 'Exposing the service').",
             highlight=False,
         )
-    log_json_lines()
-    GuardedH11Protocol.configure(settings.header_timeout_s, settings.max_connections_per_client)
+    prepare_serving_process(run, settings)
     common = {
         "host": settings.host,
         "port": settings.port,
@@ -162,13 +160,9 @@ def serve(
             **common,
         )
         return
-    import torch
-
     from mishon.serve.app import create_app
-    from mishon.serve.service import HashtagService, keep_temporary_files_in, state_dir_of
+    from mishon.serve.service import HashtagService
 
-    torch.set_num_threads(settings.torch_threads)
-    keep_temporary_files_in(state_dir_of(run, settings))
     with status("loading the run"):
         service = HashtagService(run, settings, dataset)
     signal.signal(signal.SIGHUP, lambda *_: _reload_in_background(service))

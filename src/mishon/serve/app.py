@@ -129,10 +129,7 @@ def create_app(service: HashtagService, owns_service: bool = False) -> FastAPI:
         docs_url=None,  # FastAPI's pages load scripts from a CDN; /docs below needs none
         redoc_url=None,
     )
-    endpoints = ("/", "/docs", "/openapi.json", "/v1/health", "/v1/recommend", "/v1/posts",
-                 "/v1/recommend/batch", "/v1/admin/reload", "/healthz", "/readyz",
-                 "/metrics")  # fmt: skip
-    metrics = ServiceMetrics(service, endpoints)
+    metrics = ServiceMetrics(service)
     upload_limit = int(settings.max_upload_mb * 2**20) + FORM_OVERHEAD
     json_limit = int(settings.max_json_kb * 2**10)
     app.add_middleware(
@@ -211,7 +208,7 @@ def create_app(service: HashtagService, owns_service: bool = False) -> FastAPI:
             detail = f"reload refused, still serving {service.run.name}: {exc}"
             raise HTTPException(422, detail) from None
 
-    def check_post(caption: str | None, user_id: str | None, k: int) -> str | None:
+    def check_request(caption: str | None, user_id: str | None, k: int) -> str | None:
         """The user id, once the caption, user and k are checked (422 otherwise)."""
         if not 1 <= k <= settings.max_k:
             raise HTTPException(422, f"k: must be between 1 and {settings.max_k}")
@@ -251,7 +248,7 @@ def create_app(service: HashtagService, owns_service: bool = False) -> FastAPI:
             except ValidationError as exc:
                 raise HTTPException(422, _validation_detail(exc)) from None
             video, caption, user_id, k = None, post.caption, post.user_id, post.k
-        user = check_post(caption, user_id, k)
+        user = check_request(caption, user_id, k)
         if video is not None and not video.filename and not video.size:
             video = None  # an empty file field of an HTML form
         if video is None and not (caption and caption.strip()):
@@ -272,7 +269,7 @@ def create_app(service: HashtagService, owns_service: bool = False) -> FastAPI:
         results = []
         for post in batch.posts:
             try:
-                user = check_post(post.caption, post.user_id, post.k)
+                user = check_request(post.caption, post.user_id, post.k)
                 if not post.caption.strip():
                     raise HTTPException(422, "caption: empty")
                 results.append(BatchItem(answer=await answer(None, post.caption, user, post.k)))
@@ -308,6 +305,7 @@ def create_app(service: HashtagService, owns_service: bool = False) -> FastAPI:
             raise HTTPException(409, str(exc)) from None
         return {"post_id": post_id, "user_id": post.user_id, "hashtags": hashtags}
 
+    metrics.endpoints = frozenset(route.path for route in app.routes)  # bounded labels
     return app
 
 
@@ -323,16 +321,23 @@ def worker_spec(run: Path, dataset: Path | None, settings: ServeSettings) -> str
     )
 
 
-def worker_app() -> FastAPI:
-    """The application of one `mishon serve --workers N` process (a uvicorn factory)."""
+def prepare_serving_process(run: Path, settings: ServeSettings) -> None:
+    """What a process that serves sets up before it loads the run (`mishon serve`, and each
+    `--workers` process, which is spawned and inherits none of it): JSON log lines, torch
+    threads, the connection guards' limits, temporary files in the state folder."""
     import torch
 
-    log_json_lines()  # a spawned process: the parent's logging set-up is not inherited
-    spec = json.loads(os.environ[WORKER_SPEC])
-    settings = ServeSettings.model_validate(spec["settings"])
+    log_json_lines()
     torch.set_num_threads(settings.torch_threads)
     GuardedH11Protocol.configure(settings.header_timeout_s, settings.max_connections_per_client)
+    keep_temporary_files_in(state_dir_of(run, settings))
+
+
+def worker_app() -> FastAPI:
+    """The application of one `mishon serve --workers N` process (a uvicorn factory)."""
+    spec = json.loads(os.environ[WORKER_SPEC])
+    settings = ServeSettings.model_validate(spec["settings"])
+    run = Path(spec["run"])
+    prepare_serving_process(run, settings)
     dataset = Path(spec["dataset"]) if spec["dataset"] else None
-    keep_temporary_files_in(state_dir_of(Path(spec["run"]), settings))
-    service = HashtagService(Path(spec["run"]), settings, dataset)
-    return create_app(service, owns_service=True)
+    return create_app(HashtagService(run, settings, dataset), owns_service=True)

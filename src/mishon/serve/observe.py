@@ -32,9 +32,9 @@ request_log = logging.getLogger("mishon.serve.requests")
 class ServiceMetrics:
     """The service's Prometheus registry (one per app, so several apps never share one)."""
 
-    def __init__(self, service: HashtagService, endpoints: Iterable[str]) -> None:
+    def __init__(self, service: HashtagService) -> None:
         self.registry = CollectorRegistry()
-        self.endpoints = frozenset(endpoints)
+        self.endpoints: frozenset[str] = frozenset()  # the app's routes, set once they exist
         self.requests = Counter(
             "mishon_requests",
             "HTTP requests answered, by endpoint and status",

@@ -11,10 +11,11 @@ from typer.testing import CliRunner
 
 from mishon.cli import app
 from mishon.config import ImportSettings
-from mishon.data.importers import import_dataset, parse_count, parse_mapping, parse_timestamp
+from mishon.data.importers import import_dataset, parse_mapping
 from mishon.data.stats import dataset_stats
 from mishon.data.store import read_posts, read_users
 from mishon.data.validate import validate_dataset
+from mishon.data.values import parse_count, parse_timestamp
 from mishon.errors import FieldError, InputError, MishonError
 
 from .conftest import SHARED_DATA
@@ -98,12 +99,13 @@ def test_missing_column_names_file_and_column(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("row", "field", "message"),
     [
-        ("a1,u,t,x,2026-01-01,1,1", "id", "post_id 'a1' already used at line 2"),
+        ("a1,u,t,y,2026-01-01,1,1", "id", "'a1' already used at line 2, with another hashtags"),
         ("b,u,t,\"['x', 2]\",2026-01-01,1,1", "tags", "non-string item 2"),
         ("b,u,t,[oops,2026-01-01,1,1", "tags", "cannot parse hashtag list"),
         ("b,u,t,x,2026-01-01,-3,1", "likes", "must be >= 0, got -3"),
-        ("b,u,t,x,2026-01-01,12k,1", "likes", "expected an integer >= 0, got '12k'"),
-        ("b,u,t,x,2026-01-01,1,1.5", "fans", "expected an integer >= 0, got '1.5'"),
+        ("b,u,t,x,2026-01-01,12q,1", "likes", "(like 1633, 1,633 or 12.7M), got '12q'"),
+        ("b,u,t,x,2026-01-01,1,1.5", "fans", "'1.5' is not a whole number"),
+        ("b,u,t,x,2026-01-01,1.2345K,1", "likes", "'1.2345K' is not a whole number"),
         ("b,u,t,x,yesterday,1,1", "time", "'yesterday' is relative"),
         ("b,,t,x,2026-01-01,1,1", "author", "is empty"),
         ("b,u,t,x,2026-01-01,1", None, "has 6 cells, the header 7"),

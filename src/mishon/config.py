@@ -54,11 +54,15 @@ MAPPABLE_FIELDS: tuple[str, ...] = (
     "hashtags",
     "video",
     "created_at",
+    "sound",  # the sound's title or id (data.sounds)
+    "duration",  # the clip's length: seconds or mm:ss
     "likes",  # the engagement counts (data.schema.ENGAGEMENT_FIELDS; tested equal)
     "comments",
     "shares",
     "views",
-    "followers",
+    "followers",  # the author's counters (data.schema.USER_COUNTER_FIELDS; tested equal)
+    "total_likes",
+    "total_posts",
     "split",
 )
 
@@ -87,6 +91,11 @@ class ImportSettings(Settings):
         False,
         description="accept video paths that resolve outside the source's folder "
         "(absolute, '..' or symlinks leading out)",
+    )
+    original_sound_titles: list[str] = Field(
+        default_factory=list,
+        description="sound titles that mean the author's own audio, beside the built-in ones "
+        "(data.sounds): each becomes one sound per author",
     )
 
     @field_validator("mapping")

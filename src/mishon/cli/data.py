@@ -23,7 +23,11 @@ from mishon.errors import InputError
 @reports_errors
 def data_import(
     src: Annotated[
-        Path, typer.Argument(help="Source file (csv/tsv/jsonl) or folder (howyoutagtweets).")
+        list[Path],
+        typer.Argument(
+            help="Source file(s) (csv/tsv/jsonl: several of one layout import together) or "
+            "folder (howyoutagtweets)."
+        ),
     ],
     out: Annotated[Path, typer.Argument(help="Dataset directory to create.")],
     format: Annotated[
@@ -35,9 +39,18 @@ def data_import(
             "--map",
             help="FIELD=COLUMN pairs, comma separated, e.g. post_id=id,user_id=author,caption=text,"
             "hashtags=tags,created_at=time (fields: post_id user_id caption hashtags video "
-            "created_at likes comments shares views followers split).",
+            "created_at sound duration likes comments shares views followers total_likes "
+            "total_posts split).",
         ),
     ] = "",
+    original_sound: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--original-sound",
+            help="A sound title meaning the author's own audio, beside the built-in ones "
+            "('original sound' in 33 languages); repeatable.",
+        ),
+    ] = None,
     skip_bad: Annotated[
         bool, typer.Option("--skip-bad", help="Import the good rows, list the bad ones.")
     ] = False,
@@ -77,13 +90,21 @@ def data_import(
             "media": media,
             "encoding": encoding,
             "allow_outside_media": allow_outside_media,
+            "original_sound_titles": original_sound or [],
         },
     )
-    with status(f"importing {src}"):
+    named = str(src[0]) if len(src) == 1 else f"{len(src)} sources"
+    with status(f"importing {named}"):
         result = import_dataset(src, out, settings, overwrite=overwrite)
+    merged = f", {result.merged} repeated record(s) of a post merged" if result.merged else ""
     console.print(
-        f"imported [bold]{len(result.posts)}[/] posts of {result.records_read} records into {out}"
+        f"imported [bold]{len(result.posts)}[/] posts of {result.records_read} records into "
+        f"{out}{merged}"
     )
+    if result.hashtags_cut:
+        console.print(
+            f"{result.hashtags_cut} hashtag(s) ended at a space inside a list item (kept up to it)"
+        )
     if result.problems:
         table = Table(
             title=f"skipped {len(result.problems)} record(s); details in "
@@ -153,8 +174,13 @@ def data_stats(
         ),
         ("posts with video", f"{stats['media']['with_video']:,}"),
         ("posts with caption", f"{stats['media']['with_caption']:,}"),
+        (
+            "posts with a sound",
+            f"{stats['media']['with_sound']:,} ({stats['media']['sounds']:,} sounds)",
+        ),
+        ("posts with a duration", f"{stats['media']['with_duration']:,}"),
         ("engagement fields", ", ".join(stats["engagement_fields"]) or "none"),
-        ("follower counts", "yes" if stats["followers"] else "no"),
+        ("author counters", ", ".join(stats["user_counters"]) or "none"),
     ]
     if stats["time_range"]:
         tr = stats["time_range"]

@@ -9,7 +9,10 @@ Rules (documented in docs/design.md):
   '_', with at least one letter; it must not follow a letter, digit, '&' or '/' (so `a#b`,
   `&#39;` and URL fragments are not hashtags), except directly after another hashtag, so that
   `#a#b` gives `a` and `b`;
-- digit-only tags (`#1`) are not hashtags and stay in the text, as on the big platforms.
+- digit-only tags (`#1`) are not hashtags and stay in the text, as on the big platforms;
+- an item of a hashtag list ends at its first whitespace (any Unicode space: the app ends a
+  hashtag there, so `'PaTiChallenge\xa0on'` is `patichallenge`); a separated string is split at
+  whitespace anyway.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import json
 import math
 import unicodedata
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import regex
 
@@ -99,26 +103,43 @@ def extract_from_caption(caption: str) -> tuple[str, list[str]]:
     return text, normalize_hashtags(tags)
 
 
+@dataclass(frozen=True)
+class ParsedHashtags:
+    """A hashtag field read: the normalised tags, and how many list items ended at whitespace."""
+
+    tags: list[str]
+    cut: int = 0
+
+
 def parse_hashtag_field(
     value: object, field: str = "hashtags", separator: str | None = None
 ) -> list[str]:
+    """The normalised hashtags of a hashtag field (see parse_hashtag_list)."""
+    return parse_hashtag_list(value, field, separator).tags
+
+
+def parse_hashtag_list(
+    value: object, field: str = "hashtags", separator: str | None = None
+) -> ParsedHashtags:
     """Parse a hashtag field into a normalised list.
 
     Accepts a list/tuple/array of strings, a JSON list string ('["a", "b"]'), a Python-style
     list string ("['a', 'b']"), or a separated string ("a, b", "#a #b", "a|b"). Missing values
-    (None, NaN, "") give an empty list. Raises FieldError (reason "unparseable hashtags")
-    when the value cannot be read as hashtags.
+    (None, NaN, "") give an empty list. A list item ends at its first whitespace. Raises
+    FieldError (reason "unparseable hashtags") when the value cannot be read as hashtags.
     """
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return []
+        return ParsedHashtags([])
     items: Sequence[object]
+    listed = True
     if isinstance(value, str):
         text = value.strip()
         if not text:
-            return []
+            return ParsedHashtags([])
         if text.startswith("["):
             items = _parse_list_literal(text, field)
         else:
+            listed = False
             items = (
                 text.split(separator) if separator is not None else DEFAULT_SEPARATORS.split(text)
             )
@@ -137,8 +158,13 @@ def parse_hashtag_field(
             raise FieldError(
                 field, "unparseable hashtags", f"hashtag list holds a non-string item {item!r}"
             )
+    cut = 0
+    if listed:
+        words = [_SPACES.split(item.strip(), maxsplit=1) for item in items]  # type: ignore[union-attr]
+        cut = sum(len(w) > 1 for w in words)
+        items = [w[0] for w in words]
     try:
-        return normalize_hashtags(items)  # type: ignore[arg-type]
+        return ParsedHashtags(normalize_hashtags(items), cut)  # type: ignore[arg-type]
     except ValueError as exc:
         raise FieldError(field, "unparseable hashtags", str(exc)) from None
 

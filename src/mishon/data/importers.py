@@ -18,7 +18,7 @@ import os
 import re
 import shutil
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,9 +28,17 @@ import pandas as pd
 
 from mishon import __version__
 from mishon.config import MAPPABLE_FIELDS, ImportSettings
-from mishon.data.hashtags import extract_from_caption, parse_hashtag_field
-from mishon.data.schema import ENGAGEMENT_FIELDS, MEDIA_DIR, VIDEO_EXTENSIONS
+from mishon.data.hashtags import extract_from_caption, parse_hashtag_list
+from mishon.data.schema import ENGAGEMENT_FIELDS, MEDIA_DIR, USER_COUNTER_FIELDS, VIDEO_EXTENSIONS
+from mishon.data.sounds import SoundNamer
 from mishon.data.store import building_dir, write_dataset, write_json
+from mishon.data.values import (
+    parse_count,
+    parse_duration,
+    parse_timestamp,
+    required_id,
+    text_value,
+)
 from mishon.errors import FieldError, InputError, MishonError, Problem
 
 SPLIT_ALIASES = {
@@ -65,6 +73,8 @@ class ImportResult:
     users: pd.DataFrame | None
     problems: list[Problem] = field(default_factory=list)
     records_read: int = 0
+    merged: int = 0  # repeated records of one post (same identity), kept once
+    hashtags_cut: int = 0  # hashtags that ended at whitespace inside a list item
 
     def skipped_by_reason(self) -> dict[str, int]:
         return dict(Counter(p.reason for p in self.problems).most_common())
@@ -89,126 +99,8 @@ def parse_mapping(text: str) -> dict[str, str]:
     return mapping
 
 
-# --------------------------------------------------------------------------- value parsing
-
-
-MAX_COUNT = 2**63 - 1  # the int64 column it is stored in
-
-
-def parse_count(value: Any, name: str) -> int | None:
-    """A non-negative integer, or None where the value is missing."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if isinstance(value, bool):
-        raise FieldError(name, "bad number", f"expected an integer >= 0, got {value!r}")
-    if isinstance(value, float):
-        if math.isnan(value):
-            return None
-        if not value.is_integer():
-            raise FieldError(name, "bad number", f"expected an integer >= 0, got {value!r}")
-        number = int(value)
-    elif isinstance(value, int):
-        number = value
-    else:
-        text = str(value).strip()
-        try:
-            number = int(text)
-        except ValueError:
-            try:
-                as_float = float(text)
-            except ValueError:
-                raise FieldError(
-                    name, "bad number", f"expected an integer >= 0, got {value!r}"
-                ) from None
-            if not as_float.is_integer():
-                raise FieldError(
-                    name, "bad number", f"expected an integer >= 0, got {value!r}"
-                ) from None
-            number = int(as_float)
-    if number < 0:
-        raise FieldError(name, "bad number", f"must be >= 0, got {number}")
-    if number > MAX_COUNT:
-        raise FieldError(name, "bad number", f"out of range: {number} is above {MAX_COUNT}")
-    return number
-
-
-_NUMERIC = re.compile(r"^[+-]?\d+(\.\d+)?$")
-
-
-EARLIEST = pd.Timestamp("1990-01-01", tz="UTC")  # older than any platform's posts
-RELATIVE_TIMES = frozenset({"now", "today", "yesterday", "tomorrow"})
-
-
-def parse_timestamp(value: Any, name: str = "created_at") -> pd.Timestamp | None:
-    """A UTC timestamp from ISO 8601 text or Unix seconds; None where missing.
-
-    Text without a time zone is taken as UTC. Numbers are Unix seconds (milliseconds when
-    larger than 10^11, as some exports write them). Strict: a relative word (`now`, `today`)
-    or a time before 1990 or more than a day ahead of now (`2024` read as seconds is 1970,
-    `9999-12-31`) is a FieldError, never a silently wrong time.
-    """
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if isinstance(value, str) and value.strip().lower() in RELATIVE_TIMES:
-        raise FieldError(
-            name, "bad timestamp", f"{value!r} is relative: give an ISO 8601 time or Unix seconds"
-        )
-    stamp = _read_timestamp(value, name)
-    if stamp is None:
-        return None
-    latest = pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=1)
-    if not EARLIEST <= stamp <= latest:
-        raise FieldError(
-            name,
-            "bad timestamp",
-            f"implausible time {stamp.isoformat()} read from {value!r}: expected between "
-            f"{EARLIEST.date()} and now (ISO 8601 like 2024-01-05T12:00:00Z, or Unix seconds "
-            "like 1704456000)",
-        )
-    return stamp
-
-
-def _read_timestamp(value: Any, name: str) -> pd.Timestamp | None:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    try:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            number = float(value)
-        elif isinstance(value, str) and _NUMERIC.match(value.strip()):
-            number = float(value.strip())
-        else:
-            number = None
-        if number is not None:
-            unit = "ms" if abs(number) > 1e11 else "s"
-            return pd.Timestamp(number, unit=unit, tz="UTC")
-        stamp = pd.Timestamp(str(value).strip())
-    except (ValueError, OverflowError, TypeError) as exc:
-        raise FieldError(name, "bad timestamp", f"cannot read timestamp {value!r}: {exc}") from None
-    if pd.isna(stamp):
-        raise FieldError(name, "bad timestamp", f"cannot read timestamp {value!r}")
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-
-
-def _text(value: Any, name: str) -> str | None:
-    """A text field's value: text, or a number written as text (ids often are); an object, a
-    list or a true/false (JSON lines) is a FieldError, never its Python spelling."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        kind = {dict: "an object", list: "a list", bool: "true/false"}.get(type(value), "not text")
-        raise FieldError(name, "bad value", f"expected text, got {kind}: {value!r}"[:200])
-    return str(value)
-
-
-def _required_id(value: Any, name: str) -> str:
-    text = (_text(value, name) or "").strip()
-    if not text:
-        raise FieldError(name, "missing value", "is empty")
-    return text
-
-
 def _split_label(value: Any) -> str | None:
-    text = (_text(value, "split") or "").strip().lower()
+    text = (text_value(value, "split") or "").strip().lower()
     if not text:
         return None
     if text not in SPLIT_ALIASES:
@@ -219,7 +111,7 @@ def _split_label(value: Any) -> str | None:
 def _video_source(value: Any, base: Path, outside: bool = False) -> Path | None:
     """The video file a record names, resolved (symlinks followed); it must lie inside `base`
     (the source's folder) unless `outside`."""
-    text = (_text(value, "video") or "").strip()
+    text = (text_value(value, "video") or "").strip()
     if not text:
         return None
     if "://" in text:
@@ -450,8 +342,18 @@ def read_jsonl(path: Path, encoding: str) -> Iterator[RawRecord]:
 # --------------------------------------------------------------------------- conversion
 
 
+# What tells two records of one post_id apart as different posts; the rest (engagement and the
+# author's counters) changes between collections and is taken from the first record.
+IDENTITY_FIELDS = ("user_id", "hashtags", "caption", "video", "created_at", "sound", "duration")
+
+
 class PostBuilder:
-    """Turns raw records into posts, collecting problems and keeping the first of each post_id."""
+    """Turns raw records into posts, collecting problems.
+
+    A post_id seen again is the same post when its identity fields agree (a scrape that
+    collected it twice): the first record is kept and the repeat counted in `merged`; where
+    they disagree the repeat is a problem ("duplicate post_id").
+    """
 
     def __init__(
         self,
@@ -459,16 +361,20 @@ class PostBuilder:
         base_dir: Path,
         separator: str | None,
         outside_media: bool = False,
+        sounds: SoundNamer | None = None,
     ) -> None:
         self.mapping = mapping
         self.base_dir = base_dir
         self.separator = separator
         self.outside_media = outside_media
+        self.sounds = sounds or SoundNamer()
         self.posts: list[dict[str, Any]] = []
         self.media_sources: dict[str, Path] = {}
         self.problems: list[Problem] = []
         self.records_read = 0
-        self._seen_ids: dict[str, int] = {}
+        self.merged = 0
+        self.hashtags_cut = 0
+        self._seen: dict[str, tuple[int, RawRecord]] = {}
 
     def _get(self, record: RawRecord, name: str) -> Any:
         column = self.mapping.get(name)
@@ -485,16 +391,29 @@ class PostBuilder:
             column = self.mapping.get(exc.field, exc.field)
             self._problem(record, column, exc.reason, str(exc))
             return
-        first = self._seen_ids.get(post["post_id"])
-        if first is not None:
+        seen = self._seen.get(post["post_id"])
+        if seen is not None:
+            index, first = seen
+            differs = [
+                name
+                for name in IDENTITY_FIELDS
+                if name in post and not _same(post[name], self.posts[index].get(name))
+            ]
+            if not differs:
+                self.merged += 1
+                return
+            where = f"{first.row_label} {first.row}"
+            if first.file != record.file:
+                where += f" of {first.file}"
             self._problem(
                 record,
                 self.mapping.get("post_id", "post_id"),
                 "duplicate post_id",
-                f"post_id {post['post_id']!r} already used at {record.row_label} {first}",
+                f"post_id {post['post_id']!r} already used at {where}, with another "
+                f"{', '.join(differs)}",
             )
             return
-        self._seen_ids[post["post_id"]] = record.row
+        self._seen[post["post_id"]] = (len(self.posts), record)
         self.posts.append(post)
 
     def _problem(self, record: RawRecord, column: str | None, reason: str, message: str) -> None:
@@ -504,16 +423,16 @@ class PostBuilder:
 
     def _convert(self, record: RawRecord, default_post_id: str) -> dict[str, Any]:
         post_id = (
-            _required_id(self._get(record, "post_id"), "post_id")
+            required_id(self._get(record, "post_id"), "post_id")
             if "post_id" in self.mapping
             else default_post_id
         )
-        post: dict[str, Any] = {
-            "post_id": post_id,
-            "user_id": _required_id(self._get(record, "user_id"), "user_id"),
-        }
-        tags = parse_hashtag_field(self._get(record, "hashtags"), "hashtags", self.separator)
-        caption = _text(self._get(record, "caption"), "caption")
+        user_id = required_id(self._get(record, "user_id"), "user_id")
+        post: dict[str, Any] = {"post_id": post_id, "user_id": user_id}
+        parsed = parse_hashtag_list(self._get(record, "hashtags"), "hashtags", self.separator)
+        self.hashtags_cut += parsed.cut
+        tags = parsed.tags
+        caption = text_value(self._get(record, "caption"), "caption")
         if caption is not None:
             caption, in_caption = extract_from_caption(caption)
             tags = list(dict.fromkeys([*tags, *in_caption]))
@@ -528,38 +447,52 @@ class PostBuilder:
                 self.media_sources[post_id] = source
         if "created_at" in self.mapping:
             post["created_at"] = parse_timestamp(self._get(record, "created_at"))
-        for name in ENGAGEMENT_FIELDS:
+        if "sound" in self.mapping:
+            title = text_value(self._get(record, "sound"), "sound")
+            post["sound"] = self.sounds.identity(title, user_id)
+        if "duration" in self.mapping:
+            post["duration"] = parse_duration(self._get(record, "duration"))
+        for name in (*ENGAGEMENT_FIELDS, *USER_COUNTER_FIELDS):
             if name in self.mapping:
                 post[name] = parse_count(self._get(record, name), name)
-        if "followers" in self.mapping:
-            post["followers"] = parse_count(self._get(record, "followers"), "followers")
         if "split" in self.mapping:
             post["split"] = _split_label(self._get(record, "split"))
         return post
 
     def result(self) -> ImportResult:
         posts = pd.DataFrame(self.posts)
+        counters = [name for name in USER_COUNTER_FIELDS if name in posts]
         users = None
-        if "followers" in posts:
-            users = latest_followers(posts)
-            posts = posts.drop(columns="followers")
-        return ImportResult(posts, users, self.problems, self.records_read)
+        if counters:
+            users = latest_user_counters(posts, counters)
+            posts = posts.drop(columns=counters)
+        return ImportResult(
+            posts, users, self.problems, self.records_read, self.merged, self.hashtags_cut
+        )
 
 
-def latest_followers(posts: pd.DataFrame) -> pd.DataFrame:
-    """One row per user with the follower count of their latest post that states one.
+def _same(a: Any, b: Any) -> bool:
+    missing_a = a is None or (isinstance(a, float) and math.isnan(a))
+    missing_b = b is None or (isinstance(b, float) and math.isnan(b))
+    return missing_a == missing_b and (missing_a or a == b)
 
-    Follower counts change over time; "latest" is by created_at where present, then by row.
+
+def latest_user_counters(posts: pd.DataFrame, counters: list[str]) -> pd.DataFrame:
+    """One row per user with each counter (followers, total likes, total posts) as stated on
+    their latest post that states it.
+
+    Counters change over time; "latest" is by created_at where present, then by row.
     """
-    frame = posts[["user_id", "followers"]].assign(_row=range(len(posts)))
+    frame = posts[["user_id", *counters]].assign(_row=range(len(posts)))
     sort_keys = ["_row"]
     if "created_at" in posts:
         frame["_time"] = posts["created_at"]
         sort_keys = ["_time", "_row"]
-    stated = frame.dropna(subset=["followers"]).sort_values(sort_keys, na_position="first")
-    last = stated.groupby("user_id", sort=False)["followers"].last()
     users = pd.DataFrame({"user_id": posts["user_id"].drop_duplicates().to_numpy()})
-    users["followers"] = users["user_id"].map(last).astype("Int64")
+    for name in counters:
+        stated = frame.dropna(subset=[name]).sort_values(sort_keys, na_position="first")
+        last = stated.groupby("user_id", sort=False)[name].last()
+        users[name] = users["user_id"].map(last).astype("Int64")
     return users
 
 
@@ -634,36 +567,56 @@ HOWYOUTAGTWEETS_MAPPING = {name: name for name in ("caption", "user_id", "hashta
 
 
 def import_dataset(
-    src: Path, out: Path, settings: ImportSettings, overwrite: bool = False
+    src: Path | Sequence[Path], out: Path, settings: ImportSettings, overwrite: bool = False
 ) -> ImportResult:
-    """Import `src` into the dataset directory `out`.
+    """Import `src` (one source, or several of one format and mapping) into the dataset
+    directory `out`.
 
-    Raises InputError listing every bad record unless `settings.skip_bad`.
+    Records of one post_id in several sources (or twice in one) are merged when they agree
+    (see PostBuilder). Raises InputError listing every bad record unless `settings.skip_bad`.
     """
+    sources = [src] if isinstance(src, Path) else list(src)
+    _check_sources(sources, settings)
     mapping = HOWYOUTAGTWEETS_MAPPING if settings.format == "howyoutagtweets" else settings.mapping
-    base_dir = src if src.is_dir() else src.parent
-    _check_not_source(src, base_dir, out)
     builder = PostBuilder(
-        mapping, base_dir, settings.hashtag_separator, settings.allow_outside_media
+        mapping,
+        sources[0],
+        settings.hashtag_separator,
+        settings.allow_outside_media,
+        SoundNamer(settings.original_sound_titles),
     )
-    for record, default_id in _records(src, settings):
-        builder.add(record, default_id)
+    for source in sources:
+        builder.base_dir = source if source.is_dir() else source.parent
+        _check_not_source(source, builder.base_dir, out)
+        for record, default_id in _records(source, settings):
+            builder.add(record, default_id)
     result = builder.result()
     _check_media_outside(builder.media_sources, out)
     if result.problems and not settings.skip_bad:
         raise InputError(result.problems)
+    named = ", ".join(str(s) for s in sources)
     if result.posts.empty:
-        raise MishonError(f"{src}: no post could be imported ({builder.records_read} records read)")
+        raise MishonError(
+            f"{named}: no post could be imported ({builder.records_read} records read)"
+        )
     manifest = {
         "format_version": 1,
         "name": out.name,
         "created_by": f"mishon {__version__} data import",
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "source": {"path": str(src), "format": settings.format, "mapping": mapping},
+        "source": {
+            "path": str(sources[0]) if len(sources) == 1 else [str(s) for s in sources],
+            "format": settings.format,
+            "mapping": mapping,
+        },
         "records_read": result.records_read,
         "posts": len(result.posts),
+        "merged_repeats": result.merged,
         "skipped": len(result.problems),
+        "hashtags_cut_at_whitespace": result.hashtags_cut,
     }
+    if settings.original_sound_titles:
+        manifest["source"]["original_sound_titles"] = settings.original_sound_titles
     with building_dir(out, overwrite) as stage:
         _place_media(stage, result, builder.media_sources, settings.media)
         if result.problems:
@@ -676,6 +629,25 @@ def import_dataset(
             )
         write_dataset(stage, result.posts, result.users, manifest)
     return result
+
+
+def _check_sources(sources: list[Path], settings: ImportSettings) -> None:
+    """At least one source, none twice, and (where post ids come from file and line) no two
+    files of one name, whose ids would collide."""
+    if not sources:
+        raise MishonError("no source to import")
+    if settings.format == "howyoutagtweets" and len(sources) > 1:
+        raise MishonError("the howyoutagtweets format reads one folder")
+    resolved = [s.resolve() for s in sources]
+    twice = [s for s, r in zip(sources, resolved, strict=True) if resolved.count(r) > 1]
+    if twice:
+        raise MishonError(f"source {twice[0]} is given more than once")
+    stems = [s.stem for s in sources]
+    if "post_id" not in settings.mapping and len(set(stems)) < len(stems):
+        raise MishonError(
+            "without a post_id column, post ids are FILE-LINE: sources must have distinct names "
+            "(or map post_id)"
+        )
 
 
 def _check_media_outside(sources: dict[str, Path], out: Path) -> None:

@@ -12,6 +12,8 @@ MEDIA_DIR = "media"
 TRUTH_DIR = "truth"  # ground truth of a synthetic corpus; never read by a model
 
 ENGAGEMENT_FIELDS: tuple[str, ...] = ("likes", "comments", "shares", "views")
+# The author's counters as the platform states them (latest stated value per user).
+USER_COUNTER_FIELDS: tuple[str, ...] = ("followers", "total_likes", "total_posts")
 SPLIT_LABELS: tuple[str, ...] = ("train", "valid", "test")
 # A cold-start split keeps a held-out user's earlier (base-train) posts out of every stage.
 EXCLUDED_LABEL = "excluded"
@@ -25,6 +27,8 @@ POSTS_SCHEMA = pa.schema(
         pa.field("caption", pa.string()),
         pa.field("video", pa.string()),
         pa.field("created_at", pa.timestamp("us", tz="UTC")),
+        pa.field("sound", pa.string()),  # the sound's identity (data.sounds)
+        pa.field("duration", pa.float64()),  # the clip's length in seconds
         *(pa.field(name, pa.int64()) for name in ENGAGEMENT_FIELDS),
         pa.field("split", pa.string()),
     ]
@@ -34,7 +38,7 @@ REQUIRED_POST_COLUMNS: tuple[str, ...] = ("post_id", "user_id", "hashtags")
 USERS_SCHEMA = pa.schema(
     [
         pa.field("user_id", pa.string(), nullable=False),
-        pa.field("followers", pa.int64()),
+        *(pa.field(name, pa.int64()) for name in USER_COUNTER_FIELDS),
     ]
 )
 

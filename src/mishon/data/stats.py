@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mishon.data.schema import ENGAGEMENT_FIELDS, label_sort_key
+from mishon.data.schema import ENGAGEMENT_FIELDS, USER_COUNTER_FIELDS, label_sort_key
 from mishon.data.store import list_splits, read_posts, read_split, read_users
 
 
@@ -50,6 +50,11 @@ def dataset_stats(root: Path) -> dict[str, Any]:
         "followers": users is not None
         and "followers" in users
         and bool(users["followers"].notna().any()),
+        "user_counters": [
+            f
+            for f in USER_COUNTER_FIELDS
+            if users is not None and f in users and bool(users[f].notna().any())
+        ],
         "time_range": _time_range(posts),
         "given_split": _label_counts(posts["split"]) if "split" in posts else None,
         "splits": {name: _split_counts(root, name, posts) for name in list_splits(root)},
@@ -61,7 +66,15 @@ def _media_coverage(posts: pd.DataFrame) -> dict[str, int]:
     has_video = int(posts["video"].notna().sum()) if "video" in posts else 0
     caption = posts["caption"] if "caption" in posts else pd.Series(dtype=str)
     has_caption = int((caption.notna() & (caption.astype(str).str.strip() != "")).sum())
-    return {"with_video": has_video, "with_caption": has_caption}
+    sound = posts["sound"] if "sound" in posts else pd.Series(dtype=str)
+    duration = posts["duration"] if "duration" in posts else pd.Series(dtype=float)
+    return {
+        "with_video": has_video,
+        "with_caption": has_caption,
+        "with_sound": int(sound.notna().sum()),
+        "sounds": int(sound.nunique()),
+        "with_duration": int(duration.notna().sum()),
+    }
 
 
 def _time_range(posts: pd.DataFrame) -> dict[str, str] | None:

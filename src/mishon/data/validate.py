@@ -15,12 +15,14 @@ import pyarrow.parquet as pq
 
 from mishon.data.hashtags import extract_from_caption, is_normalized
 from mishon.data.schema import (
+    ENGAGEMENT_FIELDS,
     EXCLUDED_LABEL,
     POSTS_FILE,
     POSTS_SCHEMA,
     REQUIRED_POST_COLUMNS,
     SPLIT_LABELS,
     SPLITS_DIR,
+    USER_COUNTER_FIELDS,
     USERS_FILE,
     USERS_SCHEMA,
     VIDEO_EXTENSIONS,
@@ -185,7 +187,7 @@ def _check_posts(
                         "`mishon data import`, which moves them to the hashtags column",
                     )
                 )
-    for field in ("likes", "comments", "shares", "views"):
+    for field in (*ENGAGEMENT_FIELDS, "duration"):
         if field in posts:
             values = posts[field]
             for row in values.index[values.notna() & (values < 0)]:
@@ -280,12 +282,12 @@ def _check_users(root: Path, post_users: set[str]) -> list[Problem]:
                 f"{users['user_id'].iat[row]!r} repeated",
             )
         )
-    if "followers" in users:
-        negative = users["followers"].notna() & (users["followers"] < 0)
+    for name in USER_COUNTER_FIELDS:
+        if name not in users:
+            continue
+        negative = users[name].notna() & (users[name] < 0)
         for row in users.index[negative]:
-            problems.append(
-                Problem(str(path), int(row) + 1, "followers", "bad number", "must be >= 0")
-            )
+            problems.append(Problem(str(path), int(row) + 1, name, "bad number", "must be >= 0"))
     return problems
 
 

@@ -185,6 +185,35 @@ def test_dataset_without_video_skips_visual_and_acoustic(tmp_path: Path) -> None
     assert load(dataset, "textual").mask.any(axis=1).tolist() == [True, False]
 
 
+def test_sound_identity_stands_for_the_audio_track_of_posts_without_video(
+    tmp_path: Path,
+) -> None:
+    dataset = tmp_path / "sounds"
+    dataset.mkdir()
+    posts = pd.DataFrame(
+        {
+            "post_id": ["a", "b", "c", "d"],
+            "user_id": ["u", "v", "v", "w"],
+            "hashtags": [["x"], [], ["y"], []],
+            "sound": ["savage", "savage", "original sound@v", None],
+        }
+    )
+    write_table(posts, dataset / "posts.parquet", POSTS_SCHEMA)
+    report = extract_features(dataset, FAST)
+    assert report.skipped == {
+        Modality.VISUAL: "no post has a video",
+        Modality.TEXTUAL: "no post has a caption",
+    }
+    assert "the sound's identity is used" in report.notes[0]
+    store = load(dataset, "acoustic")
+    assert store.manifest["extractor"] == "sound" and store.manifest["units"] == 1
+    values = np.asarray(store.values, dtype=np.float32)[:, 0]
+    assert store.mask[:, 0].tolist() == [True, True, True, False]
+    np.testing.assert_array_equal(values[0], values[1])  # one sound, one vector
+    assert abs(float(values[0] @ values[2])) < 0.3  # another sound: nearly orthogonal
+    np.testing.assert_allclose(np.linalg.norm(values[:3], axis=1), 1.0, atol=1e-3)
+
+
 def test_kill_and_resume_gives_the_same_arrays(
     tmp_path: Path, tiny_corpus: tuple[Path, World]
 ) -> None:

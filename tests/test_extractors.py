@@ -130,3 +130,32 @@ def test_packaged_minilm_embeds_captions() -> None:
     pooled = [values[i][mask[i]].mean(axis=0) for i in (0, 2, 3)]
     cos = lambda a, b: float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))  # noqa: E731
     assert cos(pooled[0], pooled[1]) > cos(pooled[0], pooled[2])
+
+
+def test_charngram_reads_any_language_without_weights() -> None:
+    extractor = create_extractor(
+        Modality.TEXTUAL, ExtractorSettings(name="charngram", units=4), ExtractSettings()
+    )
+    assert (extractor.units, extractor.dim) == (4, 384)
+    texts = [
+        "Nhảy múa trên bãi biển",  # Vietnamese
+        None,
+        "танцы танцевать на пляже",  # Russian
+        "dancing dancer",
+        "stock market",
+        "one two three four five six",
+    ]
+    values, mask = extractor.encode(texts)
+    assert mask.sum(axis=1).tolist() == [4, 0, 4, 2, 2, 4]  # a unit a word, up to L
+    assert not values[1].any()
+    np.testing.assert_allclose(np.linalg.norm(values[mask], axis=1), 1.0, atol=1e-5)
+    # same stem, shared n-grams: close; unrelated words: far
+    dance, dancer = values[3, 0], values[3, 1]
+    assert float(dance @ dancer) > 0.4 > abs(float(dance @ values[4, 0]))
+    assert float(values[2, 0] @ values[2, 1]) > 0.3  # танцы / танцевать
+    again, _ = extractor.encode(["Nhảy MÚA"])  # case folded, deterministic
+    np.testing.assert_array_equal(again[0, :2], values[0, :2])
+    with pytest.raises(MishonError, match="no weights"):
+        create_extractor(
+            Modality.TEXTUAL, ExtractorSettings(name="charngram", model="x"), ExtractSettings()
+        )

@@ -346,3 +346,22 @@ def test_ray_engine_builds_the_local_graph(synthetic_graph: tuple[Path, object])
         np.testing.assert_array_equal(sharded.edges[edge_type][0], index, err_msg=str(edge_type))
         np.testing.assert_allclose(sharded.edges[edge_type][1], weight, rtol=1e-5)
     assert ivf_ray.nprobe == ivf.nprobe and ivf_ray.recall == pytest.approx(ivf.recall, abs=1e-3)
+
+
+def test_a_dataset_without_content_names_the_fix_that_applies(tmp_path: Path) -> None:
+    root = tmp_path / "bare"
+    root.mkdir()
+    write_table(POSTS, root / "posts.parquet", POSTS_SCHEMA)
+    assignment, meta = make_split(read_posts(root), SplitSettings(strategy="given"))
+    write_split(root, "given", assignment, meta)
+    runner = CliRunner()
+    assert runner.invoke(app, ["extract", str(root)]).exit_code == 0  # nothing to extract
+    result = runner.invoke(app, ["graph", str(root), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1
+    assert "have no video, caption or sound" in result.output
+    assert "run `mishon extract" not in result.output  # it was run: not the fix
+    assert "mishon baselines" in result.output
+    with_sound = POSTS.assign(sound=["s1", "s1", "s2", "s2", "s1", None])
+    write_table(with_sound, root / "posts.parquet", POSTS_SCHEMA)
+    result = runner.invoke(app, ["graph", str(root), "--out", str(tmp_path / "run")])
+    assert f"run `mishon extract {root}` first" in result.output

@@ -356,11 +356,13 @@ class ExtractSettings(Settings):
     )
     acoustic: ExtractorSettings = Field(
         default_factory=lambda: ExtractorSettings(name="logmel", units=8),
-        description="sound extractor: logmel (offline) or wav2vec2",
+        description="sound extractor: logmel (offline), wav2vec2, or sound (the sound's "
+        "identity; used by itself where no post has a video but posts name their sound)",
     )
     textual: ExtractorSettings = Field(
         default_factory=lambda: ExtractorSettings(name="minilm", units=32),
-        description="caption extractor: minilm (offline) or bert",
+        description="caption extractor: minilm (offline, English), bert, or charngram "
+        "(hashed character n-grams: any language, no weights)",
     )
     batch_size: int = Field(
         16, ge=1, description="posts per batch; a batch is the unit of resumption"

@@ -32,7 +32,8 @@ def baselines(
     only: Annotated[
         str | None,
         typer.Option(
-            help="Comma-separated subset of popularity,decayed,history,content-knn,content-only."
+            help="Comma-separated subset of popularity,decayed,history,sound,content-knn,"
+            "content-only."
         ),
     ] = None,
     config: Annotated[

@@ -140,6 +140,8 @@ def extract(
             str(info.counts.get("failed", 0)),
         )
     console.print(table)
+    for note in report.notes:
+        console.print(note)
     for modality, reason in report.skipped.items():
         console.print(f"{modality}: left out ({reason})")
     for modality, info in report.modalities.items():

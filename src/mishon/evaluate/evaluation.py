@@ -112,11 +112,15 @@ def baseline_names(only: str | Sequence[str] | None) -> list[str]:
 def unavailable_baselines(names: Sequence[str], data: SplitData) -> dict[str, str]:
     """The baselines of `names` that cannot run on `data`, with the reason."""
     has_features = (data.dataset / "features").is_dir()
-    return {
+    has_sound = "sound" in data.posts and bool(data.posts["sound"].notna().any())
+    skipped = {
         name: f"no features: run `mishon extract {data.dataset}`"
         for name in names
         if name in NEEDS_FEATURES and not has_features
     }
+    if "sound" in names and not has_sound:
+        skipped["sound"] = "no post names its sound"
+    return skipped
 
 
 def evaluate_baselines(

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mishon.config import ExtractSettings
+from mishon.config import ExtractorSettings, ExtractSettings
 from mishon.data.store import read_posts
 from mishon.features.base import Extractor, Modality
-from mishon.features.registry import create_extractor
+from mishon.features.registry import create_extractor, field_of, input_field
 from mishon.features.store import FAILED, PENDING, FeatureStore, StoreSpec, modality_dir
 from mishon.media.decode import MediaError, read_audio, sample_frames
 from mishon.processes import worker_pool
@@ -41,7 +41,10 @@ class DecodeRequest:
     def for_extractors(
         cls, visual: Extractor | None, acoustic: Extractor | None, max_audio_s: float
     ) -> DecodeRequest:
-        """What the given visual and acoustic extractors need (None: that modality is off)."""
+        """What the given visual and acoustic extractors need (None: that modality is off, or
+        reads a field other than the video)."""
+        if acoustic is not None and input_field(acoustic, Modality.ACOUSTIC) != "video":
+            acoustic = None
         return cls(
             frames=visual.units if visual else 0,
             frame_size=getattr(visual, "frame_size", 0) if visual else 0,
@@ -92,6 +95,7 @@ class ModalityReport:
 class ExtractReport:
     modalities: dict[str, ModalityReport] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     posts: int = 0
 
@@ -117,10 +121,17 @@ def _video_paths(dataset: Path, posts: pd.DataFrame) -> tuple[list[str | None], 
     return paths, unsafe
 
 
-def _captions(posts: pd.DataFrame) -> list[str | None]:
-    if "caption" not in posts:
-        return [None] * len(posts)
-    return [c if isinstance(c, str) and c.strip() else None for c in posts["caption"].tolist()]
+TEXT_FIELDS = ("caption", "sound")  # post fields an extractor may read besides the video
+
+
+def _texts(posts: pd.DataFrame) -> dict[str, list[str | None]]:
+    """Each text field of the posts, None where a post has none."""
+    return {
+        name: [v if isinstance(v, str) and v.strip() else None for v in posts[name].tolist()]
+        if name in posts
+        else [None] * len(posts)
+        for name in TEXT_FIELDS
+    }
 
 
 class _Decoder:
@@ -148,16 +159,18 @@ class _Decoder:
 
 
 def _modality_inputs(
+    extractor: Extractor,
     modality: Modality,
     rows: range,
     decoded: list[DecodedPost] | None,
-    captions: list[str | None],
+    texts: dict[str, list[str | None]],
     unsafe: dict[int, str],
 ) -> tuple[list[object], dict[int, str]]:
     """The extractor inputs of a batch and the failures (row offset -> message)."""
     failed: dict[int, str] = {}
-    if modality == Modality.TEXTUAL:
-        return [captions[r] for r in rows], failed
+    field = input_field(extractor, modality)
+    if field != "video":
+        return [texts[field][r] for r in rows], failed
     assert decoded is not None
     inputs: list[object] = []
     for offset, (row, post) in enumerate(zip(rows, decoded, strict=True)):
@@ -186,10 +199,10 @@ def extract_features(
     posts = read_posts(dataset)
     post_ids = posts["post_id"].astype(str).tolist()
     paths, unsafe = _video_paths(dataset, posts)
-    captions = _captions(posts)
+    texts = _texts(posts)
     report = ExtractReport(posts=len(posts))
-    has_video = any(p is not None for p in paths) or bool(unsafe)
-    has_text = any(c is not None for c in captions)
+    present = {name: any(v is not None for v in values) for name, values in texts.items()}
+    present["video"] = any(p is not None for p in paths) or bool(unsafe)
 
     active: dict[Modality, Extractor] = {}
     for modality in Modality:
@@ -197,15 +210,24 @@ def extract_features(
         if spec.name is None:
             report.skipped[modality] = "turned off"
             continue
-        if modality != Modality.TEXTUAL and not has_video:
-            report.skipped[modality] = "no post has a video"
+        if (
+            modality == Modality.ACOUSTIC
+            and spec.name != "sound"
+            and not present["video"]
+            and present["sound"]
+        ):
+            # a platform's export: no audio track, but the sound each post uses is named
+            spec = ExtractorSettings(name="sound", units=1)
+            report.notes.append(
+                f"acoustic: no post has a video, so the sound's identity is used "
+                f"(extract.acoustic.name=sound) instead of {settings.acoustic.name}"
+            )
+        given = (extractors or {}).get(modality)
+        field = input_field(given, modality) if given else field_of(spec.name, modality)
+        if not present[field]:
+            report.skipped[modality] = f"no post has a {field}"
             continue
-        if modality == Modality.TEXTUAL and not has_text:
-            report.skipped[modality] = "no post has a caption"
-            continue
-        active[modality] = (extractors or {}).get(modality) or create_extractor(
-            modality, spec, settings
-        )
+        active[modality] = given or create_extractor(modality, spec, settings)
 
     stores = {
         m: FeatureStore.create_or_resume(
@@ -245,7 +267,7 @@ def extract_features(
     if on_total is not None:
         on_total(sum(len(rows) for rows, _ in work))
 
-    jobs = Jobs(work, active, paths, captions, unsafe, request)
+    jobs = Jobs(work, active, paths, texts, unsafe, request)
     if settings.engine == "ray":
         from mishon.features.ray_engine import ray_batches
 
@@ -280,13 +302,17 @@ class Jobs:
     work: list[tuple[range, list[Modality]]]
     extractors: dict[Modality, Extractor]
     paths: list[str | None]
-    captions: list[str | None]
+    texts: dict[str, list[str | None]]
     unsafe: dict[int, str]
     request: DecodeRequest
 
+    def reads_video(self, todo: list[Modality]) -> bool:
+        """Whether any of these modalities' extractors reads the video."""
+        return any(input_field(self.extractors[m], m) == "video" for m in todo)
+
     @property
     def needs_media(self) -> bool:
-        return any(m != Modality.TEXTUAL for _, todo in self.work for m in todo)
+        return any(self.reads_video(todo) for _, todo in self.work)
 
 
 def encode_batch(
@@ -294,11 +320,11 @@ def encode_batch(
     modality: Modality,
     rows: range,
     decoded: list[DecodedPost] | None,
-    captions: list[str | None],
+    texts: dict[str, list[str | None]],
     unsafe: dict[int, str],
 ) -> Encoded:
     """One modality of one batch through its extractor; failed posts are masked out."""
-    inputs, failed = _modality_inputs(modality, rows, decoded, captions, unsafe)
+    inputs, failed = _modality_inputs(extractor, modality, rows, decoded, texts, unsafe)
     values, mask = extractor.encode(inputs)
     for offset in failed:
         mask[offset] = False
@@ -312,27 +338,27 @@ def _local_batches(
     extractors in this process."""
     decoder = _Decoder(jobs.paths, jobs.request, workers if jobs.needs_media else 0)
     try:
-        for rows, todo, handles in _prefetched(jobs.work, decoder, depth=2):
+        for rows, todo, handles in _prefetched(jobs, decoder, depth=2):
             decoded = decoder.collect(handles) if handles is not None else None
             for modality in todo:
                 extractor = jobs.extractors[modality]
                 yield (
                     rows,
                     modality,
-                    encode_batch(extractor, modality, rows, decoded, jobs.captions, jobs.unsafe),
+                    encode_batch(extractor, modality, rows, decoded, jobs.texts, jobs.unsafe),
                 )
     finally:
         decoder.close()
 
 
 def _prefetched(
-    work: list[tuple[range, list[Modality]]], decoder: _Decoder, depth: int
+    jobs: Jobs, decoder: _Decoder, depth: int
 ) -> Iterator[tuple[range, list[Modality], list[Future[DecodedPost]] | list[DecodedPost] | None]]:
     """Yield batches with their decoding started up to `depth` batches ahead."""
     queue: deque[
         tuple[range, list[Modality], list[Future[DecodedPost]] | list[DecodedPost] | None]
     ] = deque()
-    upcoming = iter(work)
+    upcoming = iter(jobs.work)
 
     def fill() -> None:
         while len(queue) < depth:
@@ -340,8 +366,7 @@ def _prefetched(
             if item is None:
                 return
             rows, todo = item
-            needs_media = any(m != Modality.TEXTUAL for m in todo)
-            queue.append((rows, todo, decoder.submit(rows) if needs_media else None))
+            queue.append((rows, todo, decoder.submit(rows) if jobs.reads_video(todo) else None))
 
     fill()
     while queue:

@@ -47,11 +47,11 @@ class ExtractorActor:
     def encode(
         self,
         decoded: list[DecodedPost] | None,
-        captions: list[str | None],
+        texts: dict[str, list[str | None]],
         unsafe: dict[int, str],
     ) -> Encoded:
-        rows = range(len(captions))  # the batch's posts, by offset
-        return encode_batch(self.extractor, self.modality, rows, decoded, captions, unsafe)
+        rows = range(len(next(iter(texts.values()))))  # the batch's posts, by offset
+        return encode_batch(self.extractor, self.modality, rows, decoded, texts, unsafe)
 
 
 def ray_batches(
@@ -67,13 +67,15 @@ def ray_batches(
             limit = 2 * sum(len(pool) for pool in pools.values()) + 2
             for number, (rows, todo) in enumerate(jobs.work):
                 decoded = None
-                if any(m != Modality.TEXTUAL for m in todo):
+                if jobs.reads_video(todo):
                     decoded = decode.remote([jobs.paths[r] for r in rows], jobs.request)
-                captions = [jobs.captions[r] for r in rows]
+                texts = {
+                    name: values[rows.start : rows.stop] for name, values in jobs.texts.items()
+                }
                 unsafe = {r - rows.start: e for r, e in jobs.unsafe.items() if r in rows}
                 for modality in todo:
                     actor = pools[modality][number % len(pools[modality])]
-                    in_flight[actor.encode.remote(decoded, captions, unsafe)] = (rows, modality)
+                    in_flight[actor.encode.remote(decoded, texts, unsafe)] = (rows, modality)
                 while len(in_flight) >= limit:
                     yield from _finished(ray, in_flight)
             while in_flight:

@@ -38,10 +38,26 @@ def _logmel(spec: ExtractorSettings, run: ExtractSettings) -> Extractor:
     return LogMelExtractor(units=spec.units)
 
 
+def _sound(spec: ExtractorSettings, run: ExtractSettings) -> Extractor:
+    from mishon.features.sound import SoundIdentityExtractor
+
+    if spec.model is not None:
+        raise MishonError("sound hashes the sound's identity and has no weights; drop the model")
+    return SoundIdentityExtractor()
+
+
 def _wav2vec2(spec: ExtractorSettings, run: ExtractSettings) -> Extractor:
     from mishon.features.hf import HFAudioExtractor
 
     return HFAudioExtractor(spec.model, spec.units, run.allow_download, run.device)
+
+
+def _charngram(spec: ExtractorSettings, run: ExtractSettings) -> Extractor:
+    from mishon.features.charngram import CharNgramExtractor
+
+    if spec.model is not None:
+        raise MishonError("charngram hashes character n-grams and has no weights; drop the model")
+    return CharNgramExtractor(units=spec.units)
 
 
 def _text(name: str) -> Factory:
@@ -58,12 +74,20 @@ EXTRACTORS: dict[str, tuple[Modality, Factory]] = {
     "vit": (Modality.VISUAL, _vit),
     "logmel": (Modality.ACOUSTIC, _logmel),
     "wav2vec2": (Modality.ACOUSTIC, _wav2vec2),
+    "sound": (Modality.ACOUSTIC, _sound),
     "minilm": (Modality.TEXTUAL, _text("minilm")),
     "bert": (Modality.TEXTUAL, _text("bert")),
+    "charngram": (Modality.TEXTUAL, _charngram),
 }
 
 
-OFFLINE = {"efficientnet-lite0", "logmel", "minilm"}  # no weights option to pass
+OFFLINE = {
+    "efficientnet-lite0",
+    "logmel",
+    "minilm",
+    "sound",
+    "charngram",
+}  # no weights option to pass
 
 
 def extractor_of_store(dataset: Path, modality: str, device: str = "cpu") -> Extractor:
@@ -81,6 +105,21 @@ def extractor_of_store(dataset: Path, modality: str, device: str = "cpu") -> Ext
     model = None if name in OFFLINE else manifest["model_id"]
     spec = ExtractorSettings(name=name, model=model, units=manifest["units"])
     return create_extractor(Modality(modality), spec, ExtractSettings(device=device))
+
+
+def input_field(extractor: Extractor, modality: Modality) -> str:
+    """The post field an extractor encodes: "video" (frames or the audio track), "caption",
+    or another field it names in `reads` (the `sound` extractor reads "sound")."""
+    default = "caption" if modality == Modality.TEXTUAL else "video"
+    return getattr(extractor, "reads", default)
+
+
+FIELD_OF_EXTRACTOR = {"sound": "sound"}  # extractors that read a field other than the default
+
+
+def field_of(name: str, modality: Modality) -> str:
+    """The post field the registered extractor `name` reads (see input_field), unbuilt."""
+    return FIELD_OF_EXTRACTOR.get(name, "caption" if modality == Modality.TEXTUAL else "video")
 
 
 def names_for(modality: Modality) -> list[str]:

@@ -230,9 +230,7 @@ def build_graph(
         )
         lap(f"knn_{modality}")
     if not vectors:
-        raise MishonError(
-            f"no modality has features in {dataset}: run `mishon extract {dataset}` first"
-        )
+        raise MishonError(_no_content_message(dataset, posts, skipped))
 
     report("user-user Jaccard")
     matrix, _ = user_hashtag_matrix(train_user, train["hashtags"].tolist(), n_users)
@@ -303,6 +301,30 @@ def build_graph(
     meta["timings_s"] = timings
     graph.meta = meta
     return graph
+
+
+CONTENT_FIELDS = ("video", "caption", "sound")
+
+
+def _no_content_message(dataset: Path, posts: pd.DataFrame, skipped: dict[str, str]) -> str:
+    """Why no modality can be built on, with the fix that applies: extraction not run yet, or
+    posts with no content at all (then only the count baselines can rank)."""
+    has_content = any(f in posts and bool(posts[f].notna().any()) for f in CONTENT_FIELDS)
+    extracted = any(reason != "no feature store" for reason in skipped.values())
+    if has_content and not extracted:
+        return f"no modality has features in {dataset}: run `mishon extract {dataset}` first"
+    if has_content:
+        why = "; ".join(f"{m}: {r}" for m, r in skipped.items())
+        return (
+            f"no post of the split has features in {dataset} ({why}): rerun "
+            f"`mishon extract {dataset} --overwrite` with an extractor for the content it has"
+        )
+    return (
+        f"the posts of {dataset} have no video, caption or sound, so MISHON has no content "
+        "modality to build its graph on; import a sound, caption or video column "
+        f"(`mishon data import --map sound=COL,...`), or rank by users and time with "
+        f"`mishon baselines {dataset} --only popularity,decayed,history`"
+    )
 
 
 def _followers(dataset: Path, user_ids: list[str]) -> np.ndarray | None:

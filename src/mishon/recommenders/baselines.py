@@ -11,7 +11,9 @@ evaluation protocols reveal them (`evaluate/protocols.py`), without refitting.
 - user history: the user's own training hashtags by frequency (ties by recency), then
   popularity to fill the list;
 - content kNN: the hashtags of the m most similar training posts, weighted by similarity, where
-  similarity is the mean over modalities of the cosine of pooled, centred features.
+  similarity is the mean over modalities of the cosine of pooled, centred features;
+- sound: the hashtags of the known posts with the post's sound (data.sounds) by frequency (ties
+  by recency), then popularity to fill the list.
 """
 
 from __future__ import annotations
@@ -110,13 +112,21 @@ class DecayedPopularity(Popularity):
                 self.vocabulary.add(tag)
 
 
-class UserHistory:
-    name = "user history"
+class GroupHistory:
+    """The hashtags of the known posts of the post's group (a user, a sound) by frequency, ties
+    by recency, then popularity to fill the list. Subclasses name the group's column."""
+
+    column = "user_id"
 
     def fit(self, data: SplitData) -> Self:
         self.popularity = Popularity().fit(data)
         self.vocabulary = self.popularity.vocabulary
-        self.users = data.posts["user_id"].astype(str).to_numpy()
+        groups = data.posts.get(self.column)
+        self.groups = (
+            np.full(len(data.posts), None, dtype=object)
+            if groups is None
+            else groups.astype(object).where(groups.notna(), None).to_numpy()
+        )
         self.hashtags_ = data.posts["hashtags"].to_numpy()
         self.times_ = data.time_key()
         self.history: dict[str, dict[str, tuple[int, float]]] = defaultdict(dict)
@@ -129,16 +139,19 @@ class UserHistory:
 
     def _add(self, positions: np.ndarray) -> None:
         for position in positions:
-            user, time = self.users[position], self.times_[position]
+            group, time = self.groups[position], self.times_[position]
+            if group is None:
+                continue
             for tag in self.hashtags_[position]:
-                count, last = self.history[user].get(tag, (0, -np.inf))
-                self.history[user][tag] = (count + 1, max(last, time))
+                count, last = self.history[group].get(tag, (0, -np.inf))
+                self.history[group][tag] = (count + 1, max(last, time))
 
     def recommend(self, positions: np.ndarray, k: int) -> list[list[str]]:
         fallback = self.popularity.top(k + 50)
         lists = []
         for position in positions:
-            own = self.history.get(self.users[position], {})
+            group = self.groups[position]
+            own = self.history.get(group, {}) if group is not None else {}
             ranked = [
                 t
                 for t, _ in sorted(
@@ -149,6 +162,16 @@ class UserHistory:
             ranked = ranked[:k] + [t for t in fallback if t not in seen][: max(0, k - len(ranked))]
             lists.append(ranked)
         return lists
+
+
+class UserHistory(GroupHistory):
+    name = "user history"
+    column = "user_id"
+
+
+class SoundHistory(GroupHistory):
+    name = "sound"
+    column = "sound"
 
 
 def content_vectors(data: SplitData) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -221,5 +244,6 @@ COUNT_BASELINES = {
     "popularity": Popularity,
     "decayed": DecayedPopularity,
     "history": UserHistory,
+    "sound": SoundHistory,
     "content-knn": ContentKNN,
 }

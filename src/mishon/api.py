@@ -155,12 +155,13 @@ class Recommender:
         caption: str | None = None,
         user_id: str | None = None,
         k: int = 10,
+        sound: str | None = None,
     ) -> Recommendation:
-        """Top-`k` hashtags with scores and reasons; an unknown `user_id` is a new user. A
-        MishonError for k < 1, a post with neither video nor caption, or a video that is not
-        a file."""
-        check_post(_path(video), caption, k)
-        units, _, _ = self.featurizer.featurize(_path(video), caption)
+        """Top-`k` hashtags with scores and reasons; an unknown `user_id` is a new user;
+        `sound` is the title or id of the sound the post uses. A MishonError for k < 1, a post
+        with no video, caption or sound, or a video that is not a file."""
+        check_post(_path(video), caption, k, sound)
+        units, _, _ = self.featurizer.featurize(_path(video), caption, sound, user_id)
         return self.live.rank_new(NewPost(units, user_id), k)
 
 
@@ -170,9 +171,10 @@ def recommend(
     caption: str | None = None,
     user_id: str | None = None,
     k: int = 10,
+    sound: str | None = None,
 ) -> Recommendation:
     """One recommendation from a run (loads it each call: keep a `Recommender` for many)."""
-    return Recommender(run).recommend(video, caption, user_id, k)
+    return Recommender(run).recommend(video, caption, user_id, k, sound)
 
 
 def _path(value: PathLike | None) -> Path | None:

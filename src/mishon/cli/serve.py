@@ -21,6 +21,9 @@ def recommend(
     run: Annotated[Path, typer.Argument(help="Run directory written by `mishon train`.")],
     video: Annotated[Path | None, typer.Option(help="The new post's video file.")] = None,
     caption: Annotated[str | None, typer.Option(help="The new post's caption.")] = None,
+    sound: Annotated[
+        str | None, typer.Option(help="The title or id of the sound the post uses.")
+    ] = None,
     user: Annotated[
         str | None, typer.Option(help="Poster's user id; unknown or absent: a new user.")
     ] = None,
@@ -32,17 +35,17 @@ def recommend(
         bool, typer.Option("--json", help="Print JSON instead of a table.")
     ] = False,
 ) -> None:
-    """Top-K hashtags for a new post (video and/or caption) with the reasons behind them, from
+    """Top-K hashtags for a new post (video, caption, sound) with the reasons behind them, from
     the trained graph's cached states and the dataset's known posts (MISHON live): no
     retraining."""
     from mishon.recommend.served import check_post, load_served
     from mishon.recommenders.inductive import NewPost
 
-    check_post(video, caption, k)
+    check_post(video, caption, k, sound)
     with status("loading the run"):
         served = load_served(run, dataset)
     with status("extracting features and ranking"):
-        units, timings, notes = served.featurizer.featurize(video, caption)
+        units, timings, notes = served.featurizer.featurize(video, caption, sound, user)
         result = served.ranker.rank_new(NewPost(units, user), k)
     if json_out:
         print(json.dumps({**result.as_dict(), "notes": notes, "timings_s": timings}, indent=2))

@@ -1,9 +1,11 @@
-"""Features of one new post (a video file and a caption) with the extractors of a run's dataset.
+"""Features of one new post (a video file, a caption, a sound) with the extractors of a run's
+dataset.
 
 Each modality uses the extractor, unit count and weights recorded in the dataset's feature
 store manifest, and rounded to float16 as the stores keep them, so a new post's units are
 those of a stored post of the same content. Hashtags written in the caption are taken out of
-the text first, as the importers do.
+the text first, and a sound title becomes its identity (the per-author rule of "original
+sound" labels, with the labels the dataset was imported with), as the importers do.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from mishon.data.hashtags import extract_from_caption
+from mishon.data.sounds import SoundNamer
+from mishon.data.store import read_manifest
 from mishon.errors import MishonError
-from mishon.features.base import Extractor
+from mishon.features.base import Extractor, Modality
 from mishon.features.extract import DecodeRequest, decode_post
-from mishon.features.registry import extractor_of_store
+from mishon.features.registry import extractor_of_store, input_field
 
 
 class PostFeaturizer:
@@ -27,26 +31,45 @@ class PostFeaturizer:
     Safe to call from several threads: decoding runs in parallel, each extractor serves one
     call at a time (a tokenizer or model may keep state between calls)."""
 
-    def __init__(self, extractors: dict[str, Extractor], max_audio_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        extractors: dict[str, Extractor],
+        max_audio_s: float = 60.0,
+        sounds: SoundNamer | None = None,
+    ) -> None:
         self.extractors = extractors
+        self.sounds = sounds or SoundNamer()
         self._locks = {modality: threading.Lock() for modality in extractors}
         self.request = DecodeRequest.for_extractors(
             extractors.get("visual"), extractors.get("acoustic"), max_audio_s
         )
+        self.fields = {m: input_field(e, Modality(m)) for m, e in extractors.items()}
 
     @classmethod
     def for_dataset(
         cls, dataset: Path, modalities: list[str], device: str = "cpu"
     ) -> PostFeaturizer:
         """The extractors, unit counts and weights that made the dataset's feature stores."""
-        return cls({m: extractor_of_store(dataset, m, device) for m in modalities})
+        titles = read_manifest(dataset).get("source", {}).get("original_sound_titles", [])
+        extractors = {m: extractor_of_store(dataset, m, device) for m in modalities}
+        return cls(extractors, sounds=SoundNamer(titles))
+
+    @property
+    def reads_sound(self) -> bool:
+        """Whether a post's sound is an input (the dataset's posts were known by theirs)."""
+        return "sound" in self.fields.values()
 
     def featurize(
-        self, video: Path | None, caption: str | None
+        self,
+        video: Path | None,
+        caption: str | None,
+        sound: str | None = None,
+        user_id: str | None = None,
     ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, float], list[str]]:
         """(units per modality, seconds per stage, notes) for one post; a missing input, or a
         stream of the video that cannot be decoded, leaves its modality out (noted). A video
-        none of whose streams can be read (not a video at all) is a MishonError."""
+        none of whose streams can be read (not a video at all) is a MishonError. `sound` is
+        the sound's title or id; `user_id` makes an "original sound" label the author's."""
         timings: dict[str, float] = {}
         notes: list[str] = []
         clock = time.perf_counter()
@@ -61,13 +84,14 @@ class PostFeaturizer:
         if caption and caption.strip():
             text, _ = extract_from_caption(caption)
             text = text.strip() or None
+        identity = self.sounds.identity(sound, user_id or "")
         units: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for modality, extractor in self.extractors.items():
             source = {
-                "visual": decoded.frames,
-                "acoustic": decoded.audio,
-                "textual": text,
-            }[modality]
+                "caption": text,
+                "sound": identity,
+                "video": decoded.frames if modality == "visual" else decoded.audio,
+            }[self.fields[modality]]
             if source is None:
                 notes.append(f"no {modality} input")
                 continue

@@ -19,14 +19,18 @@ from mishon.recommenders.live import LiveMishon, PlacementName
 from mishon.train.run import TrainedRun, load_run
 
 
-def check_post(video: Path | None, caption: str | None, k: object) -> None:
+def check_post(
+    video: Path | None, caption: str | None, k: object, sound: str | None = None
+) -> None:
     """What `mishon recommend` and the Python API check of a new post before any work (the
-    service answers the same cases with 422): a whole k >= 1, a video or a caption, a video
-    that is a file."""
+    service answers the same cases with 422): a whole k >= 1, a video, a caption or a sound,
+    a video that is a file."""
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise MishonError(f"k must be a whole number of at least 1, not {k!r}")
-    if video is None and not (caption and caption.strip()):
-        raise MishonError("give the post's video, caption or both (--video, --caption)")
+    if video is None and not (caption and caption.strip()) and not (sound and sound.strip()):
+        raise MishonError(
+            "give the post's video, caption or sound, or several (--video, --caption, --sound)"
+        )
     if video is not None and not video.exists():
         raise MishonError(f"video {video} does not exist")
     if video is not None and not video.is_file():

@@ -1,7 +1,7 @@
 """The HTTP API and web page (`mishon serve`), on FastAPI.
 
-- POST /v1/recommend  multipart: video (optional), caption, user_id, k -> hashtags with reasons;
-                      or JSON {caption, user_id, k} for a caption alone
+- POST /v1/recommend  multipart: video (optional), caption, sound, user_id, k -> hashtags with
+                      reasons; or JSON {caption, sound, user_id, k} without a video
 - POST /v1/recommend/batch  JSON {posts: [...]}: many captions at once, an answer or error each
 - POST /v1/posts      JSON: a post with its chosen hashtags, committed to the record store
 - GET  /v1/health     run, vocabulary, recorded posts
@@ -51,6 +51,7 @@ from mishon.serve.guards import (
 from mishon.serve.observe import RequestLog, ServiceMetrics, log_json_lines
 from mishon.serve.protocol import GuardedH11Protocol
 from mishon.serve.schemas import (
+    MAX_SOUND_CHARS,
     BatchAnswer,
     BatchItem,
     BatchRequest,
@@ -73,6 +74,14 @@ def _validation_detail(error: ValidationError) -> str:
     return "; ".join(
         f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors()
     )
+
+
+def _given(text: str | None) -> bool:
+    return bool(text and text.strip())
+
+
+def _given(text: str | None) -> bool:
+    return bool(text and text.strip())
 
 
 def _check_user(user_id: str | None) -> str | None:
@@ -143,9 +152,11 @@ def create_app(service: HashtagService, owns_service: bool = False) -> FastAPI:
     # loop the request runs on (an asyncio one is bound to a single loop).
     gate = threading.BoundedSemaphore(settings.max_concurrent)
 
-    def bounded(path: Path | None, caption: str | None, user: str | None, k: int) -> Any:
+    def bounded(
+        path: Path | None, caption: str | None, user: str | None, k: int, sound: str | None
+    ) -> Any:
         with gate:
-            answer = service.recommend(path, caption, user, k)
+            answer = service.recommend(path, caption, user, k, sound)
         metrics.observe_stages(answer["timings_s"])
         return answer
 
@@ -208,18 +219,27 @@ def create_app(service: HashtagService, owns_service: bool = False) -> FastAPI:
             detail = f"reload refused, still serving {service.run.name}: {exc}"
             raise HTTPException(422, detail) from None
 
-    def check_request(caption: str | None, user_id: str | None, k: int) -> str | None:
-        """The user id, once the caption, user and k are checked (422 otherwise)."""
+    def check_request(
+        caption: str | None, user_id: str | None, k: int, sound: str | None = None
+    ) -> str | None:
+        """The user id, once the caption, sound, user and k are checked (422 otherwise)."""
         if not 1 <= k <= settings.max_k:
             raise HTTPException(422, f"k: must be between 1 and {settings.max_k}")
-        if caption is not None and len(caption) > settings.max_caption_chars:
-            raise HTTPException(422, f"caption: longer than {settings.max_caption_chars} chars")
+        check_texts(caption, sound)
         return _check_user(user_id)
 
-    async def answer(path: Path | None, caption: str | None, user: str | None, k: int) -> Any:
+    def check_texts(caption: str | None, sound: str | None) -> None:
+        if caption is not None and len(caption) > settings.max_caption_chars:
+            raise HTTPException(422, f"caption: longer than {settings.max_caption_chars} chars")
+        if sound is not None and len(sound) > MAX_SOUND_CHARS:
+            raise HTTPException(422, f"sound: longer than {MAX_SOUND_CHARS} chars")
+
+    async def answer(
+        path: Path | None, caption: str | None, user: str | None, k: int, sound: str | None
+    ) -> Any:
         try:
             return await asyncio.wait_for(
-                run_in_threadpool(bounded, path, caption, user, k), settings.timeout_s
+                run_in_threadpool(bounded, path, caption, user, k, sound), settings.timeout_s
             )
         except TimeoutError:
             raise HTTPException(
@@ -237,26 +257,27 @@ def create_app(service: HashtagService, owns_service: bool = False) -> FastAPI:
         request: Request,
         video: Annotated[UploadFile | None, File(description="the post's video")] = None,
         caption: Annotated[str | None, Form(description="the post's caption")] = None,
+        sound: Annotated[str | None, Form(description="the sound's title or id")] = None,
         user_id: Annotated[str | None, Form(description="the poster; unknown = new")] = None,
         k: Annotated[int, Form(description="how many hashtags")] = 10,
     ) -> Any:
-        """Top-k hashtags for a new post (a video, a caption or both) with their reasons: a
-        multipart form, or a JSON body (`RecommendRequest`) for a caption alone."""
+        """Top-k hashtags for a new post (a video, a caption, a sound, or several) with their
+        reasons: a multipart form, or a JSON body (`RecommendRequest`) without a video."""
         if request.headers.get("content-type", "").startswith("application/json"):
             try:
                 post = RecommendRequest.model_validate_json(await request.body())
             except ValidationError as exc:
                 raise HTTPException(422, _validation_detail(exc)) from None
-            video, caption, user_id, k = None, post.caption, post.user_id, post.k
-        user = check_request(caption, user_id, k)
+            video, caption, sound, user_id, k = None, post.caption, post.sound, post.user_id, post.k
+        user = check_request(caption, user_id, k, sound)
         if video is not None and not video.filename and not video.size:
             video = None  # an empty file field of an HTML form
-        if video is None and not (caption and caption.strip()):
-            raise HTTPException(422, "give a video, a caption or both")
+        if video is None and not _given(caption) and not _given(sound):
+            raise HTTPException(422, "give a video, a caption or a sound")
         with tempfile.TemporaryDirectory(dir=uploads) as folder:
             path = await _save_upload(video, Path(folder), settings) if video else None
             try:
-                return await answer(path, caption, user, k)
+                return await answer(path, caption, user, k, sound)
             except MishonError as exc:  # e.g. a video that cannot be decoded
                 raise HTTPException(422, str(exc).replace(folder + "/", "")) from None
 
@@ -269,10 +290,9 @@ def create_app(service: HashtagService, owns_service: bool = False) -> FastAPI:
         results = []
         for post in batch.posts:
             try:
-                user = check_request(post.caption, post.user_id, post.k)
-                if not post.caption.strip():
-                    raise HTTPException(422, "caption: empty")
-                results.append(BatchItem(answer=await answer(None, post.caption, user, post.k)))
+                user = check_request(post.caption, post.user_id, post.k, post.sound)
+                answered = await answer(None, post.caption, user, post.k, post.sound)
+                results.append(BatchItem(answer=answered))
             except (HTTPException, MishonError) as exc:
                 results.append(BatchItem(error=str(getattr(exc, "detail", exc))))
         return BatchAnswer(results=results)
@@ -291,8 +311,7 @@ def create_app(service: HashtagService, owns_service: bool = False) -> FastAPI:
                 422,
                 f"hashtags: longer than {settings.max_hashtag_chars} characters: {long[0][:40]}...",
             )
-        if post.caption is not None and len(post.caption) > settings.max_caption_chars:
-            raise HTTPException(422, f"caption: longer than {settings.max_caption_chars} chars")
+        check_texts(post.caption, post.sound)
         try:
             hashtags = normalize_hashtags(post.hashtags)
         except ValueError as exc:
@@ -300,7 +319,7 @@ def create_app(service: HashtagService, owns_service: bool = False) -> FastAPI:
         if not hashtags:
             raise HTTPException(422, "hashtags: none is a valid hashtag")
         try:
-            post_id = service.record(post.user_id, hashtags, post.caption, post.post_id)
+            post_id = service.record(post.user_id, hashtags, post.caption, post.post_id, post.sound)
         except DuplicatePost as exc:
             raise HTTPException(409, str(exc)) from None
         return {"post_id": post_id, "user_id": post.user_id, "hashtags": hashtags}

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from mishon.serve.guards import USER_ID_RULE, valid_user_id
 
 IDENTIFIER = "1 to 200 letters, digits or . _ @ : + -"
+MAX_SOUND_CHARS = 500  # a sound's title or id
 
 
 def _identifier(value: str | None) -> str | None:
@@ -49,9 +50,11 @@ class RecommendAnswer(BaseModel):
 
 
 class RecommendRequest(BaseModel):
-    """A post to recommend for, as JSON (a caption; a video needs a multipart form)."""
+    """A post to recommend for, as JSON: a caption, a sound or both (a video needs a multipart
+    form)."""
 
-    caption: str = Field(min_length=1, description="the post's caption")
+    caption: str | None = Field(None, description="the post's caption")
+    sound: str | None = Field(None, description="the title or id of the sound the post uses")
     user_id: str | None = Field(None, description="the poster; unknown or none: a new user")
     k: int = Field(10, description="how many hashtags")
 
@@ -59,6 +62,12 @@ class RecommendRequest(BaseModel):
     @classmethod
     def _user(cls, value: str | None) -> str | None:
         return _identifier(value or None)
+
+    @model_validator(mode="after")
+    def _content(self) -> RecommendRequest:
+        if not any(text and text.strip() for text in (self.caption, self.sound)):
+            raise ValueError("give a caption or a sound (a video needs a multipart form)")
+        return self
 
 
 class BatchRequest(BaseModel):
@@ -86,6 +95,7 @@ class RecordedPost(BaseModel):
     user_id: str = Field(description=USER_ID_RULE)
     hashtags: list[str] = Field(min_length=1)
     caption: str | None = None
+    sound: str | None = Field(None, description="the title or id of the sound the post uses")
     post_id: str | None = Field(None, description=USER_ID_RULE.replace("user_id", "post_id"))
 
     @field_validator("user_id", "post_id")

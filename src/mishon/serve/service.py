@@ -266,11 +266,18 @@ class HashtagService:
 
     # ----------------------------------------------------------------- requests
 
-    def _units(self, caption: str | None, model: LoadedModel | None = None) -> Units:
-        if not (caption and caption.strip()):
+    def _units(
+        self,
+        caption: str | None,
+        model: LoadedModel | None = None,
+        sound: str | None = None,
+        user_id: str | None = None,
+    ) -> Units:
+        if not any(text and text.strip() for text in (caption, sound)):
             return {}
+        featurizer = (model or self.model).served.featurizer
         with self._extracting:
-            return (model or self.model).served.featurizer.featurize(None, caption)[0]
+            return featurizer.featurize(None, caption, sound, user_id)[0]
 
     def health(self) -> dict[str, Any]:
         model = self.model
@@ -293,7 +300,12 @@ class HashtagService:
         }
 
     def recommend(
-        self, video: Path | None, caption: str | None, user_id: str | None, k: int
+        self,
+        video: Path | None,
+        caption: str | None,
+        user_id: str | None,
+        k: int,
+        sound: str | None = None,
     ) -> dict[str, Any]:
         """Top-k hashtags with scores, evidence, reasons, neighbours, notes and stage timings.
         Extraction waits only for other extractions (`extract_workers` at once); ranking only
@@ -301,7 +313,9 @@ class HashtagService:
         started = time.perf_counter()
         model = self.model  # this request finishes on the model it started with
         with self._extracting:
-            units, timings, notes = model.served.featurizer.featurize(video, caption)
+            units, timings, notes = model.served.featurizer.featurize(
+                video, caption, sound, user_id
+            )
         clock = time.perf_counter()
         with model.lock:
             result = model.served.ranker.rank_new(NewPost(units, user_id), k)
@@ -317,12 +331,17 @@ class HashtagService:
         }
 
     def record(
-        self, user_id: str, hashtags: list[str], caption: str | None, post_id: str | None
+        self,
+        user_id: str,
+        hashtags: list[str],
+        caption: str | None,
+        post_id: str | None,
+        sound: str | None = None,
     ) -> str:
         """Record a post with its caption's units: committed to the store first (nothing is
         acknowledged before), then known at once here; other replicas take it in from the
         store. DuplicatePost for a known post_id, StoreUnavailable when not committed."""
-        units = self._units(caption)
+        units = self._units(caption, sound=sound, user_id=user_id)
         stored = self.store.add(user_id, hashtags, caption, post_id, units or None)
         model = self.model
         with model.lock:

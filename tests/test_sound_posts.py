@@ -145,3 +145,16 @@ def test_a_recorded_post_with_a_new_sound_teaches_its_hashtag(client: TestClient
     assert posted.status_code == 201, posted.text
     # the recorded post has the same sound: the content evidence reads its hashtag
     assert ranked()["brandnewdance"]["evidence"]["content"] > 0.4
+
+
+def test_the_ablation_runs_on_posts_known_by_their_sound(sound_run: Path, tmp_path: Path) -> None:
+    dataset = sound_run.parent / "ds"
+    args = ["experiment", "ablation", str(dataset), "--out", str(tmp_path / "abl"), "--seeds", "1"]
+    settings = ["--set", "train.epochs=3", "--set", "model.hidden=16"]
+    result = CliRunner().invoke(app, [*args, *settings])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "abl" / "ablation.json").read_text())["rows"]
+    by_name = {row["variant"]: row for row in rows}
+    # every variant trained, the one without the sound's edges among them
+    assert "no modality-modality edges" in by_name
+    assert all(not row["failed_seeds"] and row["all F1@5"]["mean"] > 0 for row in rows)

@@ -47,9 +47,13 @@ def extract(
         str | None, typer.Option(help="efficientnet-lite0 (default), vit or none.")
     ] = None,
     acoustic: Annotated[
-        str | None, typer.Option(help="logmel (default), wav2vec2 or none.")
+        str | None,
+        typer.Option(help="logmel (default), wav2vec2, sound (the sound's identity) or none."),
     ] = None,
-    textual: Annotated[str | None, typer.Option(help="minilm (default), bert or none.")] = None,
+    textual: Annotated[
+        str | None,
+        typer.Option(help="minilm (default), bert, charngram (any language, no weights) or none."),
+    ] = None,
     visual_model: Annotated[
         str | None, typer.Option(help="Weights folder or hub id for vit.")
     ] = None,
@@ -57,7 +61,7 @@ def extract(
         str | None, typer.Option(help="Weights folder or hub id for wav2vec2.")
     ] = None,
     textual_model: Annotated[
-        str | None, typer.Option(help="Weights folder or hub id for bert/minilm.")
+        str | None, typer.Option(help="Weights folder or hub id for bert.")
     ] = None,
     visual_units: Annotated[int | None, typer.Option(help="Frames per post [8].")] = None,
     acoustic_units: Annotated[int | None, typer.Option(help="Audio windows per post [8].")] = None,

@@ -17,7 +17,7 @@ Only validation posts are read: the test posts stay untouched. Prints JSON with 
 and their mean for both.
 
 Usage: python benchmarks/second_stage.py RUN [--protocol known-past|stream|static]
-       [--folds 2] [--trees 300] [--leaves 15]
+       [--folds 2] [--trees 300] [--leaves 15] [--refresh 256]
 (needs `pip install lightgbm`; the dev extra installs it)
 """
 
@@ -96,12 +96,15 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=2)
     parser.add_argument("--trees", type=int, default=300)
     parser.add_argument("--leaves", type=int, default=15)
+    parser.add_argument(
+        "--refresh", type=int, default=256, help="stream: re-encode after this many posts"
+    )
     args = parser.parse_args()
     import lightgbm
 
     started = time.perf_counter()
     loaded = load_run(args.run)
-    live = LiveMishon.from_run(loaded)
+    live = LiveMishon.from_run(loaded, refresh_every=args.refresh)
     tables, has, cases = recorded_tables(live, loaded.data, args.protocol)
     truth = [set(t) for t in loaded.data.posts["hashtags"].to_numpy()[cases]]
     users = loaded.data.posts["user_id"].astype(str).to_numpy()[cases]

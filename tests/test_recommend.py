@@ -109,7 +109,7 @@ def test_cli_recommend_for_a_video_and_caption(tiny_extracted: Path, tmp_path: P
     result = runner.invoke(app, ["recommend", str(run), "--video", str(tmp_path)])
     assert result.exit_code == 1 and "is not a file" in result.output
     result = runner.invoke(app, ["recommend", str(run)])
-    assert result.exit_code == 1 and "video, caption or both" in result.output
+    assert result.exit_code == 1 and "video, caption or sound" in result.output
     for name, content in (("noise.mp4", bytes(range(256)) * 64), ("empty.mp4", b"")):
         (tmp_path / name).write_bytes(content)
         result = runner.invoke(app, ["recommend", str(run), "--video", str(tmp_path / name)])
@@ -126,7 +126,7 @@ def test_the_python_api_checks_what_the_cli_checks(tiny_run: Path, tmp_path: Pat
     for k in (-1, 0, -1000, 2.5, True):
         with pytest.raises(MishonError, match="k must be a whole number of at least 1"):
             recommender.recommend(caption="sunset", k=k)  # type: ignore[arg-type]
-    with pytest.raises(MishonError, match="video, caption or both"):
+    with pytest.raises(MishonError, match="video, caption or sound"):
         recommender.recommend(caption="   ")
     with pytest.raises(MishonError, match="is not a file"):
         recommender.recommend(video=tmp_path)

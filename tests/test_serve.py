@@ -80,7 +80,7 @@ def test_recommend_from_a_caption_and_from_a_video(
 @pytest.mark.parametrize(
     ("data", "files", "status", "message"),
     [
-        ({}, None, 422, "video, a caption or both"),
+        ({}, None, 422, "give a video, a caption or a sound"),
         ({"caption": "x", "k": "0"}, None, 422, "k: must be between 1 and 100"),
         ({"caption": "x", "user_id": "../etc"}, None, 422, "user_id"),
         ({"caption": "x" * 5001}, None, 422, "caption: longer than 5000"),

@@ -125,11 +125,15 @@ def test_the_service_takes_a_sound(client: TestClient) -> None:
     form = client.post("/v1/recommend", data={"sound": "trend song 3", "k": "2"})
     assert form.json()["hashtags"][0]["hashtag"] == "challenge3"
     refused = client.post("/v1/recommend", json={"user_id": "u1"})
-    assert refused.status_code == 422 and "give a caption or a sound" in refused.text
+    assert refused.status_code == 422 and "give a video, a caption or a sound" in refused.text
     too_long = client.post("/v1/recommend", json={"sound": "x" * 501})
     assert too_long.status_code == 422 and "sound: longer than 500" in too_long.text
-    batch = client.post("/v1/recommend/batch", json={"posts": [{"sound": "trend song 0"}]})
-    assert batch.json()["results"][0]["answer"]["hashtags"][0]["hashtag"] == "challenge0"
+    batch = client.post(
+        "/v1/recommend/batch", json={"posts": [{"sound": "trend song 0"}, {"sound": " "}]}
+    )
+    found, empty = batch.json()["results"]
+    assert found["answer"]["hashtags"][0]["hashtag"] == "challenge0"
+    assert empty["error"] == "give a caption or a sound"
 
 
 def test_a_recorded_post_with_a_new_sound_teaches_its_hashtag(client: TestClient) -> None:

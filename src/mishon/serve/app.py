@@ -291,6 +291,8 @@ def create_app(service: HashtagService, owns_service: bool = False) -> FastAPI:
         for post in batch.posts:
             try:
                 user = check_request(post.caption, post.user_id, post.k, post.sound)
+                if not _given(post.caption) and not _given(post.sound):
+                    raise HTTPException(422, "give a caption or a sound")
                 answered = await answer(None, post.caption, user, post.k, post.sound)
                 results.append(BatchItem(answer=answered))
             except (HTTPException, MishonError) as exc:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator
 
 from mishon.serve.guards import USER_ID_RULE, valid_user_id
 
@@ -62,12 +62,6 @@ class RecommendRequest(BaseModel):
     @classmethod
     def _user(cls, value: str | None) -> str | None:
         return _identifier(value or None)
-
-    @model_validator(mode="after")
-    def _content(self) -> RecommendRequest:
-        if not any(text and text.strip() for text in (self.caption, self.sound)):
-            raise ValueError("give a caption or a sound (a video needs a multipart form)")
-        return self
 
 
 class BatchRequest(BaseModel):

@@ -31,29 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mishon.evaluate.live import MIN_GROUP_POSTS, _cross_fitted
-from mishon.evaluate.protocols import rank_under
+from mishon.evaluate.live import MIN_GROUP_POSTS, validation_tables
 from mishon.metrics import f1_from_hits
 from mishon.recommenders.evidence import EvidenceTable
 from mishon.recommenders.live import LiveMishon, select_weights
 from mishon.train.run import load_run
 
 K = 5
-
-
-def recorded_tables(
-    live: LiveMishon, run_data, protocol: str
-) -> tuple[list[EvidenceTable], list[bool], np.ndarray]:
-    """Each validation case's evidence table and whether its user had known posts."""
-    cases = run_data.cases("valid")
-    if protocol == "known-past":
-        recorded = _cross_fitted(live, run_data, cases, K)
-    else:
-        live.fit(run_data)
-        live.recorded_ = {}
-        rank_under(live, run_data, "valid", protocol, K)
-        recorded = [live.recorded_[int(p)] for p in cases]
-    return [t for t, _ in recorded], [h for _, h in recorded], cases
 
 
 def f1_of(scores: list[np.ndarray], tables: list[EvidenceTable], truth: list[set[str]]) -> float:
@@ -105,7 +89,9 @@ def main() -> None:
     started = time.perf_counter()
     loaded = load_run(args.run)
     live = LiveMishon.from_run(loaded, refresh_every=args.refresh)
-    tables, has, cases = recorded_tables(live, loaded.data, args.protocol)
+    recorded = validation_tables(live, loaded.data, args.protocol, K)
+    tables, has = [t for t, _ in recorded], [h for _, h in recorded]
+    cases = loaded.data.cases("valid")
     truth = [set(t) for t in loaded.data.posts["hashtags"].to_numpy()[cases]]
     users = loaded.data.posts["user_id"].astype(str).to_numpy()[cases]
     fold = np.array([zlib.crc32(u.encode()) % args.folds for u in users])

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from mishon.api import Recommender
 from mishon.cli import app
-from mishon.config import ExtractSettings, ServeSettings
+from mishon.config import ExtractSettings, ServeSettings, SplitSettings
 from mishon.data.schema import POSTS_SCHEMA
 from mishon.data.split_data import load_split_data
 from mishon.data.splits import make_split
@@ -57,15 +57,9 @@ def sound_dataset(root: Path, users: int = 12, posts_per_user: int = 8, seed: in
             )
     root.mkdir(parents=True)
     write_table(pd.DataFrame(rows), root / "posts.parquet", POSTS_SCHEMA)
-    assignment, meta = make_split(read_posts(root), make_settings())
+    assignment, meta = make_split(read_posts(root), SplitSettings(strategy="given"))
     write_split(root, "given", assignment, meta)
     return root
-
-
-def make_settings():
-    from mishon.config import SplitSettings
-
-    return SplitSettings(strategy="given")
 
 
 @pytest.fixture(scope="module")

@@ -29,13 +29,7 @@ def select_live_weights(
     if not len(cases):  # nothing to select on: the weights stay as they are
         live.fit(data)
         return {}
-    if protocol == "known-past":
-        recorded = _cross_fitted(live, data, cases, k)
-    else:
-        live.fit(data)
-        live.recorded_ = {}
-        rank_under(live, data, "valid", protocol, k)
-        recorded = [live.recorded_[int(p)] for p in cases]
+    recorded = validation_tables(live, data, protocol, k)
     truth = [set(tags) for tags in data.posts["hashtags"].to_numpy()[cases]]
     chosen: dict[bool, dict[str, float]] = {}
     reached: dict[str, float] = {}
@@ -56,6 +50,20 @@ def select_live_weights(
     live.recorded_ = None
     live.fit(data)
     return reached
+
+
+def validation_tables(
+    live: LiveMishon, data: SplitData, protocol: str, k: int = 5
+) -> list[tuple[EvidenceTable, bool]]:
+    """Each validation case's evidence table (in `data.cases("valid")` order) and whether its
+    user had known posts, ranked as the protocol ranks test posts (see select_live_weights)."""
+    cases = data.cases("valid")
+    if protocol == "known-past":
+        return _cross_fitted(live, data, cases, k)
+    live.fit(data)
+    live.recorded_ = {}
+    rank_under(live, data, "valid", protocol, k)
+    return [live.recorded_[int(p)] for p in cases]
 
 
 def _cross_fitted(

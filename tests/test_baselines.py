@@ -10,10 +10,17 @@ from mishon.data.schema import POSTS_SCHEMA
 from mishon.data.split_data import load_split_data
 from mishon.data.splits import make_split
 from mishon.data.store import read_posts, write_split, write_table
+from mishon.evaluate.evaluation import unavailable_baselines
 from mishon.evaluate.run import evaluate
 from mishon.features.base import Modality
 from mishon.features.imported import import_vectors
-from mishon.recommenders.baselines import ContentKNN, DecayedPopularity, Popularity, UserHistory
+from mishon.recommenders.baselines import (
+    ContentKNN,
+    DecayedPopularity,
+    Popularity,
+    SoundHistory,
+    UserHistory,
+)
 
 POSTS = pd.DataFrame(
     {
@@ -73,3 +80,20 @@ def test_evaluate_splits_warm_and_cold(tmp_path: Path) -> None:
     assert result["all"]["HR@1"] == 2 / 3 and result["all"]["HR@3"] == 1.0
     assert result["warm"]["HR@1"] == 0.5 and result["cold"]["HR@1"] == 1.0
     assert result["vocabulary_coverage"] == 1.0
+
+
+def test_the_sound_baseline_ranks_by_the_posts_with_the_same_sound(tmp_path: Path) -> None:
+    root = dataset(tmp_path)
+    data = load_split_data(root, "given")
+    assert unavailable_baselines(["sound", "history"], data) == {"sound": "no post names its sound"}
+    sounds = ["s1", "s2", "s1", None, "s2", "s3", "s1", None, "s3"]
+    write_table(POSTS.assign(sound=sounds), root / "posts.parquet", POSTS_SCHEMA)
+    data = load_split_data(root, "given")
+    assert unavailable_baselines(["sound"], data) == {}
+    sound = SoundHistory().fit(data)
+    # s1's training posts: p0 (a, b) then p2 (c): one use each, the latest first, then by name;
+    # a post with no sound gets popularity; s3 (p5: d) is filled up with popularity
+    tests = data.cases("test")
+    assert sound.recommend(tests, 3) == [["c", "a", "b"], ["a", "c", "d"], ["d", "a", "c"]]
+    sound.observe(np.array([6]))  # p6 (s1: b) becomes known: b is used twice now
+    assert sound.recommend(np.array([6]), 2) == [["b", "c"]]

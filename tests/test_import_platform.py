@@ -143,6 +143,25 @@ def test_several_files_merge_repeats_and_report_conflicts(tmp_path: Path) -> Non
     assert validate_dataset(out) == []
 
 
+def test_a_repeat_naming_another_video_is_another_post(tmp_path: Path) -> None:
+    for name in ("a", "b"):  # not decoded by the import
+        (tmp_path / f"{name}.mp4").write_bytes(name.encode())
+    src = write(
+        tmp_path / "p.csv",
+        "id,author,tags,clip\n1,u,x,a.mp4\n1,u,x,a.mp4\n2,u,y,a.mp4\n2,u,y,b.mp4\n",
+    )
+    mapping = parse_mapping("post_id=id,user_id=author,hashtags=tags,video=clip")
+    result = import_dataset(
+        src, tmp_path / "ds", ImportSettings(format="csv", mapping=mapping, skip_bad=True)
+    )
+    assert result.merged == 1  # post 1 twice with one video
+    (problem,) = result.problems
+    assert problem.row == 5 and "already used at line 4, with another video" in str(problem)
+    posts = read_posts(tmp_path / "ds").set_index("post_id")
+    # post 2 keeps the first record's video, not the refused repeat's
+    assert (tmp_path / "ds" / posts.loc["2", "video"]).read_bytes() == b"a"
+
+
 def test_sources_given_twice_or_with_colliding_ids(tmp_path: Path) -> None:
     src = write(tmp_path / "a.csv", "author,tags\nu,x\n")
     (tmp_path / "b").mkdir()

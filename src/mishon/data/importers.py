@@ -342,9 +342,11 @@ def read_jsonl(path: Path, encoding: str) -> Iterator[RawRecord]:
 # --------------------------------------------------------------------------- conversion
 
 
-# What tells two records of one post_id apart as different posts; the rest (engagement and the
-# author's counters) changes between collections and is taken from the first record.
-IDENTITY_FIELDS = ("user_id", "hashtags", "caption", "video", "created_at", "sound", "duration")
+# What tells two records of one post_id apart as different posts (SOURCE: the video file they
+# name); the rest (engagement, the author's counters) changes between collections and is taken
+# from the first record.
+SOURCE, CUT = "_video_source", "_hashtags_cut"  # kept beside a post until it is accepted
+IDENTITY_FIELDS = ("user_id", "hashtags", "caption", SOURCE, "created_at", "sound", "duration")
 
 
 class PostBuilder:
@@ -394,10 +396,11 @@ class PostBuilder:
         seen = self._seen.get(post["post_id"])
         if seen is not None:
             index, first = seen
+            kept = {**self.posts[index], SOURCE: self.media_sources.get(post["post_id"])}
             differs = [
-                name
+                "video" if name == SOURCE else name
                 for name in IDENTITY_FIELDS
-                if name in post and not _same(post[name], self.posts[index].get(name))
+                if name in post and not _same(post[name], kept.get(name))
             ]
             if not differs:
                 self.merged += 1
@@ -414,6 +417,10 @@ class PostBuilder:
             )
             return
         self._seen[post["post_id"]] = (len(self.posts), record)
+        source = post.pop(SOURCE, None)
+        if source is not None:
+            self.media_sources[post["post_id"]] = source
+        self.hashtags_cut += post.pop(CUT)
         self.posts.append(post)
 
     def _problem(self, record: RawRecord, column: str | None, reason: str, message: str) -> None:
@@ -430,7 +437,7 @@ class PostBuilder:
         user_id = required_id(self._get(record, "user_id"), "user_id")
         post: dict[str, Any] = {"post_id": post_id, "user_id": user_id}
         parsed = parse_hashtag_list(self._get(record, "hashtags"), "hashtags", self.separator)
-        self.hashtags_cut += parsed.cut
+        post[CUT] = parsed.cut
         tags = parsed.tags
         caption = text_value(self._get(record, "caption"), "caption")
         if caption is not None:
@@ -441,10 +448,8 @@ class PostBuilder:
             post["caption"] = caption or None
         if "video" in self.mapping:
             video = self._get(record, "video")
-            source = _video_source(video, self.base_dir, self.outside_media)
+            post[SOURCE] = _video_source(video, self.base_dir, self.outside_media)
             post["video"] = None
-            if source is not None:
-                self.media_sources[post_id] = source
         if "created_at" in self.mapping:
             post["created_at"] = parse_timestamp(self._get(record, "created_at"))
         if "sound" in self.mapping:

@@ -17,6 +17,15 @@ from mishon.features.imported import import_vectors
 TOPICS = 4
 
 
+def write_given_split(root: Path, posts: pd.DataFrame) -> Path:
+    """Write `posts` (with a `split` column) as a dataset at `root` with its 'given' split."""
+    root.mkdir(parents=True, exist_ok=True)
+    write_table(posts, root / "posts.parquet", POSTS_SCHEMA)
+    assignment, meta = make_split(read_posts(root), SplitSettings(strategy="given"))
+    write_split(root, "given", assignment, meta)
+    return root
+
+
 def planted_dataset(
     root: Path,
     users: int = 16,
@@ -65,11 +74,8 @@ def planted_dataset(
             }
         )
         vectors.append(directions[topic] + 0.3 * rng.normal(size=16))
-    root.mkdir(parents=True)
     posts = pd.DataFrame(rows)
-    write_table(posts, root / "posts.parquet", POSTS_SCHEMA)
-    assignment, meta = make_split(read_posts(root), SplitSettings(strategy="given"))
-    write_split(root, "given", assignment, meta)
+    write_given_split(root, posts)
     np.save(root.parent / "v.npy", np.stack(vectors).astype(np.float32))
     (root.parent / "ids.txt").write_text("\n".join(posts["post_id"]) + "\n")
     if "textual" in modalities:

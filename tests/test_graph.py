@@ -22,6 +22,8 @@ from mishon.graph.io import load_graph, save_graph
 from mishon.graph.jaccard import jaccard_topk, user_hashtag_matrix
 from mishon.graph.knn import knn, recall_at_k
 
+from .planted import write_given_split
+
 # Six posts by four users. Textual vectors have mean zero, so centring leaves them as they are.
 VECTORS = np.array([[2, 0], [2, 0.2], [-2, 0], [-2, -0.2], [0.1, 1], [-0.1, -1]], dtype=np.float32)
 POSTS = pd.DataFrame(
@@ -349,11 +351,7 @@ def test_ray_engine_builds_the_local_graph(synthetic_graph: tuple[Path, object])
 
 
 def test_a_dataset_without_content_names_the_fix_that_applies(tmp_path: Path) -> None:
-    root = tmp_path / "bare"
-    root.mkdir()
-    write_table(POSTS, root / "posts.parquet", POSTS_SCHEMA)
-    assignment, meta = make_split(read_posts(root), SplitSettings(strategy="given"))
-    write_split(root, "given", assignment, meta)
+    root = write_given_split(tmp_path / "bare", POSTS)
     runner = CliRunner()
     assert runner.invoke(app, ["extract", str(root)]).exit_code == 0  # nothing to extract
     result = runner.invoke(app, ["graph", str(root), "--out", str(tmp_path / "run")])

@@ -16,11 +16,8 @@ from typer.testing import CliRunner
 
 from mishon.api import Recommender
 from mishon.cli import app
-from mishon.config import ExtractSettings, ServeSettings, SplitSettings
-from mishon.data.schema import POSTS_SCHEMA
+from mishon.config import ExtractSettings, ServeSettings
 from mishon.data.split_data import load_split_data
-from mishon.data.splits import make_split
-from mishon.data.store import read_posts, write_split, write_table
 from mishon.errors import MishonError
 from mishon.evaluate.evaluation import evaluate_baselines
 from mishon.features.extract import extract_features
@@ -28,7 +25,7 @@ from mishon.serve.app import create_app
 from mishon.serve.service import HashtagService
 from mishon.train.run import train_model
 
-from .planted import small_settings
+from .planted import small_settings, write_given_split
 
 SOUNDS = 4
 
@@ -55,11 +52,7 @@ def sound_dataset(root: Path, users: int = 12, posts_per_user: int = 8, seed: in
                     "split": split,
                 }
             )
-    root.mkdir(parents=True)
-    write_table(pd.DataFrame(rows), root / "posts.parquet", POSTS_SCHEMA)
-    assignment, meta = make_split(read_posts(root), SplitSettings(strategy="given"))
-    write_split(root, "given", assignment, meta)
-    return root
+    return write_given_split(root, pd.DataFrame(rows))
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,8 @@ def dataset_stats(root: Path) -> dict[str, Any]:
     labelled = per_post > 0
     tag_counts = Counter(t for tags in tag_lists for t in tags)
     per_user = posts.groupby("user_id").size().to_numpy()
+    stated = users if users is not None else pd.DataFrame()
+    counters = [f for f in USER_COUNTER_FIELDS if f in stated and stated[f].notna().any()]
     stats: dict[str, Any] = {
         "posts": len(posts),
         "posts_without_hashtags": int((~labelled).sum()),
@@ -47,14 +49,8 @@ def dataset_stats(root: Path) -> dict[str, Any]:
         "engagement_fields": [
             f for f in ENGAGEMENT_FIELDS if f in posts and posts[f].notna().any()
         ],
-        "followers": users is not None
-        and "followers" in users
-        and bool(users["followers"].notna().any()),
-        "user_counters": [
-            f
-            for f in USER_COUNTER_FIELDS
-            if users is not None and f in users and bool(users[f].notna().any())
-        ],
+        "followers": "followers" in counters,
+        "user_counters": counters,
         "time_range": _time_range(posts),
         "given_split": _label_counts(posts["split"]) if "split" in posts else None,
         "splits": {name: _split_counts(root, name, posts) for name in list_splits(root)},

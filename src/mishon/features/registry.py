@@ -107,19 +107,19 @@ def extractor_of_store(dataset: Path, modality: str, device: str = "cpu") -> Ext
     return create_extractor(Modality(modality), spec, ExtractSettings(device=device))
 
 
-def input_field(extractor: Extractor, modality: Modality) -> str:
-    """The post field an extractor encodes: "video" (frames or the audio track), "caption",
-    or another field it names in `reads` (the `sound` extractor reads "sound")."""
-    default = "caption" if modality == Modality.TEXTUAL else "video"
-    return getattr(extractor, "reads", default)
-
-
 FIELD_OF_EXTRACTOR = {"sound": "sound"}  # extractors that read a field other than the default
 
 
 def field_of(name: str, modality: Modality) -> str:
-    """The post field the registered extractor `name` reads (see input_field), unbuilt."""
+    """The post field the extractor called `name` encodes: "video" (frames or the audio
+    track) for visual and acoustic ones, "caption" for textual ones, unless FIELD_OF_EXTRACTOR
+    names another (the `sound` extractor reads "sound")."""
     return FIELD_OF_EXTRACTOR.get(name, "caption" if modality == Modality.TEXTUAL else "video")
+
+
+def input_field(extractor: Extractor, modality: Modality) -> str:
+    """The post field a built extractor encodes (see field_of)."""
+    return field_of(extractor.name, modality)
 
 
 def names_for(modality: Modality) -> list[str]:

@@ -36,7 +36,6 @@ class SoundIdentityExtractor:
 
     name = "sound"
     modality = Modality.ACOUSTIC
-    reads = "sound"  # the post field it encodes, instead of the video's audio track
     units = 1
 
     def __init__(self, dim: int = SOUND_DIM) -> None:

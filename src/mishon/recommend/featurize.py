@@ -54,11 +54,6 @@ class PostFeaturizer:
         extractors = {m: extractor_of_store(dataset, m, device) for m in modalities}
         return cls(extractors, sounds=SoundNamer(titles))
 
-    @property
-    def reads_sound(self) -> bool:
-        """Whether a post's sound is an input (the dataset's posts were known by theirs)."""
-        return "sound" in self.fields.values()
-
     def featurize(
         self,
         video: Path | None,

@@ -80,10 +80,6 @@ def _given(text: str | None) -> bool:
     return bool(text and text.strip())
 
 
-def _given(text: str | None) -> bool:
-    return bool(text and text.strip())
-
-
 def _check_user(user_id: str | None) -> str | None:
     if user_id is None or user_id == "":
         return None

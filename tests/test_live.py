@@ -151,7 +151,8 @@ def test_live_never_sees_its_own_or_later_hashtags(trained: tuple) -> None:
 def test_weights_are_selected_on_validation_posts_only(trained: tuple) -> None:
     network, inputs, data = trained
     live = LiveMishon(network, inputs, refresh_every=1000)
-    score = select_live_weights(live, data, "stream")
+    selection = select_live_weights(live, data, "stream")
+    score = selection.reached
     # too few validation posts for weights per kind of user: one set for all
     assert set(score) == {"all"} and 0.0 < score["all"] <= 1.0
     assert set(live.weights.known_user) == set(EVIDENCE)
@@ -162,7 +163,7 @@ def test_weights_are_selected_on_validation_posts_only(trained: tuple) -> None:
         posts.at[position, "hashtags"] = ["noise"]
     altered = SplitData(data.dataset, data.split_name, posts, data.rows, data.all_post_ids)
     other = LiveMishon(network, inputs, refresh_every=1000)
-    assert select_live_weights(other, altered, "stream") == score
+    assert select_live_weights(other, altered, "stream") == selection  # second stage too
     assert other.weights == selected
     # the recommender starts again from the training posts after selecting
     assert not other.known_.known[data.cases("valid")].any()
@@ -191,8 +192,8 @@ def test_known_past_selection_ranks_each_validation_half_knowing_the_other(
 
     monkeypatch.setattr(selection, "_cross_fitted", spy)
     live = LiveMishon(network, inputs, refresh_every=1000)
-    score = select_live_weights(live, data, "known-past")
-    assert 0.0 < score["all"] <= 1.0
+    selection = select_live_weights(live, data, "known-past")
+    assert 0.0 < selection.reached["all"] <= 1.0
     halves = seen
     assert halves == [set(valid[1::2].tolist()), set(valid[0::2].tolist())]
     assert not halves[0] & halves[1] and halves[0] | halves[1] == set(valid.tolist())
@@ -201,7 +202,7 @@ def test_known_past_selection_ranks_each_validation_half_knowing_the_other(
         posts.at[position, "hashtags"] = ["noise"]
     altered = SplitData(data.dataset, data.split_name, posts, data.rows, data.all_post_ids)
     other = LiveMishon(network, inputs, refresh_every=1000)
-    assert select_live_weights(other, altered, "known-past") == score
+    assert select_live_weights(other, altered, "known-past") == selection
 
 
 def test_users_without_known_posts_get_weights_of_their_own(
@@ -216,7 +217,7 @@ def test_users_without_known_posts_get_weights_of_their_own(
     mixed = SplitData(data.dataset, data.split_name, posts, data.rows, data.all_post_ids)
     monkeypatch.setattr("mishon.evaluate.live.MIN_GROUP_POSTS", 1)
     live = LiveMishon(network, inputs)
-    reached = select_live_weights(live, mixed, "known-past")
+    reached = select_live_weights(live, mixed, "known-past").reached
     assert set(reached) == {"known_user", "new_user"}
     # each kind of post is ranked with its own weights
     fixed = LiveWeights({"neighbours": 1.0}, {"popularity": 1.0})
@@ -234,8 +235,9 @@ def test_without_validation_posts_the_default_weights_stay(trained: tuple) -> No
         posts.at[position, "hashtags"] = []
     unlabelled = SplitData(data.dataset, data.split_name, posts, data.rows, data.all_post_ids)
     live = LiveMishon(network, inputs)
-    assert select_live_weights(live, unlabelled, "stream") == {}
-    assert live.weights == LiveWeights.of(DEFAULT_WEIGHTS)
+    selection = select_live_weights(live, unlabelled, "stream")
+    assert selection.reached == {} and selection.second_stage == {}
+    assert live.weights == LiveWeights.of(DEFAULT_WEIGHTS) and live.ranker is None
 
 
 def test_evaluate_run_reports_mishon_live_beside_the_network(tmp_path: Path) -> None:
@@ -263,7 +265,7 @@ def test_evaluate_run_reports_mishon_live_beside_the_network(tmp_path: Path) -> 
 def test_an_evaluation_without_live_never_replaces_the_one_with_its_weights(
     tmp_path: Path,
 ) -> None:
-    from mishon.evaluate.evaluation import selected_live_weights
+    from mishon.evaluate.evaluation import selected_ranking
 
     dataset = planted_dataset(tmp_path / "ds")
     run = tmp_path / "run"
@@ -275,8 +277,8 @@ def test_an_evaluation_without_live_never_replaces_the_one_with_its_weights(
     reduced = json.loads((run / "evaluation-test-stream-nolive.json").read_text())
     assert [r["recommender"] for r in reduced["results"]] == ["MISHON"]
     loaded = load_run(run)
-    weights, source = selected_live_weights(run, loaded)
-    assert weights is not None and source.startswith("selected")
+    chosen = selected_ranking(run, loaded)
+    assert chosen.weights is not None and chosen.source.startswith(("weights selected", "learned"))
 
 
 @pytest.mark.parametrize(
@@ -310,6 +312,7 @@ def test_an_evidence_ablation_selects_among_the_named_evidence_only(tmp_path: Pa
     runner = CliRunner()
     result = runner.invoke(app, ["evaluate", str(tmp_path / "run"), "--evidence", "model,content"])
     assert result.exit_code == 0, result.output
+    assert "MISHON live: ranked by the " in result.output  # which second stage, and its folds
     saved = tmp_path / "run" / "evaluation-test-live-model+content.json"
     assert saved.is_file() and not (tmp_path / "run" / "evaluation-test.json").exists()
     import json

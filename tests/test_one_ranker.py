@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from mishon.config import EvidenceIndexSettings, EvidenceSettings, ServeSettings
+from mishon.config import (
+    EvidenceIndexSettings,
+    EvidenceSettings,
+    SecondStageSettings,
+    ServeSettings,
+)
+from mishon.evaluate.evaluation import evaluate_run, selected_ranking
 from mishon.recommend.served import load_served
 from mishon.recommenders.evidence import KnownPosts, Query, gather_evidence
 from mishon.recommenders.live import LiveMishon
@@ -25,17 +31,15 @@ def run(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path) -> Path:
     return copy
 
 
-def test_the_service_ranks_posts_as_the_evaluation_measures_them(run: Path) -> None:
-    loaded = load_run(run, device="cpu")
-    data = loaded.data
+def _served_as_measured(run: Path, measured: LiveMishon) -> None:
+    """The test posts ranked by `measured` (as new posts, knowing the training posts) and by
+    the service over HTTP, with each post's clip and caption: the same lists and scores."""
+    data = measured.data_
     cases = data.cases("test")
     assert len(cases) >= 2
-    # the evaluation path: MISHON live ranking the test posts as new posts, knowing the
-    # training posts (static protocol)
-    measured = LiveMishon.from_run(loaded, placement="new", refresh_every=0).fit(data)
     expected = measured.ranked(cases, 5)
-    # the service, knowing the same posts, asked over HTTP with each post's clip and caption
     served = load_served(run, know_dataset=False, placement="new")
+    assert (served.ranker.ranker is None) == (measured.ranker is None)
     service = HashtagService(run, ServeSettings(), served=served)
     posts = data.posts
     with TestClient(create_app(service)) as client:
@@ -53,6 +57,35 @@ def test_the_service_ranks_posts_as_the_evaluation_measures_them(run: Path) -> N
             assert [t for t, _ in got] == [t for t, _ in ranked], position
             np.testing.assert_allclose([s for _, s in got], [s for _, s in ranked], atol=1e-4)
     service.close()
+
+
+def test_the_service_ranks_posts_as_the_evaluation_measures_them(run: Path) -> None:
+    # the evaluation path: MISHON live ranking the test posts as new posts, knowing the
+    # training posts (static protocol); no stream evaluation yet: the default weights
+    loaded = load_run(run, device="cpu")
+    measured = LiveMishon.from_run(loaded, placement="new", refresh_every=0).fit(loaded.data)
+    _served_as_measured(run, measured)
+
+
+def test_a_learned_second_stage_is_served_as_it_was_measured(
+    tmp_path: Path, tiny_run: Path
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    stage = SecondStageSettings(mode="learned", trees=20)
+    evaluate_run(
+        run,
+        protocol="stream",
+        refresh_every=0,
+        evidence_settings=EvidenceSettings(second_stage=stage),
+    )
+    loaded = load_run(run, device="cpu")
+    chosen = selected_ranking(run, loaded)
+    assert chosen.ranker is not None
+    measured = LiveMishon.from_run(
+        loaded, chosen.weights, placement="new", refresh_every=0, ranker=chosen.ranker
+    ).fit(loaded.data)
+    _served_as_measured(run, measured)
 
 
 def test_new_posts_and_the_split_get_the_same_candidates(run: Path) -> None:

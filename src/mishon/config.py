@@ -634,6 +634,24 @@ class EvidenceIndexSettings(Settings):
     seed: int = Field(0, description="seed of the index's k-means sample")
 
 
+class SecondStageSettings(Settings):
+    """How MISHON live turns a post's evidence into one ranking (docs/design.md, "The second
+    stage"): the weighted sum found by the weight search, or a LightGBM LambdaRank model over
+    the same evidence, whichever ranks held-out validation posts better."""
+
+    mode: Literal["auto", "search", "learned"] = Field(
+        "auto",
+        description="auto: the learned ranker where it beats the weight search in every "
+        "validation fold, else the search; search or learned: that one",
+    )
+    folds: int = Field(2, ge=2, le=10, description="validation folds (grouped by user) compared")
+    trees: int = Field(300, ge=1, description="LambdaRank: boosting rounds")
+    leaves: int = Field(15, ge=2, description="LambdaRank: leaves per tree")
+    learning_rate: float = Field(0.05, gt=0.0, le=1.0, description="LambdaRank: shrinkage")
+    min_child_samples: int = Field(20, ge=1, description="LambdaRank: candidates per leaf")
+    seed: int = Field(0, description="LambdaRank's seed (its fit is deterministic)")
+
+
 class EvidenceSettings(Settings):
     """How much of the known past each evidence reads (docs/design.md, "MISHON live")."""
 
@@ -653,6 +671,10 @@ class EvidenceSettings(Settings):
     index: EvidenceIndexSettings = Field(
         default_factory=EvidenceIndexSettings,
         description="exact scan or approximate index over the known posts",
+    )
+    second_stage: SecondStageSettings = Field(
+        default_factory=SecondStageSettings,
+        description="weight search or learned ranker over the evidence, chosen on validation",
     )
 
 

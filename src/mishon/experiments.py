@@ -143,9 +143,10 @@ def run_variant(
     }
     if live:
         evidence = LiveMishon(network, inputs, f"{variant.name} + live", refresh_every)
-        select_live_weights(evidence, data, protocol)
+        selection = select_live_weights(evidence, data, protocol)
         result["live"] = {
             "weights": asdict(evidence.weights),
+            "second_stage": selection.second_stage,
             "valid": evaluate(evidence, data, "valid", protocol=protocol),
             "test": evaluate(evidence.fit(data), data, "test", protocol=protocol),
         }

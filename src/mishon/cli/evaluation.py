@@ -118,9 +118,10 @@ def evaluate_run(
         list[str] | None,
         typer.Option(
             "--set",
-            help="MISHON live's evidence setting KEY=VALUE (EvidenceSettings, docs/design.md: "
+            help="MISHON live's setting KEY=VALUE (EvidenceSettings, docs/design.md: "
             "neighbours, content_neighbours, model_candidates, index.exact_max, index.nprobe, "
-            "...), e.g. index.exact_max=0 to search the known posts in the index; repeatable.",
+            "second_stage.mode, ...), e.g. index.exact_max=0 to search the known posts in the "
+            "index, second_stage.mode=search to rank by the weights alone; repeatable.",
         ),
     ] = None,
 ) -> None:
@@ -155,12 +156,26 @@ def evaluate_run(
     for result in evaluation.results:
         if result.get("note"):
             console.print(f"{result['recommender']}: {result['note']}", highlight=False)
+        if "second_stage" in result:
+            console.print(f"{result['recommender']}: {second_stage_line(result['second_stage'])}")
     for name, ratios in (evaluation.relative_f1_at_5 or {}).items():
         for subset, ratio in ratios.items():
             if ratio is not None:
                 console.print(f"{subset}: {name} F1@5 = {ratio:.3f} x the best baseline")
     written = evaluation_path(run, part, protocol, chosen, hashtag_names, placement, live)
     console.print(f"written: {written}")
+
+
+def second_stage_line(record: dict) -> str:
+    """How MISHON live ranked, in words: the ranker chosen and each one's validation folds."""
+    folds = record.get("folds_f1_at_5") or {}
+    if not folds.get("search"):
+        return f"ranked by the {'learned ranker' if record['chosen'] == 'learned' else 'weights'}"
+    shown = ", ".join(
+        f"{name} {' / '.join(f'{v:.4f}' for v in values)}" for name, values in folds.items()
+    )
+    chosen = "the learned ranker" if record["chosen"] == "learned" else "the weight search"
+    return f"ranked by {chosen} (validation F1@5 per fold: {shown})"
 
 
 @app.command("report")

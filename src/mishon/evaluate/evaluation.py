@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from mishon.recommenders.evidence import EVIDENCE, EvidenceSettings
 from mishon.recommenders.hashtag_names import HashtagNames
 from mishon.recommenders.hashtag_side import HashtagSideSettings, hashtag_encoder_path
 from mishon.recommenders.live import LiveMishon, LiveWeights, PlacementName, check_evidence
+from mishon.recommenders.second_stage import LearnedRanker
 from mishon.train.run import StageFn, TrainedRun, load_run
 
 PARTS = ("test", "valid")
@@ -82,6 +83,12 @@ def evaluation_path(
     if placement == "new":
         suffix += "-new"
     return run / f"evaluation-{part}{suffix}.json"
+
+
+def ranker_path(evaluation: Path) -> Path:
+    """Where the learned second stage chosen by an evaluation is kept: beside its file, as
+    evaluation-PART[...].ranker.txt (LightGBM's text format)."""
+    return evaluation.with_suffix(".ranker.txt")
 
 
 def evaluation_lineage(loaded: TrainedRun) -> Lineage:
@@ -182,6 +189,7 @@ def evaluate_run(
         report("loading the run")
         loaded = load_run(run, dataset, device)
     data = loaded.data
+    path = evaluation_path(run, part, protocol, evidence, hashtag_names, placement, live)
     report("MISHON: ranking")
     mishon = MishonRecommender(loaded.network, loaded.inputs, refresh_every=refresh_every)
     results = [evaluate(mishon.fit(data), data, part, protocol=protocol)]
@@ -197,6 +205,7 @@ def evaluate_run(
                 side,
                 evidence_settings,
                 placement,
+                ranker_path(path),
             )
         )
     others, skipped = evaluate_baselines(names, data, part, loaded.settings, report, protocol)
@@ -220,7 +229,7 @@ def evaluate_run(
             }
             for name in ours
         }
-    evaluation.save(evaluation_path(run, part, protocol, evidence, hashtag_names, placement, live))
+    evaluation.save(path)
     return evaluation
 
 
@@ -234,9 +243,12 @@ def evaluate_live(
     side: HashtagSideSettings | None = None,
     settings: EvidenceSettings | None = None,
     placement: PlacementName = "graph",
+    ranker_path: Path | None = None,
 ) -> dict[str, Any]:
-    """MISHON live's result on `part`, with the weights selected on the validation posts (the
-    one ranker, `LiveMishon.from_run`; `placement` new ranks the posts as new posts)."""
+    """MISHON live's result on `part`, with the weights selected on the validation posts and
+    the second stage chosen there (the one ranker, `LiveMishon.from_run`; `placement` new ranks
+    the posts as new posts). A learned ranker chosen is saved to `ranker_path` (its SHA-256 in
+    the result's `second_stage`)."""
     settings = settings or EvidenceSettings()
     side = side or HashtagSideSettings()
     names = None
@@ -255,12 +267,19 @@ def evaluate_live(
         names=names,
         placement=placement,
     )
-    report("MISHON live: selecting its weights on the validation posts")
-    valid_f1 = select_live_weights(live, loaded.data, protocol)
-    report("MISHON live: ranking")
+    report("MISHON live: selecting its weights and second stage on the validation posts")
+    selection = select_live_weights(live, loaded.data, protocol, second_stage=settings.second_stage)
+    valid_f1 = selection.reached
+    report(f"MISHON live: ranking ({selection.second_stage.get('chosen', 'search')} ranker)")
     result = evaluate(live, loaded.data, part, protocol=protocol)
     result["weights"] = asdict(live.weights)
     result["weights_valid_f1_at_5"] = valid_f1
+    result["second_stage"] = selection.second_stage
+    if live.ranker is not None and ranker_path is not None:
+        result["second_stage"] |= {
+            "file": ranker_path.name,
+            "sha256": live.ranker.save(ranker_path),
+        }
     if evidence != EVIDENCE:
         result["evidence"] = list(evidence)
     result["placement"] = placement
@@ -300,22 +319,44 @@ def load_evaluation(
     return evaluation
 
 
-def selected_live_weights(run: Path, loaded: TrainedRun) -> tuple[LiveWeights | None, str]:
-    """MISHON live's weights from the run's current stream evaluation (None: there is none)
-    and where they come from; a new post is ranked as the stream protocol ranks test posts."""
+@dataclass
+class SelectedRanking:
+    """How the service ranks a run's new posts: the weights and the learned ranker (None:
+    the defaults, the weights) of the run's stream evaluation, and where they come from."""
+
+    weights: LiveWeights | None
+    ranker: LearnedRanker | None
+    source: str
+
+
+def selected_ranking(run: Path, loaded: TrainedRun) -> SelectedRanking:
+    """MISHON live's weights and second stage from the run's current stream evaluation (the
+    defaults where there is none); a new post is ranked as the stream protocol ranks test
+    posts. A learned ranker is read from beside the evaluation and refused unless it is the one
+    the evaluation chose (its SHA-256)."""
     try:
         evaluation = load_evaluation(run, loaded, "test", "stream")
     except MishonError:
-        return None, "defaults (no current stream evaluation of the run)"
+        return SelectedRanking(None, None, "defaults (no current stream evaluation of the run)")
+    path = evaluation_path(run, "test", "stream")
+    again = f"mishon evaluate {run} --protocol stream"
     for result in evaluation.results:
         if result["recommender"] == "MISHON live" and "weights" in result:
-            where = (
-                f"{evaluation_path(run, 'test', 'stream')} (rerun `mishon evaluate {run} "
-                "--protocol stream`)"
-            )
             stored = result["weights"]
             if isinstance(stored, dict) and stored and set(stored) <= set(EVIDENCE):
-                return None, "defaults (the stream evaluation is of an older format: rerun it)"
-            weights = LiveWeights.read(stored, where)
-            return weights, "selected on the validation posts (stream protocol)"
-    return None, "defaults (the stream evaluation has no MISHON live)"
+                return SelectedRanking(
+                    None, None, "defaults (the stream evaluation is of an older format: rerun it)"
+                )
+            weights = LiveWeights.read(stored, f"{path} (rerun `{again}`)")
+            stage = result.get("second_stage", {})
+            if stage.get("chosen") != "learned":
+                return SelectedRanking(
+                    weights, None, "weights selected on the validation posts (stream protocol)"
+                )
+            ranker = LearnedRanker.load(ranker_path(path), str(stage.get("sha256")), again)
+            return SelectedRanking(
+                weights,
+                ranker,
+                "learned ranker chosen on the validation posts (stream protocol)",
+            )
+    return SelectedRanking(None, None, "defaults (the stream evaluation has no MISHON live)")

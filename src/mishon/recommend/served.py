@@ -2,7 +2,8 @@
 
 The service, `mishon recommend` and `api.Recommender` all rank with what `load_served` builds:
 the run (checked by `load_run`), MISHON live's one ranker (`recommenders/live.py`,
-`LiveMishon.from_run`) with the weights of the run's stream evaluation (else the defaults),
+`LiveMishon.from_run`) with the weights and second stage of the run's stream evaluation (else
+the default weights),
 every labelled post of the dataset known to it, and the dataset's own extractors.
 """
 
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mishon.errors import MishonError
-from mishon.evaluate.evaluation import selected_live_weights
+from mishon.evaluate.evaluation import selected_ranking
 from mishon.recommend.featurize import PostFeaturizer
 from mishon.recommenders.evidence import EvidenceSettings
 from mishon.recommenders.live import LiveMishon, PlacementName
@@ -45,7 +46,7 @@ class ServedRun:
     run: TrainedRun
     ranker: LiveMishon
     featurizer: PostFeaturizer
-    weights_source: str  # where the ranker's weights come from
+    weights_source: str  # where the ranker's weights (and learned ranker) come from
 
 
 def load_served(
@@ -66,9 +67,15 @@ def load_served(
     the training posts only, as `mishon evaluate --placement new` places its posts. `keep_in`:
     where a hashtag side fitted now is kept (the service's state folder), else the run."""
     loaded = load_run(run, dataset, device)
-    weights, source = selected_live_weights(run, loaded)
+    chosen = selected_ranking(run, loaded)
     ranker = LiveMishon.from_run(
-        loaded, weights, refresh_every=0, settings=evidence, placement=placement, keep_in=keep_in
+        loaded,
+        chosen.weights,
+        refresh_every=0,
+        settings=evidence,
+        placement=placement,
+        keep_in=keep_in,
+        ranker=chosen.ranker,
     )
     ranker.fit(loaded.data)
     if know_dataset:
@@ -76,4 +83,4 @@ def load_served(
     featurizer = featurizer or PostFeaturizer.for_dataset(
         loaded.data.dataset, loaded.network.modalities, device
     )
-    return ServedRun(run, loaded, ranker, featurizer, source)
+    return ServedRun(run, loaded, ranker, featurizer, chosen.source)

@@ -296,7 +296,11 @@ class EvidenceTable:
 
     def ranked(self, weights: dict[str, float], k: int) -> list[tuple[str, float]]:
         """The top-`k` (hashtag, weighted evidence), best first, ties by hashtag."""
-        scores = self.values @ np.array([weights.get(name, 0.0) for name in EVIDENCE])
+        return self.top(self.values @ np.array([weights.get(name, 0.0) for name in EVIDENCE]), k)
+
+    def top(self, scores: np.ndarray, k: int) -> list[tuple[str, float]]:
+        """The top-`k` (hashtag, score) by one score per candidate, best first, ties by
+        hashtag."""
         order = sorted(range(len(scores)), key=lambda i: (-scores[i], self.hashtags[i]))
         return [(self.hashtags[i], float(scores[i])) for i in order[:k]]
 

@@ -50,6 +50,7 @@ from mishon.recommenders.inductive import (
     Recommendation,
 )
 from mishon.recommenders.mishon import MishonRecommender
+from mishon.recommenders.second_stage import LearnedRanker
 from mishon.train.run import TrainedRun
 
 WEIGHT_GRID = (0.0, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 5.0)
@@ -191,8 +192,10 @@ class LiveMishon:
 
     `weights` (LiveWeights, or one dict for all posts) default to DEFAULT_WEIGHTS; only the
     `evidence` named count (an ablation leaves some out); `evaluate.live.select_live_weights`
-    picks them on the validation posts. `encoder`: the hashtag side's fitted encoder
-    (`hashtag_side.run_hashtag_encoder`), else fitted at `fit`. `run`: the loaded run, needed
+    picks them on the validation posts, and there chooses between them and a `ranker`
+    (`second_stage.py`, learned from the same evidence), which ranks instead where given.
+    `encoder`: the hashtag side's fitted encoder (`hashtag_side.run_hashtag_encoder`), else
+    fitted at `fit`. `run`: the loaded run, needed
     for new posts (`from_run` gives it). `pooled`: the split's pooled content per modality
     (vectors, present, centre), else read from the feature stores at `fit`.
     """
@@ -212,8 +215,10 @@ class LiveMishon:
         run: TrainedRun | None = None,
         placement: PlacementName = "graph",
         pooled: Pooled | None = None,
+        ranker: LearnedRanker | None = None,
     ) -> None:
         self.name = name
+        self.ranker = ranker
         self.pooled = pooled
         self.use = check_evidence(evidence)
         self.network = network
@@ -245,13 +250,15 @@ class LiveMishon:
         names: NameEmbedder | None = None,
         placement: PlacementName = "graph",
         keep_in: Path | None = None,
+        ranker: LearnedRanker | None = None,
     ) -> LiveMishon:
-        """The ranker of a loaded run (on the run's device). Given `weights` that give
-        `model_outside` no weight, that evidence is left out (nothing to fit); otherwise the
+        """The ranker of a loaded run (on the run's device). Given `weights` (and no learned
+        `ranker`) that give `model_outside` no weight, that evidence is left out (nothing to
+        fit); otherwise the
         hashtag side's encoder is loaded from the run directory, or fitted and kept there (or
         in `keep_in`, see `run_hashtag_encoder`)."""
         use = check_evidence(evidence)
-        if weights is not None:
+        if weights is not None and ranker is None:  # a ranker reads every evidence
             chosen = LiveWeights.of(weights)
             if not any(w.get("model_outside") for w in (chosen.known_user, chosen.new_user)):
                 use = tuple(e for e in use if e != "model_outside") or use
@@ -271,6 +278,7 @@ class LiveMishon:
             encoder=encoder,
             run=run,
             placement=placement,
+            ranker=ranker,
         )
 
     # ----------------------------------------------------------------- knowledge
@@ -480,10 +488,13 @@ class LiveMishon:
         if self.recorded_ is not None:  # weight selection reads them (evaluate/live.py)
             pairs = zip(tables, known_user, strict=True)
             self.recorded_.update(zip(positions.tolist(), pairs, strict=True))
-        return [
-            table.ranked(self.weights.for_user(has), k)
-            for table, has in zip(tables, known_user, strict=True)
-        ]
+        return [self._top(table, has, k) for table, has in zip(tables, known_user, strict=True)]
+
+    def _top(self, table: EvidenceTable, has_known_posts: bool, k: int) -> list[tuple[str, float]]:
+        """A table's top-`k` by the learned ranker where there is one, else by the weights."""
+        if self.ranker is None:
+            return table.ranked(self.weights.for_user(has_known_posts), k)
+        return table.top(self.ranker.scores(table, has_known_posts), k)
 
     def recommend(self, positions: np.ndarray, k: int) -> list[list[str]]:
         return [[tag for tag, _ in row] for row in self.ranked(positions, k)]
@@ -494,7 +505,7 @@ class LiveMishon:
         has_posts = bool(post.user_id and self.known_.by_user.get(post.user_id))
         self.refresh()
         table, placed = self._new_table(post)
-        top = table.ranked(self.weights.for_user(has_posts), k)
+        top = self._top(table, has_posts, k)
         tags = [tag for tag, _ in top]
         graph_reasons = self.inductive().reasons(tags, placed, history=False)
         history = self.known_.history.get(post.user_id, {}) if post.user_id else {}

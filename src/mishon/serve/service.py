@@ -296,6 +296,7 @@ class HashtagService:
             "damaged_records": [str(d) for d in self.damaged.values()][:20],
             "weights": asdict(live.weights),
             "weights_source": model.served.weights_source,
+            "second_stage": "search" if live.ranker is None else "learned",
             "reloads": self.reloads,
         }
 

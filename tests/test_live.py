@@ -102,6 +102,38 @@ def test_evidence_values_on_a_handmade_set_of_known_posts() -> None:
     assert values["cat"]["content"] == 0.0  # no content modality at all
 
 
+def test_the_sound_evidence_counts_every_known_post_with_the_sound_of_any_user() -> None:
+    fused = np.array([[1, 0], [1, 0], [0.6, 0.8], [0, 1], [1, 0]], dtype=np.float32)
+    known = KnownPosts(fused, [])
+    for row, (user, tags, sound) in enumerate(
+        [
+            ("ann", ["dance"], "hit@"),
+            ("bob", ["dance", "fun"], "hit@"),
+            ("cyd", ["fun"], "hit@"),
+            ("dan", ["cat"], "purr"),
+            ("eve", ["sea"], None),
+        ]
+    ):
+        known.reveal(row, user, tags, sound)
+    assert known.sound_posts == {"hit@": 3, "purr": 1}
+    # a new user's post with the sound: far from every post that carries it in the model's
+    # space, and no other evidence names "dance" (neighbours 1, no popularity candidates)
+    query = Query(np.array([0, 1], np.float32), [], "zed", {}, sound="hit@")
+    settings = EvidenceSettings(neighbours=1, popular_candidates=0, sound_candidates=1)
+    table = gather_evidence(known, [query], settings)[0]
+    values = {
+        t: dict(zip(EVIDENCE, row, strict=True))
+        for t, row in zip(table.hashtags, table.values, strict=True)
+    }
+    assert "dance" in values  # the sound's most carried hashtag is a candidate
+    assert values["dance"]["sound"] == pytest.approx(2 / 3)  # 2 of the 3 posts with it
+    assert values["dance"]["neighbours"] == 0.0 and values["dance"]["history"] == 0.0
+    assert values["cat"]["sound"] == 0.0  # the nearest post's: another sound
+    silent = Query(np.array([0, 1], np.float32), [], "zed", {})
+    for row in gather_evidence(known, [silent], settings)[0].values:
+        assert row[EVIDENCE.index("sound")] == 0.0
+
+
 def test_a_hashtag_born_after_training_reaches_a_similar_post_of_another_user(
     trained: tuple,
 ) -> None:

@@ -134,8 +134,23 @@ def test_a_recorded_post_with_a_new_sound_teaches_its_hashtag(client: TestClient
         json={"user_id": "u1", "hashtags": ["brandnewdance"], "sound": "Brand New Song"},
     )
     assert posted.status_code == 201, posted.text
-    # the recorded post has the same sound: the content evidence reads its hashtag
-    assert ranked()["brandnewdance"]["evidence"]["content"] > 0.4
+    # the recorded post has the same sound: the content and sound evidence read its hashtag
+    found = ranked()["brandnewdance"]
+    assert found["evidence"]["content"] > 0.4 and found["evidence"]["sound"] == 1.0
+    assert "100% of the known posts with this sound carry it" in found["reasons"]
+
+
+def test_a_recorded_posts_sound_is_kept_for_every_replica(sound_run: Path, tmp_path: Path) -> None:
+    settings = ServeSettings(state_dir=tmp_path / "state")
+    first = HashtagService(sound_run, settings)
+    first.record("u1", ["newsongdance"], None, None, sound="Another New Song")
+    first.close()
+    # a service started later places the post from the store, with its sound's identity
+    second = HashtagService(sound_run, settings)
+    answer = second.recommend(None, None, "u5", 5, sound="another new song")
+    found = {h["hashtag"]: h for h in answer["hashtags"]}
+    assert found["newsongdance"]["evidence"]["sound"] == 1.0
+    second.close()
 
 
 def test_the_ablation_runs_on_posts_known_by_their_sound(sound_run: Path, tmp_path: Path) -> None:

@@ -117,25 +117,47 @@ def test_concurrent_writers_each_get_their_own_seq_and_a_reader_misses_none(
 
 
 def test_schema_versions_migrate_once_and_a_newer_store_is_refused(store_url: str) -> None:
-    first = open_store(store_url)
-    assert first.schema_version() == 1
-    first.add("u1", ["a"], None, "p1")
-    first.close()
-    backend = type(first)
-    import importlib
+    from mishon.serve.store import postgres
+    from mishon.serve.store import sqlite as embedded
 
-    module = importlib.import_module(backend.__module__)
-    step = Migration(2, "a column for tests", ("ALTER TABLE posts ADD COLUMN note TEXT",))
     sqlite = store_url.startswith("sqlite")
+    module = embedded if sqlite else postgres
+    backend = module.SQLiteStore if sqlite else module.PostgresStore
     target: object = Path(store_url.removeprefix("sqlite:///")) if sqlite else store_url
+    # a store of version 1 (before posts kept their sound) with one post
+    first = backend(target, migrations=module.MIGRATIONS[:1])  # type: ignore[call-arg]
+    assert first.schema_version() == 1
+    first.close()
+    with sqlite3.connect(target) if sqlite else _postgres(store_url) as db:  # type: ignore[arg-type]
+        db.execute(
+            "INSERT INTO posts (post_id, user_id, caption, hashtags, created_at) "
+            """VALUES ('p1', 'u1', NULL, '["a"]', 1.0)"""
+        )
+    # this MISHON migrates it to version 2: the old post reads back, a new one keeps its sound
+    current = open_store(store_url)
+    assert current.schema_version() == 2
+    current.add("u2", ["b"], None, "p2", sound="song@u2")
+    old, new = current.all()
+    assert (old.post_id, old.sound) == ("p1", None) and (new.post_id, new.sound) == (
+        "p2",
+        "song@u2",
+    )
+    current.close()
+    step = Migration(3, "a column for tests", ("ALTER TABLE posts ADD COLUMN note TEXT",))
     upgraded = backend(target, migrations=(*module.MIGRATIONS, step))  # type: ignore[call-arg]
-    assert upgraded.schema_version() == 2 and [p.post_id for p in upgraded.all()] == ["p1"]
+    assert upgraded.schema_version() == 3 and len(upgraded.all()) == 2
     upgraded.close()
     again = backend(target, migrations=(*module.MIGRATIONS, step))  # type: ignore[call-arg]
-    assert again.schema_version() == 2  # not run twice (the ALTER would fail)
+    assert again.schema_version() == 3  # not run twice (the ALTER would fail)
     again.close()
-    with pytest.raises(MishonError, match="schema version 2; this MISHON knows versions up to 1"):
+    with pytest.raises(MishonError, match="schema version 3; this MISHON knows versions up to 2"):
         open_store(store_url)
+
+
+def _postgres(url: str) -> object:
+    import psycopg
+
+    return psycopg.connect(url, autocommit=True)
 
 
 def test_a_damaged_record_is_reported_and_the_others_load(store: RecordStore) -> None:
@@ -178,7 +200,9 @@ def test_a_store_from_before_the_store_opens_with_its_posts(tmp_path: Path) -> N
     db.commit()
     db.close()
     store = open_store(str(legacy))
-    assert store.schema_version() == 1 and [p.post_id for p in store.all()] == ["old"]
+    # opened as version 1, migrated to the newest (a post's sound)
+    assert store.schema_version() == 2 and [p.post_id for p in store.all()] == ["old"]
+    assert store.all()[0].sound is None
     store.close()
 
 

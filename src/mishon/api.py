@@ -35,7 +35,7 @@ from mishon.evaluate.evaluation import Evaluation, evaluate_run
 from mishon.features.extract import ExtractReport, extract_features
 from mishon.recommend.served import check_post, load_served
 from mishon.recommenders.evidence import EVIDENCE
-from mishon.recommenders.inductive import NewPost, Recommendation
+from mishon.recommenders.inductive import Recommendation
 from mishon.report import write_report
 from mishon.train.run import TrainedRun, load_run, train_model
 
@@ -161,8 +161,8 @@ class Recommender:
         `sound` is the title or id of the sound the post uses. A MishonError for k < 1, a post
         with no video, caption or sound, or a video that is not a file."""
         check_post(_path(video), caption, k, sound)
-        units, _, _ = self.featurizer.featurize(_path(video), caption, sound, user_id)
-        return self.live.rank_new(NewPost(units, user_id), k)
+        post, _, _ = self.featurizer.new_post(_path(video), caption, sound, user_id)
+        return self.live.rank_new(post, k)
 
 
 def recommend(

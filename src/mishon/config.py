@@ -668,6 +668,9 @@ class EvidenceSettings(Settings):
     linked_candidates: int = Field(
         50, ge=0, description="hashtags most used by the linked users considered"
     )
+    sound_candidates: int = Field(
+        20, ge=0, description="hashtags most carried by known posts with the sound considered"
+    )
     index: EvidenceIndexSettings = Field(
         default_factory=EvidenceIndexSettings,
         description="exact scan or approximate index over the known posts",

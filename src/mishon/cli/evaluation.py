@@ -96,7 +96,7 @@ def evaluate_run(
         str | None,
         typer.Option(
             help="MISHON live's evidence, comma-separated (an ablation) [all: "
-            "model,neighbours,own_posts,history,content,popularity,linked_users,model_outside]."
+            "model,neighbours,own_posts,history,content,popularity,linked_users,model_outside,sound]."
         ),
     ] = None,
     hashtag_names: Annotated[

@@ -39,19 +39,18 @@ def recommend(
     the trained graph's cached states and the dataset's known posts (MISHON live): no
     retraining."""
     from mishon.recommend.served import check_post, load_served
-    from mishon.recommenders.inductive import NewPost
 
     check_post(video, caption, k, sound)
     with status("loading the run"):
         served = load_served(run, dataset)
     with status("extracting features and ranking"):
-        units, timings, notes = served.featurizer.featurize(video, caption, sound, user)
-        result = served.ranker.rank_new(NewPost(units, user), k)
+        post, timings, notes = served.featurizer.new_post(video, caption, sound, user)
+        result = served.ranker.rank_new(post, k)
     if json_out:
         print(json.dumps({**result.as_dict(), "notes": notes, "timings_s": timings}, indent=2))
         return
     who = f"known user {user}" if result.user_known else "a new user (cold start)"
-    console.print(f"for {who}; modalities used: {', '.join(units) or 'none'}", highlight=False)
+    console.print(f"for {who}; modalities used: {', '.join(post.units) or 'none'}", highlight=False)
     for note in notes:
         console.print(f"note: {note}", highlight=False)
     table = Table(title=f"top {k} hashtags")

@@ -23,6 +23,7 @@ from mishon.errors import MishonError
 from mishon.features.base import Extractor, Modality
 from mishon.features.extract import DecodeRequest, decode_post
 from mishon.features.registry import extractor_of_store, input_field
+from mishon.recommenders.inductive import NewPost
 
 
 class PostFeaturizer:
@@ -54,6 +55,23 @@ class PostFeaturizer:
         extractors = {m: extractor_of_store(dataset, m, device) for m in modalities}
         return cls(extractors, sounds=SoundNamer(titles))
 
+    def sound_identity(self, sound: str | None, user_id: str | None) -> str | None:
+        """The identity of a post's sound as the importer names it (an "original sound" label
+        becomes the author's own), None without a sound."""
+        return self.sounds.identity(sound, user_id or "")
+
+    def new_post(
+        self,
+        video: Path | None,
+        caption: str | None,
+        sound: str | None = None,
+        user_id: str | None = None,
+    ) -> tuple[NewPost, dict[str, float], list[str]]:
+        """The post as the ranker takes it (its units, user and sound identity), with the
+        seconds per stage and the notes of `featurize`."""
+        units, timings, notes = self.featurize(video, caption, sound, user_id)
+        return NewPost(units, user_id, self.sound_identity(sound, user_id)), timings, notes
+
     def featurize(
         self,
         video: Path | None,
@@ -79,7 +97,7 @@ class PostFeaturizer:
         if caption and caption.strip():
             text, _ = extract_from_caption(caption)
             text = text.strip() or None
-        identity = self.sounds.identity(sound, user_id or "")
+        identity = self.sound_identity(sound, user_id)
         units: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for modality, extractor in self.extractors.items():
             source = {

@@ -20,10 +20,15 @@ in [0, 1]:
   that carry it;
 - `model_outside`: for a known hashtag outside the vocabulary, its probability in the network's
   softmax over every known hashtag, its row made by the inductive hashtag side
-  (`hashtag_side.py`) from the known posts that carry it (0 for the vocabulary's).
+  (`hashtag_side.py`) from the known posts that carry it (0 for the vocabulary's);
+- `sound`: the share of the known posts with the post's sound (its identity, `data.sounds`)
+  that carry it, over every such post of every user: the trend that travels with a sound
+  (0 for a post that names no sound).
 
 Candidates are the hashtags any evidence names (the model's best `model_candidates` of each
-kind, the `popular_candidates` most used). A linear combination ranks them (`recommenders/live.py`).
+kind, the `popular_candidates` most used, the `sound_candidates` most carried with the sound).
+A linear combination, or a learned ranker, ranks them (`recommenders/live.py`,
+`second_stage.py`).
 
 The nearest known posts (`neighbours`, `content`) come from an exact scan of every known post
 while there are at most `EvidenceIndexSettings.exact_max` of them, else from a growing IVF index
@@ -63,6 +68,7 @@ EVIDENCE = (
     "popularity",
     "linked_users",
     "model_outside",
+    "sound",
 )
 
 
@@ -77,6 +83,7 @@ class Query:
     model: dict[str, float]
     linked: list[str] = field(default_factory=list)
     outside: dict[str, float] = field(default_factory=dict)  # model_outside, best first
+    sound: str | None = None  # the sound's identity
 
 
 class KnownPosts:
@@ -108,6 +115,8 @@ class KnownPosts:
         self.history: dict[str, Counter[str]] = defaultdict(Counter)
         self.uses: Counter[str] = Counter()
         self.most_uses = 0  # of any hashtag
+        self.sound_history: dict[str, Counter[str]] = defaultdict(Counter)
+        self.sound_posts: Counter[str] = Counter()  # known posts per sound identity
         self._popular: list[str] | None = None
         self.searchable = 0  # known rows with vectors: what the nearest-row searches cover
         self._fused_index: GrowingIndex | None = None
@@ -127,8 +136,14 @@ class KnownPosts:
         self.fused[: len(fused)] = _unit_rows(fused)
         self._fused_index = None  # built again from the new vectors at the next search
 
-    def reveal(self, row: int, user: str, hashtags: list[str] | tuple[str, ...]) -> None:
-        """Row `row` is now known: its user and hashtags count from here on."""
+    def reveal(
+        self,
+        row: int,
+        user: str,
+        hashtags: list[str] | tuple[str, ...],
+        sound: str | None = None,
+    ) -> None:
+        """Row `row` is now known: its user, hashtags and sound count from here on."""
         if self.known[row]:
             return
         self.known[row] = True
@@ -142,6 +157,9 @@ class KnownPosts:
         self.uses.update(hashtags)
         self.most_uses = max(self.most_uses, *(self.uses[t] for t in hashtags), 0)
         self._popular = None
+        if sound:
+            self.sound_history[sound].update(set(hashtags))
+            self.sound_posts[sound] += 1
 
     def add(
         self,
@@ -149,6 +167,7 @@ class KnownPosts:
         content: list[tuple[np.ndarray, bool]],
         user: str,
         hashtags: list[str],
+        sound: str | None = None,
     ) -> int:
         """Store and reveal one more post; returns its row. A post without a fused vector
         (nothing to place it by) counts for its user's history and popularity only."""
@@ -165,7 +184,7 @@ class KnownPosts:
         self.users.append(None)
         self.hashtags.append(())
         self.size += 1
-        self.reveal(row, user, hashtags)
+        self.reveal(row, user, hashtags, sound)
         return row
 
     def extend(
@@ -174,6 +193,7 @@ class KnownPosts:
         content: list[tuple[np.ndarray, np.ndarray]],
         users: list[str],
         hashtags: list[list[str]],
+        sounds: list[str | None] | None = None,
     ) -> np.ndarray:
         """Store and reveal many placed posts at once (`add`, for [n, d] fused vectors and
         ([n, D], present [n]) per modality); returns their rows."""
@@ -190,8 +210,9 @@ class KnownPosts:
         self.users += [None] * count
         self.hashtags += [()] * count
         self.size += count
-        for row, user, tags in zip(rows.tolist(), users, hashtags, strict=True):
-            self.reveal(row, user, tags)
+        sounds = sounds if sounds is not None else [None] * count
+        for row, user, tags, sound in zip(rows.tolist(), users, hashtags, sounds, strict=True):
+            self.reveal(row, user, tags, sound)
         return rows
 
     def _grow(self, rows: int) -> None:
@@ -379,6 +400,8 @@ def gather_evidence(
         content_shares = _shares(
             similar_rows, np.maximum(similar_similarity, 0.0) + 1e-6, known.hashtags
         )
+        sounded = known.sound_history.get(query.sound, Counter()) if query.sound else Counter()
+        sound_posts = max(known.sound_posts.get(query.sound, 0), 1) if query.sound else 1
         best_model = sorted(query.model.items(), key=lambda x: (-x[1], x[0]))
         candidates = list(
             dict.fromkeys(
@@ -388,6 +411,7 @@ def gather_evidence(
                 + list(content_shares)
                 + [t for t, _ in linked.most_common(settings.linked_candidates)]
                 + list(query.outside)[: settings.model_candidates]
+                + [t for t, _ in sounded.most_common(settings.sound_candidates)]
                 + popular
             )
         )
@@ -402,6 +426,7 @@ def gather_evidence(
                     np.log1p(known.uses.get(t, 0)) / scale,
                     linked.get(t, 0) / linked_posts,
                     query.outside.get(t, 0.0),
+                    sounded.get(t, 0) / sound_posts,
                 )
                 for t in candidates
             ],

@@ -36,10 +36,12 @@ LayerStates = list[dict[str, torch.Tensor]]
 
 @dataclass
 class NewPost:
-    """Raw extractor units per modality ([L, D] float, [L] bool) and the poster, if known."""
+    """Raw extractor units per modality ([L, D] float, [L] bool), the poster and the sound's
+    identity (`data.sounds`), if known."""
 
     units: dict[str, tuple[np.ndarray, np.ndarray]]
     user_id: str | None = None
+    sound: str | None = None
 
 
 @dataclass

@@ -57,7 +57,7 @@ WEIGHT_GRID = (0.0, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 5.0)
 ANCHOR = "neighbours"  # its weight stays 1: scores are compared, not their scale
 DEFAULT_WEIGHTS = {"model": 1.0, "neighbours": 1.0, "own_posts": 0.3, "history": 0.1,
                    "content": 1.0, "popularity": 0.03, "linked_users": 0.1,
-                   "model_outside": 1.0}  # fmt: skip
+                   "model_outside": 1.0, "sound": 0.3}  # fmt: skip
 BLOCK = 64  # queries whose similarities are computed at once ([BLOCK, posts] arrays)
 
 
@@ -290,6 +290,7 @@ class LiveMishon:
         self.data_ = data
         self.hashtags_ = data.posts["hashtags"].to_numpy()
         self.users_ = data.posts["user_id"].astype(str).to_numpy()
+        self.sounds_ = post_sounds(data)
         self.pooled_ = self.pooled or {
             m: pooled_vectors_and_centre(
                 FeatureStore.open(modality_dir(data.dataset, m)), data.rows
@@ -336,7 +337,7 @@ class LiveMishon:
             tags = list(self.hashtags_[position])
             if tags:  # a post without hashtags says nothing about any
                 self._place_known(position)
-                self.known_.reveal(position, self.users_[position], tags)
+                self.known_.reveal(position, self.users_[position], tags, self.sounds_[position])
                 self.vocabulary.update(tags)
                 if self.side_ is not None:
                     self.side_.reveal(position, tags)
@@ -370,7 +371,7 @@ class LiveMishon:
         if post.units:
             placed = self.inductive().place(post)
             fused, content = placed.fused[0].cpu().numpy(), placed.content
-        row = self.known_.add(fused, content, post.user_id or "", hashtags)
+        row = self.known_.add(fused, content, post.user_id or "", hashtags, post.sound)
         self.vocabulary.update(hashtags)
         if self.side_ is not None:
             self.side_.reveal(row, hashtags)
@@ -412,6 +413,7 @@ class LiveMishon:
         content: list[list[tuple[np.ndarray, bool]]],
         users: list[str | None],
         linked: list[list[str]],
+        sounds: list[str | None],
     ) -> list[Query]:
         """The queries of a block of posts: the same candidates and evidence for graph posts
         and new posts."""
@@ -425,7 +427,7 @@ class LiveMishon:
         )
         vectors = fused.cpu().numpy()
         return [
-            Query(vectors[i], content[i], users[i], model[i], linked[i], outside[i])
+            Query(vectors[i], content[i], users[i], model[i], linked[i], outside[i], sounds[i])
             for i in range(len(users))
         ]
 
@@ -444,6 +446,7 @@ class LiveMishon:
                 [[(v[p], bool(present[p])) for v, present in self.known_.content] for p in block],
                 list(users),
                 [self.links_.get(u, []) for u in users],
+                [self.sounds_[p] for p in block.tolist()],
             )
             tables += gather_evidence(self.known_, queries, self.settings)
         return tables
@@ -458,7 +461,9 @@ class LiveMishon:
             linked = self.links_.get(post.user_id or "", [])
         else:  # a new user: the popular users the path linked it to
             linked = [n.id for n in placed.linked]
-        query = self._queries(placed.fused, [placed.content], [post.user_id], [linked])[0]
+        query = self._queries(
+            placed.fused, [placed.content], [post.user_id], [linked], [post.sound]
+        )[0]
         if position is not None:
             self.placed_[position] = (query.fused / max(np.linalg.norm(query.fused), 1e-12),
                                       placed.content)  # fmt: skip
@@ -477,7 +482,7 @@ class LiveMishon:
             mask = np.asarray(store.mask[row], dtype=bool)
             if mask.any():
                 units[modality] = (np.asarray(store.values[row], dtype=np.float32), mask)
-        return NewPost(units, str(self.users_[position]))
+        return NewPost(units, str(self.users_[position]), self.sounds_[position])
 
     def ranked(self, positions: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
         """The top-`k` (hashtag, score) of the split's posts at `positions`, best first."""
@@ -542,9 +547,18 @@ def _reasons(
             f"the network gives it {evidence['model_outside']:.1%} from the known posts that "
             "carry it (outside its training vocabulary)"
         )
+    if evidence["sound"] > 0:
+        why.append(f"{evidence['sound']:.0%} of the known posts with this sound carry it")
     if not why and evidence["popularity"] > 0:
         why.append("one of the most used hashtags")
     return why
+
+
+def post_sounds(data: SplitData) -> list[str | None]:
+    """Each post's sound identity (the importer's, `data.sounds`), None where it names none."""
+    if "sound" not in data.posts:
+        return [None] * len(data.posts)
+    return [s if isinstance(s, str) and s else None for s in data.posts["sound"].tolist()]
 
 
 def user_links(inputs: ModelInputs, post_users: np.ndarray) -> dict[str, list[str]]:

@@ -236,7 +236,7 @@ class HashtagService:
                     record.seq, record.post_id, "units",
                     f"{modality} units of shape {values.shape}; this run takes {shape}",
                 )  # fmt: skip
-        model.served.ranker.add(NewPost(units, record.user_id), record.hashtags)
+        model.served.ranker.add(NewPost(units, record.user_id, record.sound), record.hashtags)
         return record
 
     def _stored_units(self, model: LoadedModel, record: StoredPost) -> Units:
@@ -314,19 +314,17 @@ class HashtagService:
         started = time.perf_counter()
         model = self.model  # this request finishes on the model it started with
         with self._extracting:
-            units, timings, notes = model.served.featurizer.featurize(
-                video, caption, sound, user_id
-            )
+            post, timings, notes = model.served.featurizer.new_post(video, caption, sound, user_id)
         clock = time.perf_counter()
         with model.lock:
-            result = model.served.ranker.rank_new(NewPost(units, user_id), k)
+            result = model.served.ranker.rank_new(post, k)
         timings["graph_model_and_evidence_s"] = time.perf_counter() - clock
         timings["total_s"] = time.perf_counter() - started
         if video is not None:  # no server path in an answer
             notes = [note.replace(f"{video.parent}/", "") for note in notes]
         return {
             **result.as_dict(),
-            "modalities": list(units),
+            "modalities": list(post.units),
             "notes": notes,
             "timings_s": {name: round(value, 4) for name, value in timings.items()},
         }
@@ -343,11 +341,12 @@ class HashtagService:
         acknowledged before), then known at once here; other replicas take it in from the
         store. DuplicatePost for a known post_id, StoreUnavailable when not committed."""
         units = self._units(caption, sound=sound, user_id=user_id)
-        stored = self.store.add(user_id, hashtags, caption, post_id, units or None)
+        identity = self.model.served.featurizer.sound_identity(sound, user_id)
+        stored = self.store.add(user_id, hashtags, caption, post_id, units or None, identity)
         model = self.model
         with model.lock:
             if stored.seq > model.applied and stored.seq not in model.ahead:
-                model.served.ranker.add(NewPost(units, user_id), hashtags)
+                model.served.ranker.add(NewPost(units, user_id, identity), hashtags)
                 model.ahead.add(stored.seq)
         return stored.post_id
 
@@ -367,7 +366,7 @@ def import_legacy_records(path: Path, store: RecordStore) -> int:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
             rows = db.execute(
-                "SELECT rowid, post_id, user_id, caption, hashtags, created_at FROM posts "
+                "SELECT rowid, post_id, user_id, caption, hashtags, created_at, NULL FROM posts "
                 "ORDER BY created_at, rowid"
             ).fetchall()
             unit_rows = db.execute("SELECT post_id, modality, units, mask FROM units").fetchall()

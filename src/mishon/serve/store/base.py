@@ -57,6 +57,7 @@ class StoredPost:
     hashtags: list[str]
     created_at: float
     units: Units = field(default_factory=dict)
+    sound: str | None = None  # the sound's identity (`data.sounds`)
 
 
 @dataclass(frozen=True)
@@ -116,13 +117,13 @@ def read_units(modality: str, values: bytes, mask: bytes) -> tuple[np.ndarray, n
 def assemble(
     rows: Sequence[tuple[Any, ...]], unit_records: Sequence[tuple[Any, ...]]
 ) -> list[StoredPost | DamagedRecord]:
-    """Posts (seq, post_id, user_id, caption, hashtags, created_at) with their unit rows
-    (post_id, modality, units, mask), each read back or reported damaged."""
+    """Posts (seq, post_id, user_id, caption, hashtags, created_at, sound) with their unit
+    rows (post_id, modality, units, mask), each read back or reported damaged."""
     units: dict[str, list[tuple[str, bytes, bytes]]] = {}
     for post_id, modality, values, mask in unit_records:
         units.setdefault(post_id, []).append((modality, values, mask))
     out: list[StoredPost | DamagedRecord] = []
-    for seq, post_id, user_id, caption, hashtags, created_at in rows:
+    for seq, post_id, user_id, caption, hashtags, created_at, sound in rows:
         where = "hashtags"
         try:
             tags = read_hashtags(hashtags)
@@ -132,7 +133,9 @@ def assemble(
             out.append(DamagedRecord(int(seq), str(post_id), where, str(exc) or type(exc).__name__))
             continue
         out.append(
-            StoredPost(int(seq), post_id, user_id, caption, tags, float(created_at), post_units)
+            StoredPost(
+                int(seq), post_id, user_id, caption, tags, float(created_at), post_units, sound
+            )
         )
     return out
 
@@ -155,9 +158,10 @@ class RecordStore(ABC):
         caption: str | None,
         post_id: str | None,
         units: Units | None = None,
+        sound: str | None = None,
     ) -> StoredPost:
-        """Record a post and its units in one transaction; DuplicatePost for a known id,
-        StoreUnavailable when the store could not commit it."""
+        """Record a post, its units and its sound's identity in one transaction;
+        DuplicatePost for a known id, StoreUnavailable when the store could not commit it."""
 
     @abstractmethod
     def since(self, seq: int, limit: int = 10_000) -> list[StoredPost | DamagedRecord]:

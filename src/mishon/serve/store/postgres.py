@@ -58,6 +58,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(2, "the sound of a post", ("ALTER TABLE posts ADD COLUMN sound TEXT",)),
 )
 INSERT_LOCK = 0x4D495348  # advisory lock key of inserts ("MISH")
 MIGRATE_LOCK = 0x4D49534D  # advisory lock key of migrations
@@ -151,6 +152,7 @@ class PostgresStore(RecordStore):
         caption: str | None,
         post_id: str | None,
         units: Units | None = None,
+        sound: str | None = None,
     ) -> StoredPost:
         post_id = post_id or new_post_id()
         created = now()
@@ -158,9 +160,9 @@ class PostgresStore(RecordStore):
         def insert(db: Any) -> int:
             db.execute("SELECT pg_advisory_xact_lock(%s)", (INSERT_LOCK,))
             row = db.execute(
-                "INSERT INTO posts (post_id, user_id, caption, hashtags, created_at) "
-                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (post_id) DO NOTHING RETURNING seq",
-                (post_id, user_id, caption, json.dumps(hashtags), created),
+                "INSERT INTO posts (post_id, user_id, caption, hashtags, created_at, sound) "
+                "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (post_id) DO NOTHING RETURNING seq",
+                (post_id, user_id, caption, json.dumps(hashtags), created, sound),
             ).fetchone()
             if row is None:
                 raise DuplicatePost(f"post {post_id!r} is already recorded")
@@ -173,13 +175,13 @@ class PostgresStore(RecordStore):
 
         seq = self._run(insert, retry=False)
         return StoredPost(
-            seq, post_id, user_id, caption, list(hashtags), created, dict(units or {})
+            seq, post_id, user_id, caption, list(hashtags), created, dict(units or {}), sound
         )
 
     def since(self, seq: int, limit: int = 10_000) -> list[StoredPost | DamagedRecord]:
         def read(db: Any) -> tuple[list[Any], list[Any]]:
             rows = db.execute(
-                "SELECT seq, post_id, user_id, caption, hashtags, created_at FROM posts "
+                "SELECT seq, post_id, user_id, caption, hashtags, created_at, sound FROM posts "
                 "WHERE seq > %s ORDER BY seq LIMIT %s",
                 (seq, limit),
             ).fetchall()

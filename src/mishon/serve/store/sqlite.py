@@ -56,6 +56,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(2, "the sound of a post", ("ALTER TABLE posts ADD COLUMN sound TEXT",)),
 )
 
 
@@ -110,14 +111,16 @@ class SQLiteStore(RecordStore):
         caption: str | None,
         post_id: str | None,
         units: Units | None = None,
+        sound: str | None = None,
     ) -> StoredPost:
         post_id = post_id or new_post_id()
         created = now()
         try:
             with self._lock, self._db:
                 cursor = self._db.execute(
-                    "INSERT INTO posts VALUES (?, ?, ?, ?, ?)",
-                    (post_id, user_id, caption, json.dumps(hashtags), created),
+                    "INSERT INTO posts (post_id, user_id, caption, hashtags, created_at, sound) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (post_id, user_id, caption, json.dumps(hashtags), created, sound),
                 )
                 self._db.executemany(
                     "INSERT INTO units VALUES (?, ?, ?, ?)",
@@ -129,13 +132,13 @@ class SQLiteStore(RecordStore):
         except sqlite3.OperationalError as exc:  # locked past the timeout, disk full, ...
             raise StoreUnavailable(f"record store {self.path}: {exc}; nothing recorded") from None
         return StoredPost(
-            seq, post_id, user_id, caption, list(hashtags), created, dict(units or {})
+            seq, post_id, user_id, caption, list(hashtags), created, dict(units or {}), sound
         )
 
     def since(self, seq: int, limit: int = 10_000) -> list[StoredPost | DamagedRecord]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT rowid, post_id, user_id, caption, hashtags, created_at FROM posts "
+                "SELECT rowid, post_id, user_id, caption, hashtags, created_at, sound FROM posts "
                 "WHERE rowid > ? ORDER BY rowid LIMIT ?",
                 (seq, limit),
             ).fetchall()

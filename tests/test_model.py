@@ -353,6 +353,16 @@ def test_experiment_writes_tables_and_plot_and_skips_finished_work(
     result = CliRunner().invoke(app, [*args, "--seeds", "2"])
     assert result.exit_code == 0, result.output
     assert [p.stat().st_mtime_ns for p in finished] == stamps
+    # some variants only: their finished seeds are reused, the summary has their rows
+    only = [*args, "--seeds", "2", "--only", "mishon,no-graph--content-only"]
+    result = CliRunner().invoke(app, only)
+    assert result.exit_code == 0, result.output
+    rows = json.loads((out / "ablation.json").read_text())["rows"]
+    assert [row["variant"] for row in rows] == ["MISHON", "no graph (content-only)"]
+    assert [p.stat().st_mtime_ns for p in finished] == stamps
+    wrong = CliRunner().invoke(app, [*args, "--only", "mishon,no-graph"])
+    assert wrong.exit_code == 1 and "unknown variant(s) ['no-graph']" in wrong.output
+    assert "no-graph--content-only" in wrong.output
 
 
 def test_default_config_file_is_the_documented_defaults() -> None:

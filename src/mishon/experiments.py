@@ -112,6 +112,23 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
 
 
+def variant_slugs(name: str) -> list[str]:
+    """The slugs of experiment `name`'s variants (what `only` and the result files name)."""
+    return [_slug(v.name) for v in EXPERIMENTS[name](RunSettings())]
+
+
+def chosen_variants(variants: list[Variant], only: list[str] | None) -> list[Variant]:
+    """The `variants` whose slugs are in `only` (all for None); an unknown slug is refused,
+    naming the known ones."""
+    if only is None:
+        return variants
+    slugs = [_slug(v.name) for v in variants]
+    unknown = [o for o in only if o not in slugs]
+    if unknown or not only:
+        raise MishonError(f"unknown variant(s) {unknown or '(none given)'}; choose from {slugs}")
+    return [v for v, slug in zip(variants, slugs, strict=True) if slug in only]
+
+
 def run_variant(
     dataset: Path,
     variant: Variant,
@@ -168,12 +185,14 @@ def run_experiment(
     protocol: str = "static",
     refresh_every: int = 1,
     live: bool = False,
+    only: list[str] | None = None,
 ) -> dict[str, Any]:
     """Run experiment `name` on `dataset` into `out` under the evaluation `protocol`; returns
     (and writes) its summary. With `live`, each variant is also evaluated as MISHON live
-    (a row "VARIANT + live")."""
+    (a row "VARIANT + live"). `only`: the variants to run, by slug (`variant_slugs`), else
+    all."""
     report = stage or (lambda _text: None)
-    variants = EXPERIMENTS[name](base)
+    variants = chosen_variants(EXPERIMENTS[name](base), only)
     split = base.split or default_split(dataset)
     base = base.model_copy(update={"split": split})
     finished = out / "variants"

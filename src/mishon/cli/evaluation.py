@@ -215,6 +215,13 @@ def experiment(
         bool,
         typer.Option(help="Also evaluate each variant as MISHON live (rows 'VARIANT + live')."),
     ] = False,
+    only: Annotated[
+        str | None,
+        typer.Option(
+            help="Run only these variants, comma-separated slugs as in OUT/variants "
+            "(e.g. mishon,no-graph--content-only) [all]."
+        ),
+    ] = None,
 ) -> None:
     """Train and evaluate the variants of one of the paper's experiments; finished variants are
     kept in OUT/variants and skipped when the command is run again."""
@@ -235,6 +242,7 @@ def experiment(
             protocol=protocol,
             refresh_every=refresh,
             live=live,
+            only=[v.strip() for v in only.split(",") if v.strip()] if only else None,
         )
     console.print(markdown_table(summary), highlight=False, markup=False)
     stem = name + file_suffix(protocol, live)

@@ -238,6 +238,14 @@ def status(message: str) -> Any:
     return err_console.status(message)
 
 
+def interval_text(interval: list[float] | None, digits: int = 3) -> str:
+    """A 95% interval as "low-high" ("-" where there is none)."""
+    if not interval:
+        return "-"
+    low, high = interval
+    return f"{low:.{digits}f}-{high:.{digits}f}"
+
+
 def print_results(results: list[dict[str, Any]], part: str, title: str = "") -> None:
     """One table per subset (all, warm, cold-start): F1@K, HR@5, NDCG@5, MAP@10 per row."""
     first = results[0]
@@ -254,13 +262,17 @@ def print_results(results: list[dict[str, Any]], part: str, title: str = "") -> 
         table.add_column("recommender", no_wrap=True)
         for k in (1, 3, 5, 10):
             table.add_column(f"F1@{k}", justify="right")
+            if k == 5:
+                table.add_column("F1@5 95%", justify="right")
         for column in ("HR@5", "NDCG@5", "MAP@10", "coverage"):
             table.add_column(column, justify="right")
         for result in results:
             m = result[subset]
+            figures = [f"{m[f'F1@{k}']:.3f}" for k in (1, 3, 5, 10)]
+            figures.insert(3, interval_text(result.get("F1@5 95%", {}).get(subset)))
             table.add_row(
                 result["recommender"],
-                *(f"{m[f'F1@{k}']:.3f}" for k in (1, 3, 5, 10)),
+                *figures,
                 f"{m['HR@5']:.3f}",
                 f"{m['NDCG@5']:.3f}",
                 f"{m['MAP@10']:.3f}",

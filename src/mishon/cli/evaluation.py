@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -13,6 +13,7 @@ from mishon.cli.common import (
     SetOption,
     app,
     console,
+    interval_text,
     print_results,
     reports_errors,
     status,
@@ -158,12 +159,32 @@ def evaluate_run(
             console.print(f"{result['recommender']}: {result['note']}", highlight=False)
         if "second_stage" in result:
             console.print(f"{result['recommender']}: {second_stage_line(result['second_stage'])}")
-    for name, ratios in (evaluation.relative_f1_at_5 or {}).items():
-        for subset, ratio in ratios.items():
-            if ratio is not None:
-                console.print(f"{subset}: {name} F1@5 = {ratio:.3f} x the best baseline")
+    for line in ratio_lines(evaluation):
+        console.print(line, highlight=False)
     written = evaluation_path(run, part, protocol, chosen, hashtag_names, placement, live)
     console.print(f"written: {written}")
+
+
+def ratio_lines(evaluation: Any) -> list[str]:
+    """MISHON's F1@5 over the best baseline's, per subset, with the paired 95% interval and
+    what it means: a ratio whose interval holds 1 is no difference these posts can show."""
+    lines = []
+    intervals = evaluation.relative_f1_at_5_95 or {}
+    best = evaluation.best_baseline or {}
+    for name, ratios in (evaluation.relative_f1_at_5 or {}).items():
+        for subset, ratio in ratios.items():
+            if ratio is None:
+                continue
+            interval = intervals.get(name, {}).get(subset)
+            line = f"{subset}: {name} F1@5 = {ratio:.3f} x the best baseline"
+            if subset in best:
+                line += f" ({best[subset]})"
+            if interval:
+                low, high = interval
+                verdict = "better" if low > 1 else "worse" if high < 1 else "no clear difference"
+                line += f", 95% interval {interval_text(interval)}: {verdict}"
+            lines.append(line)
+    return lines
 
 
 def second_stage_line(record: dict) -> str:

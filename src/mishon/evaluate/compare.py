@@ -5,6 +5,42 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
+import numpy as np
+
+from mishon.evaluate.uncertainty import ratio_interval
+
+
+def best_other(
+    results: list[dict[str, Any]],
+    target: str,
+    metric: str = "F1@5",
+    subset: str = "all",
+    exclude: Collection[str] = (),
+) -> dict[str, Any] | None:
+    """The result with the best `metric` on `subset` among those other than `target` and
+    `exclude` (the first of equals; None where there is none)."""
+    others = [r for r in results if r["recommender"] != target and r["recommender"] not in exclude]
+    return max(others, key=lambda r: r[subset].get(metric, 0.0), default=None)
+
+
+def relative_interval(
+    results: list[dict[str, Any]],
+    target: str,
+    mask: np.ndarray,
+    sizes: np.ndarray,
+    subset: str = "all",
+    exclude: Collection[str] = (),
+) -> list[float] | None:
+    """The paired bootstrap 95% interval of `target`'s F1@5 over the best other's (as
+    `relative_to_best` picks it) on the cases `mask` selects, from each result's `hits@5`."""
+    best = best_other(results, target, "F1@5", subset, exclude)
+    mine = next(r for r in results if r["recommender"] == target)
+    if best is None or "hits@5" not in best or "hits@5" not in mine:
+        return None
+    chosen = np.flatnonzero(mask)
+    found = np.asarray(mine["hits@5"])[chosen]
+    return ratio_interval(found, np.asarray(best["hits@5"])[chosen], sizes[chosen])
+
 
 def relative_to_best(
     results: list[dict[str, Any]],

@@ -19,10 +19,10 @@ from pydantic import BaseModel, ConfigDict
 from mishon.data.split_data import SplitData
 from mishon.data.store import write_json
 from mishon.errors import MishonError
-from mishon.evaluate.compare import relative_to_best
+from mishon.evaluate.compare import best_other, relative_interval, relative_to_best
 from mishon.evaluate.live import select_live_weights
 from mishon.evaluate.protocols import check_protocol
-from mishon.evaluate.run import evaluate
+from mishon.evaluate.run import evaluate, subset_masks, true_counts
 from mishon.lineage import Lineage
 from mishon.recommenders import (
     BASELINE_NAMES,
@@ -52,8 +52,11 @@ class Evaluation(BaseModel):
     lineage: Lineage
     results: list[dict[str, Any]]
     skipped: dict[str, str] = {}
-    # per MISHON recommender and subset: its F1@5 over the best baseline's
+    # per MISHON recommender and subset: its F1@5 over the best baseline's, the paired
+    # bootstrap 95% interval of that ratio, and which baseline was the best
     relative_f1_at_5: dict[str, dict[str, float | None]] | None = None
+    relative_f1_at_5_95: dict[str, dict[str, list[float] | None]] | None = None
+    best_baseline: dict[str, str] | None = None
 
     def save(self, path: Path) -> Path:
         write_json(self.model_dump(mode="json", exclude_none=True), path)
@@ -220,17 +223,35 @@ def evaluate_run(
         skipped=skipped,
     )
     if others:
-        ours = [r["recommender"] for r in results[: len(results) - len(others)]]
-        evaluation.relative_f1_at_5 = {
-            name: {
-                subset: relative_to_best(results, name, subset=subset, exclude=ours)
-                for subset in ("all", "warm", "cold")
-                if results[0]["cases"][subset]
-            }
-            for name in ours
-        }
+        compare_with_baselines(evaluation, data, len(results) - len(others))
     evaluation.save(path)
     return evaluation
+
+
+def compare_with_baselines(evaluation: Evaluation, data: SplitData, ours: int) -> None:
+    """Fill in the ratios of the first `ours` results (MISHON's) to the best baseline's F1@5,
+    per subset, with their paired bootstrap intervals (`compare.relative_interval`)."""
+    results = evaluation.results
+    mine = [r["recommender"] for r in results[:ours]]
+    subsets = [s for s in ("all", "warm", "cold") if results[0]["cases"][s]]
+    masks = subset_masks(data, evaluation.part)
+    sizes = true_counts(data, evaluation.part)
+    evaluation.relative_f1_at_5 = {
+        name: {s: relative_to_best(results, name, subset=s, exclude=mine) for s in subsets}
+        for name in mine
+    }
+    evaluation.relative_f1_at_5_95 = {
+        name: {
+            s: relative_interval(results, name, masks[s], sizes, subset=s, exclude=mine)
+            for s in subsets
+        }
+        for name in mine
+    }
+    evaluation.best_baseline = {}
+    for s in subsets:
+        best = best_other(results, mine[0], subset=s, exclude=mine)
+        if best is not None:
+            evaluation.best_baseline[s] = best["recommender"]
 
 
 def evaluate_live(

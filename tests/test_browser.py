@@ -91,3 +91,31 @@ def test_the_page_uploads_a_video_and_shows_hashtags(server: str, tiny_extracted
         assert "New user (cold start)" in page.inner_text("#status")
         assert "visual" in page.inner_text("#status")
         browser.close()
+
+
+def test_the_report_is_one_readable_page_in_a_browser(tmp_path: Path, tiny_run: Path) -> None:
+    """The report opened from disk with nothing beside it: every plot drawn, tables there."""
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    chromium = find_or_install_chromium()
+    from mishon.evaluate.evaluation import evaluate_run
+    from mishon.report import write_report
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    evaluate_run(run, baselines="popularity,history")
+    alone = tmp_path / "elsewhere" / "report.html"  # moved away from the run: still whole
+    alone.parent.mkdir()
+    shutil.move(write_report(run), alone)
+    with playwright_api.sync_playwright() as driver:
+        browser = driver.chromium.launch(
+            executable_path=chromium, headless=True, args=["--no-sandbox"]
+        )
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page.goto(alone.as_uri())
+        widths = page.eval_on_selector_all("img", "images => images.map(i => i.naturalWidth)")
+        assert len(widths) >= 3 and all(width > 100 for width in widths)
+        assert page.locator("h1").inner_text().startswith("MISHON report: run run on ")
+        assert page.locator("table").first.locator("tbody tr").count() == 4  # 2 ours, 2 others
+        shot = page.screenshot(full_page=True)
+        assert shot[:4] == b"\x89PNG" and len(shot) > 20_000
+        browser.close()

@@ -316,8 +316,10 @@ def test_cli_train_and_evaluate(planted: Path, tmp_path: Path) -> None:
     page = (out / "report.html").read_text()
     for section in ("Training", "Test metrics", "Recall by hashtag frequency", "Graph"):
         assert f"<h2>{section}</h2>" in page
-    for image in ("report-training.png", "report-metrics.png", "report-frequency.png"):
-        assert (out / image).read_bytes()[:4] == b"\x89PNG" and image in page
+    # self-contained: every plot inlined, no file beside it, no path outside the run
+    assert page.count('src="data:image/png;base64,') == 3 and not list(out.glob("*.png"))
+    assert str(tmp_path) not in page and "MISHON report: run run on " in page
+    assert "<b>static</b> protocol" in page and "MISHON against the best baseline" in page
     result = runner.invoke(app, ["train", str(planted), "--out", str(out)])
     assert result.exit_code == 1 and "--resume" in result.output
     bad = tmp_path / "bad.yaml"

@@ -1,15 +1,18 @@
-"""`mishon report RUN`: one self-contained HTML page about a trained run, with PNG plots.
+"""`mishon report RUN`: one self-contained HTML page about a trained run, its plots inlined.
 
-Sections: training curves (history.csv), metrics @K against the baselines and warm vs
-cold-start users (the run's evaluation-test.json, made by `mishon evaluate --baselines`), recall
-by how often a hashtag appeared in training (computed here on the test posts), and the graph
-summary (graph.json). Plots are written beside report.html and linked, not inlined.
+Sections: training curves (history.csv), metrics @K against the baselines with the 95%
+intervals of F1@5 and MISHON's ratio to the best baseline with its paired interval, warm vs
+cold-start users (the run's saved evaluation under a protocol, made by `mishon evaluate
+--baselines`), recall by how often a hashtag appeared in training (computed here on the test
+posts), and the graph summary (graph.json). The page is rendered from
+`templates/report.html.j2` (Jinja2, autoescaped) and names no path outside the run.
 """
 
 from __future__ import annotations
 
+import base64
 import csv
-import html
+import io
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -32,11 +35,12 @@ def _plt():  # type: ignore[no-untyped-def]
     return plt
 
 
-def _save(fig: Any, path: Path) -> str:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+def _inline(fig: Any) -> str:
+    """The figure as a PNG data URI, so the page needs no file beside it."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     _plt().close(fig)
-    return path.name
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def training_curves(run: Path) -> str | None:
@@ -56,10 +60,10 @@ def training_curves(run: Path) -> str | None:
         right.set_ylabel("valid F1@K", color="tab:orange")
     left.set_title("training curves")
     fig.tight_layout()
-    return _save(fig, run / "report-training.png")
+    return _inline(fig)
 
 
-def metrics_at_k(run: Path, evaluation: dict[str, Any]) -> str:
+def metrics_at_k(evaluation: dict[str, Any]) -> str:
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for axis, metric in zip(axes, ("F1", "NDCG"), strict=True):
@@ -70,13 +74,14 @@ def metrics_at_k(run: Path, evaluation: dict[str, Any]) -> str:
         axis.set_xticks(KS)
         axis.set_xlabel("K")
         axis.set_ylabel(f"{metric}@K")
-    axes[0].legend(fontsize=7)
+    # beside the plots, never over a line
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     fig.suptitle("test posts: MISHON against the baselines")
     fig.tight_layout()
-    return _save(fig, run / "report-metrics.png")
+    return _inline(fig)
 
 
-def warm_and_cold(run: Path, evaluation: dict[str, Any]) -> str | None:
+def warm_and_cold(evaluation: dict[str, Any]) -> str | None:
     results = evaluation["results"]
     subsets = [s for s in ("warm", "cold") if results[0]["cases"][s]]
     if len(subsets) < 2:
@@ -94,13 +99,14 @@ def warm_and_cold(run: Path, evaluation: dict[str, Any]) -> str | None:
     axis.set_xticks([x + 0.4 - width / 2 for x in range(len(subsets))])
     axis.set_xticklabels([f"{s} users ({results[0]['cases'][s]:,} posts)" for s in subsets])
     axis.set_ylabel("F1@5")
-    axis.legend(fontsize=7)
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     fig.tight_layout()
-    return _save(fig, run / "report-cold.png")
+    return _inline(fig)
 
 
-def recall_by_frequency(run: Path, loaded: Any) -> tuple[str, list[dict[str, Any]]]:
-    """Recall@10 of the true test hashtags, grouped by their number of training uses."""
+def recall_by_frequency(loaded: Any) -> tuple[str, list[dict[str, Any]]]:
+    """Recall@10 of the true test hashtags, grouped by their number of training uses (None
+    for a group without any)."""
     data = loaded.data
     counts = Counter(t for tags in data.posts.loc[data.is_train, "hashtags"] for t in tags)
     cases = data.cases("test")
@@ -120,93 +126,129 @@ def recall_by_frequency(run: Path, loaded: Any) -> tuple[str, list[dict[str, Any
         {
             "training uses": f"{lo}" if lo == hi else (f"{lo}+" if hi is None else f"{lo}-{hi}"),
             "true hashtags": total[i],
-            "recall@10": found[i] / total[i] if total[i] else 0.0,
+            "recall@10": found[i] / total[i] if total[i] else None,
         }
         for i, (lo, hi) in enumerate(BUCKETS)
     ]
     plt = _plt()
     fig, axis = plt.subplots(figsize=(7, 3.4))
-    axis.bar([r["training uses"] for r in rows], [r["recall@10"] for r in rows])
+    labels = [r["training uses"] for r in rows]
+    axis.bar(labels, [r["recall@10"] or 0.0 for r in rows])
+    for x, row in enumerate(rows):
+        if row["recall@10"] is None:  # an empty group: said, not drawn as a recall of 0
+            axis.annotate("none", (x, 0), ha="center", va="bottom", color="#777", fontsize=8)
     axis.set_xlabel("times the hashtag was used in training")
     axis.set_ylabel("MISHON recall@10")
+    axis.set_ylim(0, 1)
     fig.tight_layout()
-    return _save(fig, run / "report-frequency.png"), rows
+    return _inline(fig), rows
 
 
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+PROTOCOL_NOTES = {
+    "static": "each recommender knows the training posts only",
+    "known-past": "each recommender knows the training and validation posts",
+    "stream": "each test post is ranked knowing every post before it",
+}
 
 
-def write_report(run: Path, dataset: Path | None = None) -> Path:
-    """Write RUN/report.html (and its PNGs); needs RUN/evaluation-test.json."""
+def _ratio_rows(evaluation: dict[str, Any]) -> list[dict[str, str]]:
+    rows = []
+    intervals = evaluation.get("relative_f1_at_5_95") or {}
+    best = evaluation.get("best_baseline") or {}
+    for name, ratios in (evaluation.get("relative_f1_at_5") or {}).items():
+        for subset, ratio in ratios.items():
+            if ratio is None:
+                continue
+            interval = intervals.get(name, {}).get(subset)
+            verdict = "-"
+            if interval:
+                low, high = interval
+                verdict = "better" if low > 1 else "worse" if high < 1 else "no clear difference"
+            rows.append(
+                {
+                    "name": name,
+                    "subset": subset,
+                    "best": best.get(subset, "-"),
+                    "value": f"{ratio:.3f}",
+                    "interval": _interval(interval),
+                    "verdict": verdict,
+                    "verdict_class": verdict if verdict in ("better", "worse") else "",
+                }
+            )
+    return rows
+
+
+def _interval(interval: list[float] | None) -> str:
+    return f"{interval[0]:.3f}-{interval[1]:.3f}" if interval else "-"
+
+
+def write_report(run: Path, dataset: Path | None = None, protocol: str = "static") -> Path:
+    """Write RUN/report.html, one self-contained page (its plots inlined), from the run's
+    saved evaluation of the test posts under `protocol` (`mishon evaluate --baselines`)."""
+    import jinja2
+
+    from mishon import __version__
+
     loaded = load_run(run, dataset)
-    evaluation = load_evaluation(run, loaded, "test").model_dump(mode="json")
+    evaluation = load_evaluation(run, loaded, "test", protocol).model_dump(mode="json")
     info = loaded.info
-    sections = [
-        f"<h1>MISHON run {html.escape(run.name)}</h1>",
-        f"<p>dataset {html.escape(info.dataset)}, split {html.escape(info.split)}, "
-        f"modalities {', '.join(info.modalities)}, vocabulary {info.vocabulary_size:,} "
-        "hashtags</p>",
-    ]
-    curves = training_curves(run)
-    if curves:
-        sections.append(f"<h2>Training</h2><img src='{curves}' alt='training curves'>")
     results = evaluation["results"]
-    rows = [
-        [r["recommender"], *(f"{r['all'][f'F1@{k}']:.4f}" for k in KS), f"{r['all']['NDCG@5']:.4f}"]
-        for r in results
-    ]
-    first = results[0]["cases"]
-    sections += [
-        "<h2>Test metrics</h2>",
-        f"<p>{first['all']:,} test posts ({first['warm']:,} warm, {first['cold']:,} cold-start)."
-        "</p>",
-        _table(["recommender", *(f"F1@{k}" for k in KS), "NDCG@5"], rows),
-        f"<img src='{metrics_at_k(run, evaluation)}' alt='metrics at K'>",
-    ]
-    cold = warm_and_cold(run, evaluation)
-    if cold:
-        sections.append(f"<h2>Warm and cold-start users</h2><img src='{cold}' alt='cold'>")
-    frequency, buckets = recall_by_frequency(run, loaded)
-    sections += [
-        "<h2>Recall by hashtag frequency</h2>",
-        _table(
-            ["training uses", "true hashtags", "recall@10"],
-            [[b["training uses"], b["true hashtags"], f"{b['recall@10']:.3f}"] for b in buckets],
-        ),
-        f"<img src='{frequency}' alt='recall by frequency'>",
-    ]
+    frequency, buckets = recall_by_frequency(loaded)
     summary = loaded.graph.meta.get("summary", {})
-    edge_rows = [
-        [name, f"{e['edges']:,}", f"{e['in_degree']['mean']:.2f}", e["in_degree"]["max"]]
-        for name, e in summary.get("edges", {}).items()
-    ]
-    node_rows = [
-        [t, f"{n['nodes']:,}", f"{n['isolated']:,}"] for t, n in summary.get("nodes", {}).items()
-    ]
     cold_start = loaded.graph.meta.get("cold_start", {})
-    sections += [
-        "<h2>Graph</h2>",
-        _table(["node type", "nodes", "isolated"], node_rows),
-        _table(["edge type", "edges", "mean in-degree", "max in-degree"], edge_rows),
-        f"<p>cold-start users {cold_start.get('cold_users', 0):,}, linked to popular users by "
-        f"{cold_start.get('links', 0):,} edges.</p>",
-    ]
-    style = (
-        "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}"
-        "table{border-collapse:collapse;margin:.5rem 0}td,th{padding:.25rem .6rem;"
-        "border-bottom:1px solid #ddd;text-align:right}td:first-child,th:first-child"
-        "{text-align:left}img{max-width:100%}"
+    dataset_name = Path(info.dataset).name
+    context = {
+        "title": f"run {run.resolve().name} on {dataset_name}",
+        "dataset": dataset_name,
+        "split": info.split,
+        "modalities": ", ".join(info.modalities),
+        "vocabulary": info.vocabulary_size,
+        "protocol": evaluation["protocol"],
+        "protocol_note": PROTOCOL_NOTES.get(evaluation["protocol"], ""),
+        "curves": training_curves(run),
+        "cases": results[0]["cases"],
+        "ks": KS,
+        "rows": [
+            {
+                "name": r["recommender"],
+                "f1": [f"{r['all'][f'F1@{k}']:.4f}" for k in KS],
+                "interval": _interval(r.get("F1@5 95%", {}).get("all")),
+                "ndcg": f"{r['all']['NDCG@5']:.4f}",
+            }
+            for r in results
+        ],
+        "ratios": _ratio_rows(evaluation),
+        "metrics": metrics_at_k(evaluation),
+        "cold": warm_and_cold(evaluation),
+        "buckets": [
+            {
+                "uses": b["training uses"],
+                "count": b["true hashtags"],
+                "recall": "no test hashtag" if b["recall@10"] is None else f"{b['recall@10']:.3f}",
+            }
+            for b in buckets
+        ],
+        "frequency": frequency,
+        "nodes": [
+            [t, f"{n['nodes']:,}", f"{n['isolated']:,}"]
+            for t, n in summary.get("nodes", {}).items()
+        ],
+        "edges": [
+            [name, f"{e['edges']:,}", f"{e['in_degree']['mean']:.2f}", e["in_degree"]["max"]]
+            for name, e in summary.get("edges", {}).items()
+        ],
+        "cold_users": cold_start.get("cold_users", 0),
+        "cold_links": cold_start.get("links", 0),
+        "version": __version__,
+    }
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("mishon", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
-    page = (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>MISHON report: {html.escape(run.name)}</title><style>{style}</style></head>"
-        f"<body>{''.join(sections)}</body></html>"
-    )
+    page = environment.get_template("report.html.j2").render(**context)
     with atomic_path(run / "report.html") as tmp:
         tmp.write_text(page, "utf-8")
     return run / "report.html"

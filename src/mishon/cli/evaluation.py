@@ -206,13 +206,20 @@ def report(
     dataset: Annotated[
         Path | None, typer.Option(help="The run's dataset, if it has moved since training.")
     ] = None,
+    protocol: Annotated[
+        str,
+        typer.Option(help="Which saved evaluation to report: static, known-past or stream."),
+    ] = "static",
 ) -> None:
-    """Write RUN/report.html with PNG plots: training curves, metrics @K against the
-    baselines, warm vs cold-start users, recall by hashtag frequency, graph summary."""
+    """Write RUN/report.html, one self-contained page: training curves, metrics @K against
+    the baselines with 95% intervals, MISHON's ratio to the best baseline, warm vs
+    cold-start users, recall by hashtag frequency, graph summary."""
+    from mishon.evaluate.protocols import check_protocol
     from mishon.report import write_report
 
+    check_protocol(protocol)
     with status("writing the report"):
-        path = write_report(run, dataset)
+        path = write_report(run, dataset, protocol)
     console.print(f"report: {path}", highlight=False)
 
 

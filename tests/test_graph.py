@@ -363,3 +363,46 @@ def test_a_dataset_without_content_names_the_fix_that_applies(tmp_path: Path) ->
     write_table(with_sound, root / "posts.parquet", POSTS_SCHEMA)
     result = runner.invoke(app, ["graph", str(root), "--out", str(tmp_path / "run")])
     assert f"run `mishon extract {root}` first" in result.output
+
+
+def test_a_runs_graph_exports_as_a_hetero_data_that_pyg_loads_and_runs(
+    tiny_run: Path, tmp_path: Path
+) -> None:
+    import torch
+    from torch_geometric.data import HeteroData
+    from torch_geometric.nn import HeteroConv, SAGEConv
+    from typer.testing import CliRunner
+
+    from mishon.cli import app
+    from mishon.graph.io import load_graph
+    from mishon.train.run import load_run
+
+    out = tmp_path / "graph.pt"
+    result = CliRunner().invoke(app, ["export", str(tiny_run), str(out)])
+    assert result.exit_code == 0, result.output
+    data = HeteroData.from_dict(torch.load(out, weights_only=True))  # no pickle of code
+    data.validate(raise_on_error=True)
+    graph = load_graph(tiny_run)
+    assert set(data.edge_types) == set(graph.edges)
+    for edge_type, (index, weight) in graph.edges.items():
+        assert data[edge_type].edge_index.tolist() == index.tolist()
+        assert torch.allclose(data[edge_type].edge_weight, torch.from_numpy(weight))
+    loaded = load_run(tiny_run)
+    posts = loaded.data.posts.set_index("post_id")
+    for modality in graph.modalities:
+        store = data[modality]
+        assert store.post_id == graph.post_ids and store.x.shape[0] == len(graph.post_ids)
+        assert int(store.train_mask.sum()) == int((graph.post_split == "train").sum())
+        assert not store.x[~store.has_x].any()  # no content: a zero row, said by has_x
+    for i in (0, len(graph.post_ids) - 1):  # each post's hashtags, in post order
+        tags = data.label_index[data.label_ptr[i] : data.label_ptr[i + 1]].tolist()
+        assert {data.vocabulary[t] for t in tags} == set(posts.loc[graph.post_ids[i], "hashtags"])
+    # a PyG model runs on it as it is (mean-aggregated GraphSAGE over every relation)
+    data["user"].x = torch.zeros(data["user"].num_nodes, 4)
+    for modality in graph.modalities:
+        data[modality].x = data[modality].x[:, :4]
+    conv = HeteroConv({t: SAGEConv((-1, -1), 8) for t in data.edge_types}, aggr="mean")
+    states = conv(data.x_dict, data.edge_index_dict)
+    assert states["user"].shape == (data["user"].num_nodes, 8)
+    wrong = CliRunner().invoke(app, ["export", str(tiny_run), str(out), "--format", "dgl"])
+    assert wrong.exit_code == 1 and "the one format is pyg" in wrong.output

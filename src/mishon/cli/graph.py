@@ -91,3 +91,31 @@ def graph(
         f"cold-start users: {cold['cold_users']:,}, "
         f"linked by {cold['links']:,} edges to popular users"
     )
+
+
+@app.command("export")
+@reports_errors
+def export(
+    run: Annotated[Path, typer.Argument(help="Run directory written by `mishon train`.")],
+    out: Annotated[Path, typer.Argument(help="File to write (e.g. graph.pt).")],
+    format: Annotated[
+        str, typer.Option("--format", help="pyg: a PyTorch Geometric HeteroData [pyg].")
+    ] = "pyg",
+    dataset: Annotated[
+        Path | None, typer.Option(help="The run's dataset, if it has moved since training.")
+    ] = None,
+) -> None:
+    """Export a run's graph for other tools: a PyG HeteroData with every relation, the posts'
+    pooled content, split masks and hashtags (load it with
+    `HeteroData.from_dict(torch.load(OUT, weights_only=True))`)."""
+    from mishon.graph.pyg import export_run
+
+    if format != "pyg":
+        raise MishonError(f"--format {format!r}: the one format is pyg")
+    with status("exporting the graph"):
+        data = export_run(run, out, dataset)
+    console.print(
+        f"written: {out} ({len(data.node_types)} node types, {len(data.edge_types)} edge types, "
+        f"{sum(s.num_edges for s in data.edge_stores):,} edges)",
+        highlight=False,
+    )

@@ -529,6 +529,16 @@ class TrainSettings(Settings):
     )
     seed: int = Field(0, description="seed of initialisation and dropout")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; None: torch default")
+    tracking: Literal["none", "tensorboard", "mlflow"] = Field(
+        "none",
+        description="also log settings, epochs and evaluations to tensorboard or mlflow "
+        "(mishon[tracking]; RUN/tracking/ unless tracking_uri)",
+    )
+    tracking_uri: str | None = Field(
+        None,
+        description="tensorboard: a log folder; mlflow: a tracking URI (several runs in one "
+        "store); None: inside the run directory",
+    )
     device: DeviceName = Field(
         "auto",
         description="torch device of inputs, network and optimiser: auto (cuda when available), "

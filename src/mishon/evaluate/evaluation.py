@@ -36,6 +36,7 @@ from mishon.recommenders.hashtag_side import HashtagSideSettings, hashtag_encode
 from mishon.recommenders.live import LiveMishon, LiveWeights, PlacementName, check_evidence
 from mishon.recommenders.second_stage import LearnedRanker
 from mishon.train.run import StageFn, TrainedRun, load_run
+from mishon.train.tracking import open_tracker
 
 PARTS = ("test", "valid")
 
@@ -225,7 +226,27 @@ def evaluate_run(
     if others:
         compare_with_baselines(evaluation, data, len(results) - len(others))
     evaluation.save(path)
+    track_evaluation(loaded, evaluation, path)
     return evaluation
+
+
+def track_evaluation(loaded: TrainedRun, evaluation: Evaluation, path: Path) -> None:
+    """Log a saved evaluation to the run's tracker (`train.tracking`), if it has one."""
+    train = loaded.settings.train
+    if train.tracking == "none":
+        return
+    tracker = open_tracker(
+        train.tracking,
+        loaded.path,
+        loaded.settings.model_dump(mode="json"),
+        loaded.fingerprint,
+        train.tracking_uri,
+        resume=True,
+    )
+    try:
+        tracker.evaluation(evaluation.model_dump(mode="json", exclude_none=True), path)
+    finally:
+        tracker.close()
 
 
 def compare_with_baselines(evaluation: Evaluation, data: SplitData, ours: int) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,6 +46,7 @@ from mishon.locks import exclusive_writer
 from mishon.model.inputs import ModelInputs, Vocabulary, build_inputs
 from mishon.model.network import MishonNetwork
 from mishon.train import distributed
+from mishon.train.tracking import NoTracker, Tracker, open_tracker
 from mishon.train.trainer import (
     BEST_WEIGHTS,
     STATE,
@@ -235,8 +237,29 @@ def _train_model(
             resumed = resume and trainer.resume()
             if not resumed and processes.is_main:
                 write_run_files(out, dataset, graph.meta["split"], settings, inputs, lineage)
+        tracker: Tracker = (
+            open_tracker(
+                settings.train.tracking,
+                out,
+                settings.model_dump(mode="json"),
+                lineage.fingerprint,
+                settings.train.tracking_uri,
+                resume=resuming,
+            )
+            if out is not None and processes.is_main
+            else NoTracker()
+        )
+
+        def tracked(row: dict[str, Any]) -> None:
+            tracker.epoch(row)
+            if progress is not None:
+                progress(row)
+
         report("training")
-        state = trainer.fit(progress, steps)
+        try:
+            state = trainer.fit(tracked, steps)
+        finally:
+            tracker.close()
     return network, inputs, data, state
 
 

@@ -5,8 +5,8 @@ VENV ?= .venv
 # with e.g. `make test TORCH_VERSION=2.9.1` elsewhere.
 TORCH_VERSION ?= 2.13.0
 DEMO_DIR ?= demo-out
-DEMO_USERS ?= 40
-DEMO_POSTS ?= 300
+DEMO_USERS ?= 60
+DEMO_POSTS ?= 1200
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -24,11 +24,11 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/mishon data synth $(DEMO_DIR)/synth --users $(DEMO_USERS) --posts $(DEMO_POSTS) --seed 0 --overwrite
+	$(BIN)/mishon data synth $(DEMO_DIR)/synth --users $(DEMO_USERS) --posts $(DEMO_POSTS) --seed 0 --config configs/demo-synth.yaml --overwrite
 	$(BIN)/mishon data validate $(DEMO_DIR)/synth --probe-media
-	$(BIN)/mishon data split $(DEMO_DIR)/synth --strategy temporal --overwrite
+	$(BIN)/mishon data split $(DEMO_DIR)/synth --strategy temporal --valid-fraction 0.15 --test-fraction 0.3 --overwrite
 	$(BIN)/mishon data stats $(DEMO_DIR)/synth
-	$(BIN)/mishon extract $(DEMO_DIR)/synth
+	$(BIN)/mishon extract $(DEMO_DIR)/synth --config configs/demo-extract.yaml --overwrite
 	$(BIN)/mishon features validate $(DEMO_DIR)/synth
 	rm -rf $(DEMO_DIR)/run
 	$(BIN)/mishon train $(DEMO_DIR)/synth --config configs/demo.yaml --out $(DEMO_DIR)/run

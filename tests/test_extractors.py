@@ -159,3 +159,22 @@ def test_charngram_reads_any_language_without_weights() -> None:
         create_extractor(
             Modality.TEXTUAL, ExtractorSettings(name="charngram", model="x"), ExtractSettings()
         )
+
+
+def test_a_smaller_visual_frame_size_is_recorded_and_read_back(tmp_path: Path) -> None:
+    from mishon.features.registry import extractor_of_store
+    from mishon.features.store import FeatureStore, StoreSpec, modality_dir
+
+    settings = ExtractSettings(visual_frame_size=96)
+    small = create_extractor(Modality.VISUAL, settings.visual, settings)
+    assert small.frame_size == 96 and small.model_id.endswith(" at 96 px")
+    default = create_extractor(Modality.VISUAL, ExtractSettings().visual, ExtractSettings())
+    assert default.frame_size == 224 and " px" not in default.model_id  # stores made before
+    frames = np.random.default_rng(0).integers(0, 255, (2, 96, 96, 3), dtype=np.uint8)
+    values, mask = small.encode([frames])
+    assert values.shape == (1, 8, 1280) and mask[0].tolist() == [True] * 2 + [False] * 6
+    # a store made at 96 px gives new posts an extractor reading 96 px frames
+    dataset = tmp_path / "ds"
+    spec = StoreSpec("visual", small.name, small.model_id, small.units, small.dim)
+    FeatureStore.create_or_resume(modality_dir(dataset, "visual"), spec, ["p1"]).finish()
+    assert extractor_of_store(dataset, "visual").frame_size == 96

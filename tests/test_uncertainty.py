@@ -63,6 +63,7 @@ def test_an_evaluation_reports_intervals_and_what_the_ratio_means(tmp_path: Path
     assert low - 1e-4 <= ratio <= high + 1e-4
     assert saved["best_baseline"]["all"] in ("popularity", "user history")
     assert "95% interval" in result.output and "F1@5 95%" in result.output
+    assert "How to read this" in result.output
     assert any(verdict in result.output for verdict in ("better", "worse", "no clear difference"))
     assert ratio == pytest.approx(
         saved["results"][1]["all"]["F1@5"] / max(r["all"]["F1@5"] for r in saved["results"][2:])

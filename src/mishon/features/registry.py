@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +22,9 @@ def _efficientnet(spec: ExtractorSettings, run: ExtractSettings) -> Extractor:
         raise MishonError(
             "efficientnet-lite0 uses its packaged ImageNet weights; drop the model option"
         )
-    return EfficientNetLite0Extractor(units=spec.units, device=run.device)
+    return EfficientNetLite0Extractor(
+        units=spec.units, frame_size=run.visual_frame_size, device=run.device
+    )
 
 
 def _vit(spec: ExtractorSettings, run: ExtractSettings) -> Extractor:
@@ -104,7 +107,9 @@ def extractor_of_store(dataset: Path, modality: str, device: str = "cpu") -> Ext
         )
     model = None if name in OFFLINE else manifest["model_id"]
     spec = ExtractorSettings(name=name, model=model, units=manifest["units"])
-    return create_extractor(Modality(modality), spec, ExtractSettings(device=device))
+    sized = re.search(r" at (\d+) px$", str(manifest["model_id"]))
+    run = ExtractSettings(device=device, visual_frame_size=int(sized[1]) if sized else 224)
+    return create_extractor(Modality(modality), spec, run)
 
 
 FIELD_OF_EXTRACTOR = {"sound": "sound"}  # extractors that read a field other than the default

@@ -122,3 +122,46 @@ def test_bad_assignments_name_the_problem() -> None:
                 parse_assignments([text])
     with pytest.raises(MishonError, match=r"train\.epochs: Input should be greater than"):
         load_settings(RunSettings, assignments=["train.epochs=0"])
+
+
+def test_choices_are_refused_when_parsed_before_any_work(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mishon.cli import app
+
+    runner = CliRunner()
+    missing = str(tmp_path / "no-such-run")  # never opened: the choice is checked first
+    for args, listed in (
+        (["evaluate", missing, "--protocol", "live"], "'static', 'known-past', 'stream'"),
+        (["evaluate", missing, "--placement", "old"], "'graph', 'new'"),
+        (["data", "split", missing, "--strategy", "time"], "'temporal', 'random'"),
+        (["data", "import", "a.csv", missing, "--format", "xls"], "'csv', 'tsv', 'jsonl'"),
+        (["report", missing, "--protocol", "x"], "'static', 'known-past', 'stream'"),
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and listed in result.output, (args, result.output)
+
+
+def test_no_option_states_its_default_twice() -> None:
+    """One default style in help: a hand-written "[X]" or click's "[default: X]", not both."""
+    import re
+
+    import typer
+
+    from mishon.cli import app
+
+    def options(command: object) -> list:
+        if hasattr(command, "commands"):
+            return [o for sub in command.commands.values() for o in options(sub)]
+        return [p for p in command.params if getattr(p, "param_type_name", "") == "option"]
+
+    twice = [
+        p.opts
+        for p in options(typer.main.get_command(app))
+        if p.help
+        and re.search(r"\[[^]]*\]\.?$", p.help.strip())
+        and p.show_default
+        and p.default is not None
+        and not (p.is_flag and not p.secondary_opts)
+    ]
+    assert not twice

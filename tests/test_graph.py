@@ -405,4 +405,4 @@ def test_a_runs_graph_exports_as_a_hetero_data_that_pyg_loads_and_runs(
     states = conv(data.x_dict, data.edge_index_dict)
     assert states["user"].shape == (data["user"].num_nodes, 8)
     wrong = CliRunner().invoke(app, ["export", str(tiny_run), str(out), "--format", "dgl"])
-    assert wrong.exit_code == 1 and "the one format is pyg" in wrong.output
+    assert wrong.exit_code == 2 and "'dgl' is not one of 'pyg'" in wrong.output

@@ -170,7 +170,7 @@ def test_cli_evaluate_under_each_protocol(tmp_path: Path) -> None:
     # the user's validation post tells user history the user's own tag: known-past helps it
     assert written["known-past"]["user history"] >= written["static"]["user history"]
     result = runner.invoke(app, ["evaluate", str(tmp_path / "run"), "--protocol", "future"])
-    assert result.exit_code == 1 and "unknown protocol 'future'" in result.output
+    assert result.exit_code == 2 and "'future' is not one of 'static'" in result.output
 
 
 def test_an_experiment_under_a_protocol_keeps_its_own_files(tmp_path: Path) -> None:

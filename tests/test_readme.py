@@ -52,3 +52,46 @@ def test_the_readme_python_example_runs(
     suggested = [tag for tag, _ in ast.literal_eval(printed[-1])]  # [(tag, score), ...]
     assert len(suggested) == 5 and "sunset" in suggested
     assert (tmp_path / "runs" / "first" / "evaluation-test.json").is_file()
+
+
+def _commands() -> dict[str, list[set[str]]]:
+    """Every command of the CLI (with its group) and its long options, each as the set of
+    names that spell it (`--live` / `--no-live`)."""
+    import typer
+
+    from mishon.cli import app
+
+    found: dict[str, list[set[str]]] = {}
+
+    def walk(command: object, path: list[str]) -> None:
+        if hasattr(command, "commands"):
+            for name, sub in command.commands.items():
+                walk(sub, [*path, name])
+            return
+        found[" ".join(path)] = [
+            {n for n in [*param.opts, *param.secondary_opts] if n.startswith("--")}
+            for param in command.params  # type: ignore[attr-defined]
+            if getattr(param, "param_type_name", "") == "option" and "--help" not in param.opts
+        ]
+
+    walk(typer.main.get_command(app), [])
+    return found
+
+
+def test_the_command_summary_names_every_command_and_option() -> None:
+    block = README.read_text("utf-8").split("## Command line", 1)[1].split("```", 2)[1]
+    chunks: dict[str, str] = {}
+    current = None
+    for line in block.splitlines():
+        if line.startswith("mishon "):
+            words = line.split()
+            current = " ".join(words[1:3] if words[1] in ("data", "features") else words[1:2])
+            chunks[current] = chunks.get(current, "") + " " + line
+        elif current is not None:
+            chunks[current] += " " + line
+    commands = _commands()
+    assert set(chunks) == set(commands), "commands missing from, or unknown to, the summary"
+    for name, options in commands.items():
+        written = set(re.findall(r"--[a-z][a-z0-9-]*", chunks[name]))
+        missing = [sorted(o) for o in options if not o & written]
+        assert not missing, f"mishon {name}: {missing} not in the README's summary"

@@ -6,7 +6,7 @@ import sys
 import time
 from collections.abc import Callable
 from functools import wraps
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import click
 import typer
@@ -45,7 +45,7 @@ app = typer.Typer(
     name="mishon",
     help="MISHON: hybrid graph-based hashtag recommendation for micro-videos.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion for bash, zsh, fish, PowerShell
     rich_markup_mode=None,
     cls=PipelineOrder,
 )
@@ -113,11 +113,12 @@ SetOption = Annotated[
     ),
 ]
 
+Protocol = Literal["static", "known-past", "stream"]
 ProtocolOption = Annotated[
-    str,
+    Protocol,
     typer.Option(
         help="What recommenders know: static (training posts), known-past (+ validation "
-        "posts) or stream (+ each evaluated post once ranked, in time order) [static].",
+        "posts) or stream (+ each evaluated post once ranked, in time order).",
     ),
 ]
 RefreshOption = Annotated[
@@ -125,7 +126,7 @@ RefreshOption = Annotated[
     typer.Option(
         min=0,
         help="stream: MISHON encodes the graph again after this many revealed posts "
-        "(1 = after each, exact; 0 = never during the stream, as the service) [1].",
+        "(1 = after each, exact; 0 = never during the stream, as the service).",
     ),
 ]
 

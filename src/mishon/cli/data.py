@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.table import Table
@@ -31,7 +31,8 @@ def data_import(
     ],
     out: Annotated[Path, typer.Argument(help="Dataset directory to create.")],
     format: Annotated[
-        str, typer.Option("--format", "-f", help="csv, tsv, jsonl or howyoutagtweets.")
+        Literal["csv", "tsv", "jsonl", "howyoutagtweets"],
+        typer.Option("--format", "-f", help="The source's layout."),
     ],
     map: Annotated[
         str,
@@ -61,7 +62,8 @@ def data_import(
         ),
     ] = None,
     media: Annotated[
-        str, typer.Option("--media", help="copy, hardlink or symlink video files.")
+        Literal["copy", "hardlink", "symlink"],
+        typer.Option("--media", help="How video files enter the dataset."),
     ] = "copy",
     encoding: Annotated[
         str, typer.Option("--encoding", help="Text encoding of the source.")
@@ -257,9 +259,11 @@ def data_synth(
 def data_split(
     dataset: Annotated[Path, typer.Argument(help="Dataset directory.")],
     strategy: Annotated[
-        str | None,
+        Literal["temporal", "random", "given", "cold-start"] | None,
         typer.Option(
-            "--strategy", help="temporal, random, given or cold-start [given > temporal > random]."
+            "--strategy",
+            help="How posts are split [given where the dataset ships a split, else temporal "
+            "where posts have times, else random].",
         ),
     ] = None,
     name: Annotated[str | None, typer.Option("--name", help="Split name [the strategy].")] = None,
@@ -274,7 +278,8 @@ def data_split(
         typer.Option("--cold-user-fraction", help="cold-start: share of users held out [0.1]."),
     ] = None,
     cold_base: Annotated[
-        str | None, typer.Option("--cold-base", help="cold-start: split for warm users [auto].")
+        Literal["temporal", "random", "given"] | None,
+        typer.Option("--cold-base", help="cold-start: split for warm users [auto]."),
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed [0].")] = None,
     overwrite: Annotated[

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
 from mishon.cli.common import (
+    Protocol,
     ProtocolOption,
     RefreshOption,
     SetOption,
@@ -108,11 +109,11 @@ def evaluate_run(
         ),
     ] = False,
     placement: Annotated[
-        str,
+        Literal["graph", "new"],
         typer.Option(
             help="MISHON live's posts: graph (their nodes' states, the paper's protocol) or new "
             "(placed by the inductive path among the training posts, as the service places "
-            "a post) [graph]."
+            "a post)."
         ),
     ] = "graph",
     assignments: Annotated[
@@ -132,8 +133,6 @@ def evaluate_run(
     from mishon.evaluate.evaluation import evaluation_path
     from mishon.recommenders.evidence import EVIDENCE
 
-    if placement not in ("graph", "new"):
-        raise MishonError(f"--placement must be graph or new, not {placement!r}")
     evidence_settings = load_settings(EvidenceSettings, assignments=assignments)
     chosen = tuple(e.strip() for e in evidence.split(",")) if evidence else EVIDENCE
     with status(f"evaluating {run}") as shown:
@@ -149,7 +148,7 @@ def evaluate_run(
             evidence=chosen,
             hashtag_names=hashtag_names,
             evidence_settings=evidence_settings,
-            placement="new" if placement == "new" else "graph",
+            placement=placement,
         )
     for name, why in evaluation.skipped.items():
         console.print(f"{name}: skipped ({why})")
@@ -221,17 +220,15 @@ def report(
         Path | None, typer.Option(help="The run's dataset, if it has moved since training.")
     ] = None,
     protocol: Annotated[
-        str,
+        Protocol,
         typer.Option(help="Which saved evaluation to report: static, known-past or stream."),
     ] = "static",
 ) -> None:
     """Write RUN/report.html, one self-contained page: training curves, metrics @K against
     the baselines with 95% intervals, MISHON's ratio to the best baseline, warm vs
     cold-start users, recall by hashtag frequency, graph summary."""
-    from mishon.evaluate.protocols import check_protocol
     from mishon.report import write_report
 
-    check_protocol(protocol)
     with status("writing the report"):
         path = write_report(run, dataset, protocol)
     console.print(f"report: {path}", highlight=False)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.table import Table
@@ -30,7 +30,7 @@ def graph(
     config: Annotated[Path | None, typer.Option(help="YAML file of GraphSettings keys.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a graph in OUT.")] = False,
     engine: Annotated[
-        str,
+        Literal["local", "ray"],
         typer.Option(help="local, or ray: kNN and Jaccard shards as Ray tasks (mishon[ray])."),
     ] = "local",
     address: Annotated[
@@ -45,8 +45,6 @@ def graph(
 
     if (out / METADATA).exists() and not overwrite:
         raise MishonError(f"{out} already holds a graph; pass --overwrite or choose another --out")
-    if engine not in ("local", "ray"):
-        raise MishonError(f"--engine {engine!r}: use local or ray")
     edges = ("user", "visual", "acoustic", "textual")
     settings = load_settings(GraphSettings, config, {e: {"k": k} for e in edges}, assignments)
     runner = RayEngine(address) if engine == "ray" else None
@@ -99,7 +97,7 @@ def export(
     run: Annotated[Path, typer.Argument(help="Run directory written by `mishon train`.")],
     out: Annotated[Path, typer.Argument(help="File to write (e.g. graph.pt).")],
     format: Annotated[
-        str, typer.Option("--format", help="pyg: a PyTorch Geometric HeteroData [pyg].")
+        Literal["pyg"], typer.Option("--format", help="pyg: a PyTorch Geometric HeteroData.")
     ] = "pyg",
     dataset: Annotated[
         Path | None, typer.Option(help="The run's dataset, if it has moved since training.")
@@ -110,8 +108,6 @@ def export(
     `HeteroData.from_dict(torch.load(OUT, weights_only=True))`)."""
     from mishon.graph.pyg import export_run
 
-    if format != "pyg":
-        raise MishonError(f"--format {format!r}: the one format is pyg")
     with status("exporting the graph"):
         data = export_run(run, out, dataset)
     console.print(

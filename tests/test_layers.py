@@ -80,7 +80,8 @@ def _imports() -> list[tuple[str, str, int, bool]]:
 def test_every_package_is_in_a_layer() -> None:
     for path in PACKAGE.iterdir():
         name = path.name.removesuffix(".py")
-        if name not in ("__init__", "__pycache__") and (path.is_dir() or path.suffix == ".py"):
+        package = path.is_dir() and (path / "__init__.py").is_file()  # not templates/
+        if name not in ("__init__", "__pycache__") and (package or path.suffix == ".py"):
             _layer(name)
 
 
@@ -104,3 +105,56 @@ def test_config_lists_every_engagement_field_without_importing_data() -> None:
     from mishon.data.schema import ENGAGEMENT_FIELDS
 
     assert set(ENGAGEMENT_FIELDS) <= set(MAPPABLE_FIELDS)
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """Each module inside a package (mishon.PACKAGE.MODULE) and the modules of the same package
+    it imports, at module level or inside a function."""
+    modules = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        modules[".".join(parts)] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        if len(name.split(".")) < 3:  # a top-level module or a package's __init__
+            continue
+        package = name.split(".")[1]
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [f"{node.module}.{a.name}" for a in node.names]
+                targets |= {n if n in modules else node.module for n in names}
+            elif isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names}
+        graph[name] = {
+            t
+            for t in targets
+            if t in modules and t != name and len(t.split(".")) > 2 and t.split(".")[1] == package
+        }
+    return graph
+
+
+def test_no_import_cycle_inside_a_package() -> None:
+    """A function-level import must not hide a cycle between two modules of one package
+    (features/extract.py and features/ray_engine.py had one; both now import features/jobs.py)."""
+    graph = _module_graph()
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(module: str) -> None:
+        state[module] = 1
+        path.append(module)
+        for target in sorted(graph.get(module, ())):
+            assert state.get(target) != 1, "import cycle: " + " -> ".join(
+                [*path[path.index(target) :], target]
+            )
+            if target not in state:
+                visit(target)
+        path.pop()
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module)

@@ -19,6 +19,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mishon.config import (
     ExtractSettings,
     ImportSettings,
@@ -33,6 +35,9 @@ from mishon.data.splits import split_dataset
 from mishon.data.synth import World, generate_corpus
 from mishon.evaluate.evaluation import Evaluation, evaluate_run
 from mishon.features.extract import ExtractReport, extract_features
+from mishon.features.store import FeatureStore, modality_dir
+from mishon.graph.pooled import pooled_vectors_and_centre
+from mishon.graph.pyg import save_hetero_data, to_hetero_data
 from mishon.recommend.served import check_post, load_served
 from mishon.recommenders.evidence import EVIDENCE
 from mishon.recommenders.inductive import Recommendation
@@ -44,6 +49,7 @@ PathLike = str | Path
 __all__ = [
     "Recommender",
     "evaluate",
+    "export_graph",
     "extract",
     "import_dataset",
     "recommend",
@@ -134,9 +140,27 @@ def evaluate(
     )
 
 
-def report(run: PathLike, dataset: PathLike | None = None) -> Path:
-    """Write RUN/report.html (after `evaluate(run, baselines=...)`)."""
-    return write_report(Path(run), _path(dataset))
+def report(run: PathLike, dataset: PathLike | None = None, protocol: str = "static") -> Path:
+    """Write RUN/report.html (after `evaluate(run, baselines=..., protocol=...)`)."""
+    return write_report(Path(run), _path(dataset), protocol)
+
+
+def export_graph(run: PathLike, out: PathLike, dataset: PathLike | None = None) -> Any:
+    """Write the graph of the run in `run`, with its posts' pooled content, split masks and
+    hashtags, to `out` as a PyG HeteroData (`graph/pyg.py`); returns it."""
+    loaded = load_run(Path(run), _path(dataset), "cpu")
+    graph, data = loaded.graph, loaded.data
+    at = {post: i for i, post in enumerate(data.posts["post_id"].astype(str))}
+    order = np.array([at[post] for post in graph.post_ids], dtype=np.int64)
+    pooled = {}
+    for modality in graph.modalities:
+        store = FeatureStore.open(modality_dir(data.dataset, modality))
+        vectors, present, _ = pooled_vectors_and_centre(store, data.rows[order])
+        pooled[modality] = (vectors, present)
+    hashtags = [list(tags) for tags in data.posts["hashtags"].to_numpy()[order]]
+    hetero = to_hetero_data(graph, pooled, hashtags)
+    save_hetero_data(hetero, Path(out))
+    return hetero
 
 
 class Recommender:

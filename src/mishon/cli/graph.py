@@ -106,10 +106,10 @@ def export(
     """Export a run's graph for other tools: a PyG HeteroData with every relation, the posts'
     pooled content, split masks and hashtags (load it with
     `HeteroData.from_dict(torch.load(OUT, weights_only=True))`)."""
-    from mishon.graph.pyg import export_run
+    from mishon.api import export_graph
 
     with status("exporting the graph"):
-        data = export_run(run, out, dataset)
+        data = export_graph(run, out, dataset)
     console.print(
         f"written: {out} ({len(data.node_types)} node types, {len(data.edge_types)} edge types, "
         f"{sum(s.num_edges for s in data.edge_stores):,} edges)",

@@ -18,7 +18,7 @@ from typing import Any
 
 from mishon.config import ExtractSettings
 from mishon.features.base import Extractor, Modality
-from mishon.features.extract import (
+from mishon.features.jobs import (
     DecodedPost,
     DecodeRequest,
     Encoded,

@@ -10,7 +10,7 @@ the user type holds `user_id`. The posts' hashtags are `label_ptr` / `label_inde
 post order, into `vocabulary`), on the data object.
 
 `save_hetero_data` writes `HeteroData.to_dict()` with `torch.save`: only tensors, strings and
-lists, so it loads without pickle's code execution:
+lists, so it loads without pickle's code execution (`api.export_graph` writes a run's):
 `HeteroData.from_dict(torch.load(PATH, weights_only=True))`.
 """
 
@@ -83,25 +83,3 @@ def load_hetero_data(path: Path) -> Any:
     from torch_geometric.data import HeteroData
 
     return HeteroData.from_dict(torch.load(path, weights_only=True))
-
-
-def export_run(run: Path, out: Path, dataset: Path | None = None) -> Any:
-    """Write the graph of the run in `run`, with its posts' pooled content and hashtags, to
-    `out` as a HeteroData (see module); returns it."""
-    from mishon.features.store import FeatureStore, modality_dir
-    from mishon.graph.pooled import pooled_vectors_and_centre
-    from mishon.train.run import load_run
-
-    loaded = load_run(run, dataset, "cpu")
-    graph, data = loaded.graph, loaded.data
-    at = {post: i for i, post in enumerate(data.posts["post_id"].astype(str))}
-    order = np.array([at[post] for post in graph.post_ids], dtype=np.int64)
-    pooled = {}
-    for modality in graph.modalities:
-        store = FeatureStore.open(modality_dir(data.dataset, modality))
-        vectors, present, _ = pooled_vectors_and_centre(store, data.rows[order])
-        pooled[modality] = (vectors, present)
-    hashtags = [list(tags) for tags in data.posts["hashtags"].to_numpy()[order]]
-    hetero = to_hetero_data(graph, pooled, hashtags)
-    save_hetero_data(hetero, out)
-    return hetero

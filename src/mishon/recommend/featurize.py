@@ -21,7 +21,7 @@ from mishon.data.sounds import SoundNamer
 from mishon.data.store import read_manifest
 from mishon.errors import MishonError
 from mishon.features.base import Extractor, Modality
-from mishon.features.extract import DecodeRequest, decode_post
+from mishon.features.jobs import DecodeRequest, decode_post
 from mishon.features.registry import extractor_of_store, input_field
 from mishon.recommenders.inductive import NewPost
 

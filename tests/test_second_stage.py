@@ -130,3 +130,16 @@ def test_an_evaluation_keeps_the_ranker_it_chose_and_the_service_ranks_with_it(
     evaluate_run(run, protocol="stream", refresh_every=0, evidence_settings=searched)
     chosen = selected_ranking(run, load_run(run))
     assert chosen.ranker is None and chosen.weights is not None
+
+
+def test_the_learned_ranker_does_not_depend_on_the_order_of_the_candidates() -> None:
+    tables, truth = _xor_posts(150)
+    rng = np.random.default_rng(3)
+    shuffled = []
+    for table in tables:
+        order = rng.permutation(len(table.hashtags))
+        shuffled.append(EvidenceTable([table.hashtags[i] for i in order], table.values[order]))
+    settings = SecondStageSettings(trees=30)
+    first = LearnedRanker.fit(tables, [True] * 150, truth, settings)
+    second = LearnedRanker.fit(shuffled, [True] * 150, truth, settings)
+    assert first.to_text() == second.to_text()

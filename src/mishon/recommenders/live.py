@@ -140,12 +140,14 @@ def select_weights(
         for table, true in zip(tables, truth, strict=True)
     ]
     sizes = np.array([len(t) for t in truth], dtype=np.float64)
+    # ties broken by hashtag, as `EvidenceTable.top` breaks them, whatever the candidates' order
+    names = [np.argsort(np.argsort(np.array(table.hashtags, dtype=object))) for table in tables]
 
     def f1(weights: np.ndarray) -> float:
         found = np.zeros(len(tables))
         for i, table in enumerate(tables):
             scores = table.values @ weights
-            top = np.argsort(-scores, kind="stable")[:k]
+            top = np.lexsort((names[i], -scores))[:k]
             found[i] = hits[i][top].sum()
         return f1_from_hits(found, sizes, k)
 

@@ -34,6 +34,11 @@ def feature_rows(table: EvidenceTable, has_known_posts: bool) -> np.ndarray:
     return np.hstack([np.asarray(table.values, dtype=np.float64), flag])
 
 
+def _by_name(table: EvidenceTable) -> EvidenceTable:
+    order = sorted(range(len(table.hashtags)), key=table.hashtags.__getitem__)
+    return EvidenceTable([table.hashtags[i] for i in order], np.asarray(table.values)[order])
+
+
 def _lightgbm() -> Any:
     try:
         import lightgbm  # 1.4 s to import: only where a ranker is fitted or loaded
@@ -60,6 +65,9 @@ class LearnedRanker:
         """Fit on posts' evidence tables (a candidate's label: it is one of the post's true
         hashtags); a MishonError when no candidate is a true hashtag."""
         settings = settings or SecondStageSettings()
+        # each table's candidates in one order (by name): the trees must not depend on the
+        # order the evidence named them in, which follows set iteration (a process's hash seed)
+        tables = [_by_name(table) for table in tables]
         rows = [i for i, table in enumerate(tables) if table.hashtags]
         labels = [
             np.array([tag in truth[i] for tag in tables[i].hashtags], dtype=np.int32) for i in rows

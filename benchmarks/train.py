@@ -39,10 +39,11 @@ from memory import PeakRss
 from mishon.config import ModelSettings, TrainSettings
 from mishon.device import resolve_device
 from mishon.graph.build import coalesce, symmetric
+from mishon.model.inference import encode_eval, encode_sampled_eval, label_split
 from mishon.model.inputs import ModalityUnits, ModelInputs, Targets, Vocabulary, adjacency
 from mishon.model.network import MishonNetwork
 from mishon.model.sampling import NeighbourSampler
-from mishon.train.trainer import encode_eval, encode_sampled_eval, epoch_seed, label_split
+from mishon.train.trainer import epoch_seed
 
 PAPER_SHAPES = {"visual": (8, 512), "acoustic": (8, 128), "textual": (16, 384)}
 # units small enough that 2,000,000 posts' inputs fit beside the training step

@@ -12,6 +12,7 @@ import torch
 
 from mishon.data.split_data import SplitData
 from mishon.evaluate.evaluation import evaluate_run, evaluation_path
+from mishon.model.inference import encode_eval
 from mishon.model.inputs import Targets, Vocabulary
 from mishon.recommenders.evidence import EVIDENCE, KnownPosts
 from mishon.recommenders.hashtag_names import HashtagNames, segment_hashtag, tokenizer_words
@@ -25,7 +26,6 @@ from mishon.recommenders.hashtag_side import (
 )
 from mishon.recommenders.live import LiveMishon
 from mishon.train.run import load_run, train_model
-from mishon.train.trainer import encode_eval
 
 from .planted import planted_dataset, small_settings
 

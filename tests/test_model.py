@@ -132,7 +132,7 @@ def test_training_beats_popularity_on_a_planted_dataset(planted: Path) -> None:
 
 
 def test_hashtag_inputs_hide_each_loss_posts_own_hashtags(planted: Path) -> None:
-    from mishon.train.trainer import label_split
+    from mishon.model.inference import label_split
 
     network, inputs, _, _ = train_model(planted, small_settings(epochs=1), None)
     network.eval()
@@ -164,7 +164,7 @@ def test_hashtag_inputs_hide_each_loss_posts_own_hashtags(planted: Path) -> None
 
 
 def test_without_hashtag_inputs_every_training_post_is_a_loss_post(planted: Path) -> None:
-    from mishon.train.trainer import label_split
+    from mishon.model.inference import label_split
 
     settings = small_settings(epochs=1)
     settings.model.label_inputs = False

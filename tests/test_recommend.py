@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 from mishon.cli import app
 from mishon.features.store import FeatureStore, modality_dir
+from mishon.model.inference import encode_eval
 from mishon.recommenders import MishonRecommender
 from mishon.recommenders.inductive import InductiveRecommender, NewPost
 from mishon.train.run import load_run, train_model
-from mishon.train.trainer import encode_eval
 
 from .planted import planted_dataset, small_settings
 

@@ -47,11 +47,11 @@ from mishon.config import Settings
 from mishon.data.store import atomic_path
 from mishon.errors import MishonError
 from mishon.lineage import digest
+from mishon.model.inference import label_split
 from mishon.model.inputs import ModelInputs
 from mishon.model.network import MishonNetwork
 from mishon.recommenders.evidence import KnownPosts
 from mishon.train.run import TrainedRun, read_weights
-from mishon.train.trainer import label_split
 
 NameEmbedder = Callable[[list[str]], np.ndarray]  # hashtags -> [H, D] unit name vectors
 FEW_POSTS = (1, 2, 4)  # posts a held-out row is made from in fitting, besides all of them

@@ -18,10 +18,10 @@ from mishon.data.split_data import SplitData
 from mishon.errors import MishonError
 from mishon.features.store import MANIFEST, modality_dir
 from mishon.graph.build import MODALITIES, HeteroGraph
+from mishon.model.inference import encode_eval, top_k
 from mishon.model.inputs import ModelInputs, Targets
 from mishon.model.network import MishonNetwork
 from mishon.train.run import train_model
-from mishon.train.trainer import encode_eval, top_k
 
 
 class MishonRecommender:

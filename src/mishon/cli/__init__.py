@@ -6,13 +6,7 @@ library functions they call, so every stage can also be run from Python (`mishon
 
 from __future__ import annotations
 
-import sys
-
 from mishon.cli import data, evaluation, features, graph, serve, train
 from mishon.cli.common import app
 
-__all__ = ["app", "data", "evaluation", "features", "graph", "run", "serve", "train"]
-
-
-def run() -> None:  # pragma: no cover - console entry point convenience
-    sys.exit(app())
+__all__ = ["app", "data", "evaluation", "features", "graph", "serve", "train"]

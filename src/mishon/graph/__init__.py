@@ -1,1 +1,2 @@
-"""The heterogeneous graph: users and per-post modality nodes, seven edge types (DESIGN 4-5)."""
+"""The heterogeneous graph: users and per-post modality nodes; the paper's seven edge types,
+stored as ten directed relations (each user-post edge type both ways)."""

@@ -230,7 +230,7 @@ def knn(
     present: np.ndarray,
     k: int,
     *,
-    exact_max: int = 20000,
+    exact_max: int = 50000,  # GraphSettings.exact_max
     method: str = "ivf",
     nlist: int | None = None,
     nprobe: int = 16,

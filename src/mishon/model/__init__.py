@@ -1,1 +1,2 @@
-"""Recommenders: the baselines and (later) MISHON, behind one small contract."""
+"""The MISHON network: modality attention, heterogeneous GraphSAGE, fusion, the softmax over
+hashtags, what it reads (`inputs.py`) and what it computes outside training (`inference.py`)."""

@@ -14,25 +14,16 @@ of a later post (tests/test_protocols.py).
 
 from __future__ import annotations
 
-from typing import Literal, Protocol, get_args
+from typing import Literal, get_args
 
 import numpy as np
 
 from mishon.data.split_data import SplitData
 from mishon.errors import MishonError
+from mishon.recommenders.base import Recommender
 
 ProtocolName = Literal["static", "known-past", "stream"]
 PROTOCOLS: tuple[str, ...] = get_args(ProtocolName)
-
-
-class Observing(Protocol):
-    """A fitted recommender that can take in more posts' hashtags without refitting."""
-
-    name: str
-
-    def recommend(self, positions: np.ndarray, k: int) -> list[list[str]]: ...
-
-    def observe(self, positions: np.ndarray) -> None: ...
 
 
 def check_protocol(name: str) -> str:
@@ -69,14 +60,12 @@ def stream_order(data: SplitData, positions: np.ndarray) -> np.ndarray:
 
 
 def rank_under(
-    recommender: Observing, data: SplitData, part: str, protocol: str, k: int
+    recommender: Recommender, data: SplitData, part: str, protocol: str, k: int
 ) -> list[list[str]]:
     """Top-`k` lists for the labelled posts of `part` (in `data.cases(part)` order)."""
     cases = data.cases(part)
     if check_protocol(protocol) == "static":
         return recommender.recommend(cases, k)
-    if not hasattr(recommender, "observe"):
-        raise MishonError(f"{recommender.name} cannot take in new posts: static protocol only")
     past = known_before(data, part)
     if len(past):
         recommender.observe(past)

@@ -165,3 +165,23 @@ def test_no_option_states_its_default_twice() -> None:
         and not (p.is_flag and not p.secondary_opts)
     ]
     assert not twice
+
+
+def test_progress_in_a_log_says_how_long_is_left() -> None:
+    import io
+
+    from rich.console import Console
+
+    from mishon.cli.common import LogProgress
+
+    out = io.StringIO()
+    progress = LogProgress(Console(file=out, width=200), every=0.0)
+    task = progress.add_task("extracting", total=None)
+    progress.update(task, total=200)
+    task_state = progress.tasks[task]
+    task_state["started"] -= 30.0  # 100 posts took 30 s: 100 more take about 30 s
+    progress.advance(task, 100)
+    last = out.getvalue().splitlines()[-1]
+    assert "extracting (100/200, about 30 s left)" in last
+    progress.update(task, completed=200)
+    assert "left" not in out.getvalue().splitlines()[-1]  # done: nothing left to estimate

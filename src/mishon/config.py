@@ -698,6 +698,10 @@ class EvidenceSettings(Settings):
     )
 
 
+Container = Literal["mp4", "mov", "webm", "mkv"]
+CONTAINERS: tuple[Container, ...] = ("mp4", "mov", "webm", "mkv")
+
+
 class ServeSettings(Settings):
     """The HTTP service (`mishon serve`)."""
 
@@ -716,8 +720,8 @@ class ServeSettings(Settings):
     device: DeviceName = Field(
         "cpu", description="torch device of the model: cpu, auto, cuda or cuda:N"
     )
-    containers: list[Literal["mp4", "mov", "webm", "mkv"]] = Field(
-        default_factory=lambda: ["mp4", "mov", "webm", "mkv"],
+    containers: list[Container] = Field(
+        default_factory=lambda: list(CONTAINERS),
         description="accepted video containers, recognised from the upload's first bytes "
         "(the declared content type is not trusted)",
     )

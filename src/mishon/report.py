@@ -26,7 +26,7 @@ BUCKETS = ((0, 0), (1, 1), (2, 5), (6, 20), (21, 100), (101, None))
 KS = (1, 3, 5, 10)
 
 
-def _plt():  # type: ignore[no-untyped-def]
+def _plt() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")

@@ -8,13 +8,13 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Annotated, Any, Literal, TypeVar
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -35,7 +35,7 @@ COMMAND_ORDER = (
 class PipelineOrder(TyperGroup):
     """Lists the commands in the order the pipeline runs them."""
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: Any) -> list[str]:
         rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
         return sorted(super().list_commands(ctx), key=lambda n: rank.get(n, len(rank)))
 
@@ -159,7 +159,7 @@ class LogProgress:
     def __init__(self, console: Console, every: float = LOG_EVERY_S) -> None:
         self.console = console
         self.every = every
-        self.tasks: dict[int, dict[str, Any]] = {}
+        self.tasks: dict[TaskID, dict[str, Any]] = {}
         self.started = time.monotonic()
         self.last_line = -float("inf")
 
@@ -170,15 +170,20 @@ class LogProgress:
         for task in self.tasks:
             self._line(task)
 
-    def add_task(self, description: str, total: float | None = None, **_: Any) -> int:
-        task = len(self.tasks)
-        self.tasks[task] = {"description": description, "total": total, "completed": 0}
+    def add_task(self, description: str, total: float | None = None, **_: Any) -> TaskID:
+        task = TaskID(len(self.tasks))
+        self.tasks[task] = {
+            "description": description,
+            "total": total,
+            "completed": 0,
+            "started": time.monotonic(),
+        }
         self._line(task)
         return task
 
     def update(
         self,
-        task: int,
+        task: TaskID,
         *,
         description: str | None = None,
         total: float | None = None,
@@ -198,19 +203,31 @@ class LogProgress:
         if time.monotonic() - self.last_line >= self.every:
             self._line(task)
 
-    def advance(self, task: int, advance: float = 1) -> None:
+    def advance(self, task: TaskID, advance: float = 1) -> None:
         self.update(task, advance=advance)
 
-    def _line(self, task: int) -> None:
+    def _line(self, task: TaskID) -> None:
         state = self.tasks[task]
         done = f"{state['completed']:,.0f}"
         if state["total"]:
             done += f"/{state['total']:,.0f}"
+            spent = time.monotonic() - state["started"]
+            left = state["total"] - state["completed"]
+            if state["completed"] and left > 0:  # the rate so far, over what is left
+                done += f", about {_duration(spent / state['completed'] * left)} left"
         elapsed = time.monotonic() - self.started
         self.console.print(
             f"[{elapsed:7.1f} s] {state['description']} ({done})", highlight=False, markup=False
         )
         self.last_line = time.monotonic()
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 class LogStatus:

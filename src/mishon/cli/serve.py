@@ -137,7 +137,7 @@ def serve(
             highlight=False,
         )
     prepare_serving_process(run, settings)
-    common = {
+    common: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
         "limit_concurrency": settings.max_connections,

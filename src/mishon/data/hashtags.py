@@ -23,6 +23,7 @@ import math
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import regex
 
@@ -148,7 +149,8 @@ def parse_hashtag_list(
                     field, "unparseable hashtags", f"cannot parse hashtag list {text[:80]!r}"
                 )
     elif isinstance(value, Sequence) or hasattr(value, "tolist"):
-        items = list(value.tolist() if hasattr(value, "tolist") else value)  # type: ignore[union-attr]
+        sequence: Any = value.tolist() if hasattr(value, "tolist") else value
+        items = list(sequence)
     else:
         raise FieldError(
             field, "unparseable hashtags", f"expected a list or string of hashtags, got {value!r}"
@@ -158,13 +160,14 @@ def parse_hashtag_list(
             raise FieldError(
                 field, "unparseable hashtags", f"hashtag list holds a non-string item {item!r}"
             )
+    texts = [str(item) for item in items]  # every item is a str (checked above)
     cut = 0
     if listed:
-        words = [_SPACES.split(item.strip(), maxsplit=1) for item in items]  # type: ignore[union-attr]
+        words = [_SPACES.split(text.strip(), maxsplit=1) for text in texts]
         cut = sum(len(w) > 1 for w in words)
-        items = [w[0] for w in words]
+        texts = [w[0] for w in words]
     try:
-        return ParsedHashtags(normalize_hashtags(items), cut)  # type: ignore[arg-type]
+        return ParsedHashtags(normalize_hashtags(texts), cut)
     except ValueError as exc:
         raise FieldError(field, "unparseable hashtags", str(exc)) from None
 

@@ -604,7 +604,7 @@ def import_dataset(
         raise MishonError(
             f"{named}: no post could be imported ({builder.records_read} records read)"
         )
-    manifest = {
+    manifest: dict[str, Any] = {
         "format_version": 1,
         "name": out.name,
         "created_by": f"mishon {__version__} data import",

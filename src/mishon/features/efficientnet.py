@@ -75,6 +75,7 @@ def same_conv(c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int =
 
 def fold_batchnorm(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> None:
     """Fold an eval-mode batch norm into the preceding convolution's weight and bias."""
+    assert norm.running_var is not None and norm.running_mean is not None  # tracked stats
     scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
     conv.weight.data.mul_(scale.view(-1, 1, 1, 1))
     conv.bias = nn.Parameter(norm.bias - norm.running_mean * scale)
@@ -203,7 +204,8 @@ class EfficientNetLite0Extractor:
         self.chunk = chunk
         self.device = torch.device(device)
         # channels-last memory layout: about 1.5x faster convolutions on CPU
-        self.network = load_efficientnet_lite0().to(self.device, memory_format=torch.channels_last)
+        network = load_efficientnet_lite0().to(self.device)
+        self.network = network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     @torch.inference_mode()
     def encode(self, inputs: list[np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:

@@ -199,20 +199,21 @@ def extract_features(
         on_total(sum(len(rows) for rows, _ in work))
 
     jobs = Jobs(work, active, paths, texts, unsafe, request)
-    if settings.engine == "ray":
-        batches = ray_batches(jobs, settings)
-    else:
-        batches = _local_batches(jobs, settings.workers)
+    results = (
+        ray_batches(jobs, settings)
+        if settings.engine == "ray"
+        else _local_batches(jobs, settings.workers)
+    )
     left = {rows.start: len(todo) for rows, todo in work}
     try:
-        for rows, modality, (values, mask, failed) in batches:
+        for rows, modality, (values, mask, failed) in results:
             stores[modality].write(rows.start, values, mask, failed)
             report.modalities[modality].computed += len(rows)
             left[rows.start] -= 1
             if progress is not None and not left[rows.start]:
                 progress(len(rows))
     finally:
-        batches.close()  # stops the workers (or the Ray job) on an error too
+        results.close()  # stops the workers (or the Ray job) on an error too
         for m, store in stores.items():
             store.finish()
             report.modalities[m].counts = store.counts()

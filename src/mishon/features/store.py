@@ -24,7 +24,7 @@ import shutil
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -79,7 +79,7 @@ class FeatureStore:
     def __init__(self, folder: Path, manifest: dict[str, Any], writable: bool) -> None:
         self.folder = folder
         self.manifest = manifest
-        mode = "r+" if writable else "r"
+        mode: Literal["r+", "r"] = "r+" if writable else "r"
         arrays = []
         for name in ARRAYS:
             try:

@@ -78,7 +78,8 @@ def train_lists(data: np.ndarray, nlist: int, seed: int) -> np.ndarray:
         min_points_per_centroid=1,  # few points per list only warn; lists work all the same
     )
     kmeans.train(np.ascontiguousarray(sample))
-    return kmeans.centroids
+    assert kmeans.centroids is not None  # set by train
+    return np.asarray(kmeans.centroids)
 
 
 def _ivf_search(
@@ -122,7 +123,7 @@ def _ivf_search(
         return best_scores, best_index
     best_scores = np.full((n, want), -np.inf, dtype=np.float32)
     best_index = np.full((n, want), -1, dtype=np.int64)
-    payloads = (_ListGroup.gather(data, members, askers, group) for group in groups)
+    payloads = [_ListGroup.gather(data, members, askers, group) for group in groups]
     for group, (rows, scores, index) in zip(
         groups, engine.map(_scan_lists, want, payloads), strict=True
     ):
@@ -254,6 +255,7 @@ def knn(
     similarities = np.zeros((n, k), dtype=np.float32)
     rows = np.flatnonzero(present)
     chosen = "exact" if len(rows) <= exact_max else method
+    search: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None
     if len(rows) < 2 or k == 0:
         return KnnResult(neighbours, similarities, chosen)
     if len(rows) == n and vectors.dtype == np.float32 and vectors.flags.c_contiguous:
@@ -271,7 +273,7 @@ def knn(
         )
         while True:
             all_scores, all_found = _ivf_search(data, want, lists, probes, seed, progress, engine)
-            if sample is None:
+            if sample is None or truth is None or target_recall is None:
                 break
             measured = recall_at_k(
                 _without_self(all_found[sample], sample), _without_self(truth, sample)
@@ -284,9 +286,9 @@ def knn(
         chunk = max(1, min(chunk, EXACT_BLOCK_FLOATS // len(rows)))
         engine = engine or LocalEngine()
         shards = split_range(len(rows), engine.shards, multiple=chunk)
-        found = list(engine.map(_exact_rows, (data, want, chunk), shards))
-        all_scores = np.concatenate([f[0] for f in found])
-        all_found = np.concatenate([f[1] for f in found])
+        pieces = list(engine.map(_exact_rows, (data, want, chunk), shards))
+        all_scores = np.concatenate([p[0] for p in pieces])
+        all_found = np.concatenate([p[1] for p in pieces])
         search = None
     elif chosen == "hnsw":
         index = faiss.IndexHNSWFlat(data.shape[1], hnsw_m, faiss.METRIC_INNER_PRODUCT)

@@ -42,8 +42,8 @@ def write_clip(
             chunk = sound.codec_context.frame_size or 1024
             for start in range(0, len(samples), chunk):
                 piece = samples[start : start + chunk]
-                frame = av.AudioFrame.from_ndarray(piece[None, :], format="fltp", layout="mono")
-                frame.sample_rate = sample_rate
-                frame.pts = start
-                container.mux(sound.encode(frame))
+                heard = av.AudioFrame.from_ndarray(piece[None, :], format="fltp", layout="mono")
+                heard.sample_rate = sample_rate
+                heard.pts = start
+                container.mux(sound.encode(heard))
             container.mux(sound.encode(None))

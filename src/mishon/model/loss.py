@@ -16,7 +16,7 @@ import torch
 
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx,
         vectors: torch.Tensor,
         weight: torch.Tensor,
@@ -60,7 +60,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         return total
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[no-untyped-def, override]
+    def backward(ctx, grad: torch.Tensor):
         vectors, weight, bias = ctx.saved_tensors
         return grad * vectors, grad * weight, grad * bias, None, None, None, None, None
 

@@ -22,6 +22,8 @@ draws each epoch's `label_scale`) and the evaluator stay outside.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -175,6 +177,7 @@ class MishonNetwork(nn.Module):
         weights = targets.weights
         if label_scale is not None:
             weights = weights * torch.repeat_interleave(label_scale, targets.sizes())
+        assert self.hashtag_embedding is not None  # only a network with hashtag inputs
         return F.embedding_bag(
             targets.indices,
             self.hashtag_embedding.weight,
@@ -243,7 +246,7 @@ class MishonNetwork(nn.Module):
         time (HeteroConv's sum would hold every relation's output at once).
         """
         sizes = sizes or {t: len(x) for t, x in states.items()}
-        relations = self.convs[layer].convs
+        relations: Any = self.convs[layer].convs  # HeteroConv's ModuleDict, by edge type
         messages: dict[str, torch.Tensor] = {}
         for edge_type, matrix in adjacency.items():
             src, _, dst = edge_type
@@ -251,7 +254,7 @@ class MishonNetwork(nn.Module):
                 matrix = csr_edge_index(matrix)
             sent = relations[edge_type]((states[src], states[dst][: sizes[dst]]), matrix)
             messages[dst] = messages[dst] + sent if dst in messages else sent
-        norms = self.norms[layer]
+        norms: Any = self.norms[layer]
         return {
             t: self.update(norms[t], states[t][:n], messages[t]) if t in messages else states[t][:n]
             for t, n in sizes.items()
@@ -367,6 +370,7 @@ class MishonNetwork(nn.Module):
         row, index, weight = inputs.targets.rows(posts)
         if label_scale is not None:
             weight = weight * label_scale[posts][row]
+        assert self.hashtag_embedding is not None
         rows = self.hashtag_embedding(index) * weight[:, None]
         out = torch.zeros(len(posts), self.settings.hidden, device=inputs.device)
         return out.index_add(0, row, rows)

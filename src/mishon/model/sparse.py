@@ -56,13 +56,13 @@ def csr_edge_index(adj: torch.Tensor) -> torch.Tensor:
 
 class _NeighbourMean(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
         degree = _degree(adj)
         ctx.adj, ctx.degree = adj, degree
         return torch.sparse.mm(adj, x) / degree
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         return torch.sparse.mm(_transpose(ctx.adj), grad / ctx.degree), None
 
 
@@ -94,7 +94,7 @@ class MeanSAGEConv(SAGEConv):
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__(in_channels, out_channels, aggr="mean")
 
-    def forward(self, x, edge_index, size=None):  # type: ignore[no-untyped-def, override]
+    def forward(self, x, edge_index, size=None):
         sparse = isinstance(edge_index, torch.Tensor) and edge_index.layout == torch.sparse_csr
         if not sparse or not isinstance(x, tuple) or self.project or self.normalize:
             return super().forward(x, edge_index, size)
@@ -107,7 +107,7 @@ class MeanSAGEConv(SAGEConv):
             out = out + self.lin_r(x_dst)
         return out
 
-    def message_and_aggregate(self, adj_t, x):  # type: ignore[no-untyped-def]
+    def message_and_aggregate(self, adj_t, x):
         if isinstance(adj_t, torch.Tensor) and adj_t.layout == torch.sparse_csr:
             return neighbour_mean(adj_t, x[0])
         return super().message_and_aggregate(adj_t, x)

@@ -19,6 +19,7 @@ evaluation protocols reveal them (`evaluate/protocols.py`), without refitting.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from typing import Self
 
 import numpy as np
@@ -28,6 +29,7 @@ from mishon.data.split_data import SplitData
 from mishon.errors import MishonError
 from mishon.features.store import MANIFEST, FeatureStore, modality_dir
 from mishon.graph.pooled import pooled_vectors
+from mishon.recommenders.base import Recommender
 
 RESCALE_AFTER = 512.0  # half-lives: 2 ** 512 is far from float64's limit
 
@@ -240,7 +242,7 @@ class ContentKNN:
         return lists
 
 
-COUNT_BASELINES = {
+COUNT_BASELINES: dict[str, Callable[[], Recommender]] = {
     "popularity": Popularity,
     "decayed": DecayedPopularity,
     "history": UserHistory,

@@ -19,6 +19,7 @@ searching at the same moment must be serialised by the owner.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import faiss
 import numpy as np
@@ -40,11 +41,12 @@ class GrowingIndex:
         self.settings = settings
         self.dim = vectors.shape[1]
         self.trained_on = len(vectors)
+        self.index: Any  # faiss's stubs know neither IndexIDMap's nor IVF's attributes
         if settings.kind == "hnsw":
             self.nlist = 0
+            fp16: Any = faiss.ScalarQuantizer.QT_fp16  # an int the stubs type as a quantizer
             graph = faiss.IndexHNSWSQ(
-                self.dim, faiss.ScalarQuantizer.QT_fp16, settings.hnsw_m,
-                faiss.METRIC_INNER_PRODUCT,
+                self.dim, fp16, settings.hnsw_m, faiss.METRIC_INNER_PRODUCT
             )  # fmt: skip
             graph.hnsw.efConstruction = settings.ef_construction
             graph.hnsw.efSearch = settings.ef_search

@@ -313,13 +313,13 @@ class InductiveRecommender:
                 m: torch.cat([current[m], cached[m][self._index(neighbours[m])]])
                 for m in modalities
             }
-            own = user_state if new_user else cached[USER][user : user + 1]
+            own = user_state if user is None else cached[USER][user : user + 1]
             states[USER] = torch.cat([own, cached[USER][self._index(links)]])
             following = self.network.layer_step(layer, states, local)
             current = {m: following[m][:1] for m in modalities}
             if new_user:
                 user_state = following[USER][:1]
-        final_user = user_state if new_user else self.states[-1][USER][user : user + 1]
+        final_user = user_state if user is None else self.states[-1][USER][user : user + 1]
         return self.network.fuse([current[m] for m in modalities], final_user)
 
     @torch.no_grad()
@@ -382,9 +382,9 @@ class InductiveRecommender:
         neighbours, found = {}, []
         profiles = []
         for modality in self.network.modalities:
-            units, mask = post.units.get(modality, (None, None))
+            given = post.units.get(modality)
             centre = self.centres[modality]
-            vector = None if units is None else pool_units(np.asarray(units), mask, centre)
+            vector = None if given is None else pool_units(np.asarray(given[0]), given[1], centre)
             profiles.append(vector)
             if vector is None:
                 neighbours[modality] = np.zeros(0, dtype=np.int64)

@@ -515,7 +515,7 @@ class LiveMishon:
         top = self._top(table, has_posts, k)
         tags = [tag for tag, _ in top]
         graph_reasons = self.inductive().reasons(tags, placed, history=False)
-        history = self.known_.history.get(post.user_id, {}) if post.user_id else {}
+        history: dict[str, int] = self.known_.history.get(post.user_id, {}) if post.user_id else {}
         row = {tag: i for i, tag in enumerate(table.hashtags)}
         reasons, evidence = {}, {}
         for tag in tags:

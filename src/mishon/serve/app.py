@@ -322,7 +322,7 @@ def create_app(service: HashtagService, owns_service: bool = False) -> FastAPI:
             raise HTTPException(409, str(exc)) from None
         return {"post_id": post_id, "user_id": post.user_id, "hashtags": hashtags}
 
-    metrics.endpoints = frozenset(route.path for route in app.routes)  # bounded labels
+    metrics.endpoints = frozenset(getattr(route, "path", "") for route in app.routes)  # bounded
     return app
 
 

@@ -206,7 +206,7 @@ def _train_model(
         raise MishonError(f"{out} already holds a training run: pass --resume or another --out")
     dataset = dataset.resolve()
     resuming = resume and out is not None and (out / RUN_FILE).is_file()
-    if resuming:
+    if resuming and out is not None:
         _check_resumable(out, settings)
     if graph is not None:
         name = graph.meta["split"]
@@ -214,7 +214,7 @@ def _train_model(
         name = split_name(dataset, settings, out if resuming else None)
     data = load_split_data(dataset, name)
     features = features_fingerprint(dataset)  # read once for the checks below
-    if resuming:  # before anything in the run directory is rebuilt
+    if resuming and out is not None:  # before anything in the run directory is rebuilt
         _check_lineage(out, run_lineage(data, None, settings, features), "resume", settings)
     device = distributed.device_of(processes, resolve_device(settings.train.device))
     with distributed.process_group(processes, device):

@@ -329,7 +329,7 @@ def recover_checkpoint(out: Path, discard_uncommitted: bool = True) -> None:
         if mismatch is None:
             return
     raise MishonError(
-        f"{out / mismatch} does not match {out / CHECKPOINT} (epoch {manifest.get('epoch')}): "
+        f"{out / str(mismatch)} does not match {out / CHECKPOINT} (epoch {manifest.get('epoch')}): "
         "it was changed or damaged after training; retrain the run"
     )
 

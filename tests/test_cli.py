@@ -75,7 +75,10 @@ def test_help_shows_the_defaults_in_brackets() -> None:
     code, text = invoke("data", "split", "--help")
     assert code == 0
     flat = " ".join(text.split())
-    assert "[given > temporal > random]" in flat
+    assert (
+        "[given where the dataset ships a split, else temporal where posts have times, else random]"
+        in flat
+    )
     assert "Split name [the strategy]" in flat
 
 

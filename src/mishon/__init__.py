@@ -2,4 +2,4 @@
 
 # The one place of the version (pyproject reads it); raised with every change that alters an
 # artefact (Lineage.code records it), noted in CHANGELOG.md.
-__version__ = "0.2.0"
+__version__ = "0.3.0"

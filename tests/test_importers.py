@@ -376,10 +376,8 @@ def test_mapping_and_settings_errors() -> None:
         parse_mapping("author=a")
     with pytest.raises(MishonError, match="expected FIELD=COLUMN"):
         parse_mapping("user_id")
-    with pytest.raises(ValueError, match="user_id column"):
-        ImportSettings(format="csv", mapping={"hashtags": "t"})
-    with pytest.raises(ValueError, match="hashtags column, a caption column"):
-        ImportSettings(format="csv", mapping={"user_id": "u"})
+    # what a mapping lacks is checked against the source's columns at import (test below)
+    assert ImportSettings(format="csv", mapping={"user_id": "u"}).mapping == {"user_id": "u"}
 
 
 def test_value_parsers() -> None:
@@ -532,3 +530,42 @@ def test_hardlink_across_file_systems_is_a_clear_error_and_keeps_the_old_dataset
     with pytest.raises(MishonError, match=r"cannot hardlink .*one.mp4.*\(try --media copy\)"):
         import_dataset(src, out, settings(mapping=mapping, media="hardlink"), overwrite=True)
     assert validate_dataset(out) == [] and read_posts(out)["post_id"].tolist() == ["a"]
+
+
+def test_columns_named_like_fields_need_no_map(tmp_path: Path) -> None:
+    src = write(
+        tmp_path / "posts.csv",
+        "post_id,user_id,hashtags,caption,likes,extra\n"
+        "a,u1,beach;sun,a day out,3,x\nb,u2,cat,,12.7K,y\n",
+    )
+    result = CliRunner().invoke(app, ["data", "import", str(src), str(tmp_path / "out"),
+                                      "--format", "csv"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "columns named like fields, read as them: post_id, user_id, caption, hashtags" in (
+        " ".join(result.output.split())
+    )
+    posts = read_posts(tmp_path / "out").set_index("post_id")
+    assert list(posts.loc["a", "hashtags"]) == ["beach", "sun"]
+    assert int(posts.loc["b", "likes"]) == 12700 and "extra" not in posts
+    # a mapping given for some fields: the others still map themselves
+    jsonl = write(
+        tmp_path / "posts.jsonl",
+        '{"id": "c", "user_id": "u3", "hashtags": ["dog"], "views": 5}\n',
+    )
+    settings = ImportSettings(format="jsonl", mapping={"post_id": "id"})
+    imported = import_dataset(jsonl, tmp_path / "out2", settings)
+    assert imported.implied == ["user_id", "hashtags", "views"]
+    assert read_posts(tmp_path / "out2")["post_id"].tolist() == ["c"]
+
+
+def test_a_source_without_a_user_column_names_its_columns(tmp_path: Path) -> None:
+    src = write(tmp_path / "p.csv", "id,author,tags\na,u,x\n")
+    with pytest.raises(MishonError, match=r"no user_id column; map one with --map user_id=COLUMN"):
+        import_dataset(src, tmp_path / "out", ImportSettings(format="csv"))
+    with pytest.raises(MishonError, match=r"its columns: \['id', 'author', 'tags'\]"):
+        import_dataset(
+            src, tmp_path / "out", ImportSettings(format="csv", mapping={"post_id": "id"})
+        )
+    settings = ImportSettings(format="csv", mapping={"user_id": "author"})
+    with pytest.raises(MishonError, match="neither a hashtags nor a caption column"):
+        import_dataset(src, tmp_path / "out", settings)

@@ -75,7 +75,8 @@ class ImportSettings(Settings):
     )
     mapping: dict[str, str] = Field(
         default_factory=dict,
-        description="dataset field -> source column; user_id and one of hashtags/caption needed",
+        description="dataset field -> source column (a column named like a field maps itself); "
+        "user_id and one of hashtags/caption needed",
     )
     skip_bad: bool = Field(False, description="import good rows, list bad ones, instead of failing")
     hashtag_separator: str | None = Field(
@@ -105,17 +106,6 @@ class ImportSettings(Settings):
         if unknown:
             raise ValueError(f"unknown field(s) {unknown}; mappable: {', '.join(MAPPABLE_FIELDS)}")
         return mapping
-
-    @model_validator(mode="after")
-    def _enough_fields(self) -> ImportSettings:
-        if self.format != "howyoutagtweets":
-            if "user_id" not in self.mapping:
-                raise ValueError("the mapping must name the user_id column (--map user_id=COL)")
-            if "hashtags" not in self.mapping and "caption" not in self.mapping:
-                raise ValueError(
-                    "the mapping must name a hashtags column, a caption column, or both"
-                )
-        return self
 
 
 class SplitSettings(Settings):

@@ -103,6 +103,11 @@ def data_import(
         f"imported [bold]{len(result.posts)}[/] posts of {result.records_read} records into "
         f"{out}{merged}"
     )
+    if result.implied:
+        console.print(
+            f"columns named like fields, read as them: {', '.join(result.implied)}",
+            highlight=False,
+        )
     if result.hashtags_cut:
         console.print(
             f"{result.hashtags_cut} hashtag(s) ended at a space inside a list item (kept up to it)"

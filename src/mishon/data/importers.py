@@ -75,6 +75,7 @@ class ImportResult:
     records_read: int = 0
     merged: int = 0  # repeated records of one post (same identity), kept once
     hashtags_cut: int = 0  # hashtags that ended at whitespace inside a list item
+    implied: list[str] = field(default_factory=list)  # fields read from columns of their name
 
     def skipped_by_reason(self) -> dict[str, int]:
         return dict(Counter(p.reason for p in self.problems).most_common())
@@ -537,6 +538,46 @@ def _place_media(out: Path, result: ImportResult, sources: dict[str, Path], mode
 # --------------------------------------------------------------------------- entry points
 
 
+def source_columns(path: Path, settings: ImportSettings) -> list[str]:
+    """The column names of a CSV/TSV source's header, or the keys of a JSON-lines source's
+    first object (empty where there is none to read: the import says why later)."""
+    if settings.format == "jsonl":
+        for _number, text in _numbered_lines(path, settings.encoding):
+            try:
+                first = json.loads(text)
+            except json.JSONDecodeError:
+                return []
+            return [str(key) for key in first] if isinstance(first, dict) else []
+        return []
+    delimiter = "," if settings.format == "csv" else "\t"
+    with _open_text(path, settings.encoding) as handle:
+        for _number, cells, _error, _cell in _delimited_records(handle, delimiter):
+            return [cell.strip() for cell in cells or []]
+    return []
+
+
+def full_mapping(path: Path, settings: ImportSettings) -> tuple[dict[str, str], list[str]]:
+    """`settings.mapping` completed with every field whose name is a column of `path` (a CSV
+    whose headers already are the field names needs no --map), and the fields so implied; a
+    MishonError, naming the source's columns, where user_id or hashtags-or-caption is missing."""
+    columns = source_columns(path, settings)
+    mapped = set(settings.mapping.values())
+    implied = [
+        f for f in MAPPABLE_FIELDS if f not in settings.mapping and f in columns and f not in mapped
+    ]
+    mapping = {**settings.mapping, **{field: field for field in implied}}
+    if "user_id" not in mapping:
+        raise MishonError(
+            f"{path}: no user_id column; map one with --map user_id=COLUMN (its columns: {columns})"
+        )
+    if "hashtags" not in mapping and "caption" not in mapping:
+        raise MishonError(
+            f"{path}: neither a hashtags nor a caption column; map one with --map "
+            f"hashtags=COLUMN or caption=COLUMN (its columns: {columns})"
+        )
+    return mapping, implied
+
+
 def _records(src: Path, settings: ImportSettings) -> Iterator[tuple[RawRecord, str]]:
     if settings.format == "howyoutagtweets":
         yield from _howyoutagtweets_records(src, settings.encoding)
@@ -582,7 +623,12 @@ def import_dataset(
     """
     sources = [src] if isinstance(src, Path) else list(src)
     _check_sources(sources, settings)
-    mapping = HOWYOUTAGTWEETS_MAPPING if settings.format == "howyoutagtweets" else settings.mapping
+    implied: list[str] = []
+    if settings.format == "howyoutagtweets":
+        mapping = HOWYOUTAGTWEETS_MAPPING
+    else:
+        mapping, implied = full_mapping(sources[0], settings)
+        settings = settings.model_copy(update={"mapping": mapping})
     builder = PostBuilder(
         mapping,
         sources[0],
@@ -596,6 +642,7 @@ def import_dataset(
         for record, default_id in _records(source, settings):
             builder.add(record, default_id)
     result = builder.result()
+    result.implied = implied
     _check_media_outside(builder.media_sources, out)
     if result.problems and not settings.skip_bad:
         raise InputError(result.problems)

@@ -203,3 +203,27 @@ def test_the_inductive_path_is_the_full_model_for_every_aggregator(
         assert len(recommender.existing_links(int(run.inputs.post_user[position]))) > 0
         got = recommender.existing_probabilities(position, new_user=True)
         torch.testing.assert_close(got, full[position], rtol=1e-4, atol=1e-6)
+
+
+def test_a_moved_dataset_is_named_as_the_fix(tiny_run: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from mishon.cli import app
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    info = json.loads((run / "run.json").read_text())
+    dataset = Path(info["dataset"])
+    info["dataset"] = str(tmp_path / "where-it-was")  # the dataset has moved since training
+    (run / "run.json").write_text(json.dumps(info))
+    args = ["recommend", str(run), "--caption", "a sunny beach", "--json"]
+    moved = CliRunner().invoke(app, args)
+    assert moved.exit_code == 1
+    assert "holds no dataset any more: if it moved, pass its new place with --dataset" in (
+        " ".join(moved.output.split())
+    )
+    found = CliRunner().invoke(app, [*args, "--dataset", str(dataset)])
+    assert found.exit_code == 0, found.output

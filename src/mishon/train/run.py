@@ -28,6 +28,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from mishon.config import RunSettings
+from mishon.data.schema import POSTS_FILE
 from mishon.data.split_data import SplitData, load_split_data
 from mishon.data.store import atomic_path, write_json
 from mishon.device import resolve_device
@@ -395,7 +396,13 @@ def load_run(run: Path, dataset: Path | None = None, device: str = "auto") -> Tr
     info = read_run_info(run)
     settings = info.settings
     graph = load_graph(run)
-    data = load_split_data(dataset or Path(info.dataset), info.split)
+    recorded = Path(info.dataset)
+    if dataset is None and not (recorded / POSTS_FILE).is_file():
+        raise MishonError(
+            f"{run} was trained on {recorded}, which holds no dataset any more: if it moved, "
+            f"pass its new place with --dataset (or dataset= in Python)"
+        )
+    data = load_split_data(dataset or recorded, info.split)
     _check_lineage(run, run_lineage(data, graph, settings), "load", settings)
     vocabulary = read_vocabulary(run, info.vocabulary_digest)
     inputs = build_inputs(data, graph, settings.model.min_count, vocabulary)

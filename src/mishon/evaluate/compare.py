@@ -52,10 +52,6 @@ def relative_to_best(
     """`target`'s metric over the best other recommender's, those in `exclude` left out
     (None where that is zero)."""
     mine = next(r for r in results if r["recommender"] == target)[subset].get(metric)
-    others = [
-        r[subset].get(metric, 0.0)
-        for r in results
-        if r["recommender"] != target and r["recommender"] not in exclude
-    ]
-    best = max(others, default=0.0)
+    other = best_other(results, target, metric, subset, exclude)
+    best = other[subset].get(metric, 0.0) if other is not None else 0.0
     return mine / best if best and mine is not None else None

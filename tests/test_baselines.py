@@ -97,3 +97,23 @@ def test_the_sound_baseline_ranks_by_the_posts_with_the_same_sound(tmp_path: Pat
     assert sound.recommend(tests, 3) == [["c", "a", "b"], ["a", "c", "d"], ["d", "a", "c"]]
     sound.observe(np.array([6]))  # p6 (s1: b) becomes known: b is used twice now
     assert sound.recommend(np.array([6]), 2) == [["b", "c"]]
+
+
+def test_the_baselines_command_prints_json_and_writes_a_file(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from mishon.cli import app
+
+    from .planted import planted_dataset
+
+    dataset = planted_dataset(tmp_path / "ds")
+    out = tmp_path / "results.json"
+    args = ["baselines", str(dataset), "--only", "popularity,history", "--json", "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    names = [r["recommender"] for r in printed["results"]]
+    assert names == ["popularity", "user history"] and printed["skipped"] == {}
+    assert json.loads(out.read_text()) == printed["results"]

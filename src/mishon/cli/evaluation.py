@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -42,7 +43,10 @@ def baselines(
         Path | None, typer.Option(help="YAML run settings (model, train) for content-only.")
     ] = None,
     json_out: Annotated[
-        Path | None, typer.Option("--json", help="Also write the results here.")
+        bool, typer.Option("--json", help="Print the results as JSON instead of tables.")
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Also write the results as JSON to this file.")
     ] = None,
     assignments: SetOption = None,
     protocol: ProtocolOption = "static",
@@ -64,11 +68,14 @@ def baselines(
         results, skipped = evaluate_baselines(
             names, data, part, settings, lambda name: shown.update(name), protocol
         )
+    if out is not None:
+        write_json(results, out)
+    if json_out:  # the same switch as `data stats --json` and `recommend --json`
+        print(json.dumps({"results": results, "skipped": skipped}, indent=2))
+        return
     for name, why in skipped.items():
         console.print(f"{name}: skipped ({why})")
     print_results(results, part, f"{data.split_name!r} ({protocol}) ")
-    if json_out is not None:
-        write_json(results, json_out)
 
 
 @app.command("evaluate")

@@ -24,7 +24,12 @@ from mishon.data.store import list_splits, read_users
 from mishon.errors import MishonError
 from mishon.features.store import MANIFEST, FeatureStore, features_fingerprint, modality_dir
 from mishon.graph.engine import Engine
-from mishon.graph.influence import link_cold_users, measure_influence, user_profiles
+from mishon.graph.influence import (
+    Influence,
+    link_cold_users,
+    measure_influence,
+    user_profiles,
+)
 from mishon.graph.jaccard import jaccard_topk, user_hashtag_matrix
 from mishon.graph.knn import knn
 from mishon.graph.pooled import pooled_vectors
@@ -138,6 +143,47 @@ def _summary(graph: HeteroGraph) -> dict[str, Any]:
     return {"nodes": nodes, "edges": edges}
 
 
+@dataclass
+class _Posts:
+    """The split's posts as the graph builder reads them: ids, users, split labels."""
+
+    data: SplitData
+    post_split: np.ndarray
+    user_ids: list[str]
+    post_user: np.ndarray
+    is_train: np.ndarray
+
+    @classmethod
+    def of(cls, data: SplitData) -> _Posts:
+        posts = data.posts
+        user_ids = pd.unique(posts["user_id"].astype(str)).tolist()
+        user_of = {u: i for i, u in enumerate(user_ids)}
+        post_user = posts["user_id"].astype(str).map(user_of).to_numpy(dtype=np.int64)
+        post_split = posts["split"].to_numpy().astype(str)
+        return cls(data, post_split, user_ids, post_user, post_split == "train")
+
+    @property
+    def n_posts(self) -> int:
+        return len(self.data.posts)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+
+class _Laps:
+    """Seconds per stage, for graph.json."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self.clock = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = round(now - self.clock, 3)
+        self.clock = now
+
+
 def build_graph(
     dataset: Path,
     split_name: str | None,
@@ -146,119 +192,149 @@ def build_graph(
     engine: Engine | None = None,
 ) -> HeteroGraph:
     """Build the graph of `dataset` under split `split_name` (default: its only split); the
-    kNN searches and the Jaccard top-k run on `engine` (default: this process)."""
+    kNN searches and the Jaccard top-k run on `engine` (default: this process). The steps:
+    read the posts, each modality's kNN and ownership edges (`_modality_edges`), the users'
+    Jaccard and social-influence edges (`_user_edges`), the metadata (`_graph_meta`)."""
     report = stage or (lambda _name: None)
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[name] = round(now - clock, 3)
-        clock = now
-
+    lap = _Laps()
     report("reading posts and split")
     split_name = split_name or default_split(dataset)
     data = load_split_data(dataset, split_name)
-    posts, rows = data.posts, data.rows
-    post_split = posts["split"].to_numpy().astype(str)
-    user_ids = pd.unique(posts["user_id"].astype(str)).tolist()
-    user_of = {u: i for i, u in enumerate(user_ids)}
-    post_user = posts["user_id"].astype(str).map(user_of).to_numpy(dtype=np.int64)
-    n_posts, n_users = len(posts), len(user_ids)
-    is_train = post_split == "train"
-    train = posts[is_train]
-    train_user = post_user[is_train]
+    posts = _Posts.of(data)
     lap("read")
-
-    num_nodes: dict[str, int] = {"user": n_users}
+    num_nodes: dict[str, int] = {"user": posts.n_users}
     edges: dict[EdgeType, tuple[np.ndarray, np.ndarray]] = {}
-    meta: dict[str, Any] = {
-        "split": split_name,
-        "dataset": str(dataset),
-        "settings": settings.model_dump(mode="json"),
-        "lineage": graph_lineage(data, settings).model_dump(),
-    }
     skipped: dict[str, str] = {}
     knn_methods: dict[str, dict[str, object]] = {}
     vectors: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for modality in MODALITIES:
-        folder = modality_dir(dataset, modality)
-        if not (folder / MANIFEST).is_file():
-            skipped[modality] = "no feature store"
+        found = _modality_edges(dataset, modality, posts, settings, engine, report, lap)
+        if isinstance(found, str):
+            skipped[modality] = found
             continue
-        report(f"pooling {modality} features")
-        store = FeatureStore.open(folder)
-        if store.post_ids != data.all_post_ids:
-            raise MishonError(
-                f"{folder} does not match posts.parquet: rerun `mishon extract --overwrite`"
-            )
-        pooled, present = pooled_vectors(store, rows)
-        if not present.any():
-            skipped[modality] = "no post has this modality"
-            continue
-        vectors[modality] = (pooled, present)
-        num_nodes[modality] = n_posts
-        lap(f"pool_{modality}")
-        spec = getattr(settings, modality)
-        report(f"{modality} kNN")
-        result = knn(
-            pooled,
-            present,
-            spec.k,
-            exact_max=settings.exact_max,
-            method=settings.index,
-            nlist=settings.ivf_nlist,
-            nprobe=settings.ivf_nprobe,
-            hnsw_m=settings.hnsw_m,
-            ef_search=settings.hnsw_ef_search,
-            chunk=settings.query_chunk,
-            seed=settings.seed,
-            target_recall=settings.target_recall,
-            recall_queries=settings.recall_queries,
-            engine=engine,
-        )
-        knn_methods[modality] = result.describe()
-        index, weight = knn_edges(result.neighbours, result.similarities, spec.threshold)
-        edges[(modality, SIMILAR, modality)] = symmetric(index, weight, n_posts)
-        forward = np.stack([post_user, np.arange(n_posts)])
-        edges[(USER, POSTED, modality)] = coalesce(
-            forward, np.ones(n_posts, np.float32), n_users, n_posts
-        )
-        edges[(modality, POSTED_BY, USER)] = coalesce(
-            forward[::-1].copy(), np.ones(n_posts, np.float32), n_posts, n_users
-        )
-        lap(f"knn_{modality}")
+        vectors[modality], knn_methods[modality], modality_edges = found
+        num_nodes[modality] = posts.n_posts
+        edges.update(modality_edges)
     if not vectors:
-        raise MishonError(_no_content_message(dataset, posts, skipped))
+        raise MishonError(_no_content_message(dataset, data.posts, skipped))
+    user_edge, influence, links = _user_edges(dataset, posts, vectors, settings, engine, report)
+    edges[(USER, SIMILAR, USER)] = user_edge
+    lap("influence")
+    graph = HeteroGraph(
+        num_nodes,
+        edges,
+        data.posts["post_id"].astype(str).tolist(),
+        posts.user_ids,
+        posts.post_user,
+        posts.post_split,
+    )
+    graph.meta = _graph_meta(dataset, posts, settings, skipped, knn_methods, influence, links)
+    graph.meta["summary"] = _summary(graph)
+    graph.meta["timings_s"] = lap.timings
+    return graph
 
+
+def _modality_edges(
+    dataset: Path,
+    modality: str,
+    posts: _Posts,
+    settings: GraphSettings,
+    engine: Engine | None,
+    report: StageFn,
+    lap: _Laps,
+) -> (
+    tuple[
+        tuple[np.ndarray, np.ndarray],
+        dict[str, object],
+        dict[EdgeType, tuple[np.ndarray, np.ndarray]],
+    ]
+    | str
+):
+    """One modality's pooled vectors, kNN method and edges (similar posts, ownership both
+    ways), or why it is left out."""
+    folder = modality_dir(dataset, modality)
+    if not (folder / MANIFEST).is_file():
+        return "no feature store"
+    report(f"pooling {modality} features")
+    store = FeatureStore.open(folder)
+    if store.post_ids != posts.data.all_post_ids:
+        raise MishonError(
+            f"{folder} does not match posts.parquet: rerun `mishon extract --overwrite`"
+        )
+    pooled, present = pooled_vectors(store, posts.data.rows)
+    if not present.any():
+        return "no post has this modality"
+    lap(f"pool_{modality}")
+    spec = getattr(settings, modality)
+    report(f"{modality} kNN")
+    result = knn(
+        pooled,
+        present,
+        spec.k,
+        exact_max=settings.exact_max,
+        method=settings.index,
+        nlist=settings.ivf_nlist,
+        nprobe=settings.ivf_nprobe,
+        hnsw_m=settings.hnsw_m,
+        ef_search=settings.hnsw_ef_search,
+        chunk=settings.query_chunk,
+        seed=settings.seed,
+        target_recall=settings.target_recall,
+        recall_queries=settings.recall_queries,
+        engine=engine,
+    )
+    n_posts, n_users = posts.n_posts, posts.n_users
+    index, weight = knn_edges(result.neighbours, result.similarities, spec.threshold)
+    forward = np.stack([posts.post_user, np.arange(n_posts)])
+    ones = np.ones(n_posts, np.float32)
+    edges = {
+        (modality, SIMILAR, modality): symmetric(index, weight, n_posts),
+        (USER, POSTED, modality): coalesce(forward, ones, n_users, n_posts),
+        (modality, POSTED_BY, USER): coalesce(forward[::-1].copy(), ones, n_posts, n_users),
+    }
+    lap(f"knn_{modality}")
+    return (pooled, present), result.describe(), edges
+
+
+def _user_edges(
+    dataset: Path,
+    posts: _Posts,
+    vectors: dict[str, tuple[np.ndarray, np.ndarray]],
+    settings: GraphSettings,
+    engine: Engine | None,
+    report: StageFn,
+) -> tuple[tuple[np.ndarray, np.ndarray], Influence, list[tuple[int, int, float]]]:
+    """The user-user edges: Jaccard of the training hashtags, and each cold-start user's
+    social-influence links to content-similar popular users; with the influence and links."""
     report("user-user Jaccard")
+    train = posts.data.posts[posts.is_train]
+    train_user = posts.post_user[posts.is_train]
+    n_users = posts.n_users
     matrix, _ = user_hashtag_matrix(train_user, train["hashtags"].tolist(), n_users)
     neighbours, similarities = jaccard_topk(
         matrix, settings.user.k, settings.user.threshold, engine=engine
     )
     user_index, user_weight = knn_edges(neighbours, similarities, settings.user.threshold)
-    lap("jaccard")
-
     report("influence and cold-start links")
-    followers = _followers(dataset, user_ids)
-    order = _time_order(train)
     influence = measure_influence(
         train.reset_index(drop=True),
         train_user,
-        order,
-        followers,
+        _time_order(train),
+        _followers(dataset, posts.user_ids),
         n_users,
         settings.influence,
         settings.popular_fraction,
         settings.popular_min_posts,
     )
-    train_counts = np.bincount(train_user, minlength=n_users)
-    cold = np.flatnonzero(train_counts == 0)
+    cold = np.flatnonzero(np.bincount(train_user, minlength=n_users) == 0)
     cold_profiles, popular_profiles = [], []
     for pooled, present in vectors.values():
-        cold_profiles.append(user_profiles(pooled, present & ~is_train, post_user, n_users))
-        popular_profiles.append(user_profiles(pooled, present & is_train, post_user, n_users))
+        cold_profiles.append(
+            user_profiles(pooled, present & ~posts.is_train, posts.post_user, n_users)
+        )
+        popular_profiles.append(
+            user_profiles(pooled, present & posts.is_train, posts.post_user, n_users)
+        )
     links = link_cold_users(
         cold, influence.popular, cold_profiles, popular_profiles, settings.cold_links
     )
@@ -267,16 +343,29 @@ def build_graph(
         link_weight = np.array([max(s, 0.0) for _, _, s in links], dtype=np.float32)
         user_index = np.concatenate([user_index, link_index], axis=1)
         user_weight = np.concatenate([user_weight, link_weight])
-    edges[(USER, SIMILAR, USER)] = symmetric(user_index, user_weight, n_users)
-    lap("influence")
+    return symmetric(user_index, user_weight, n_users), influence, links
 
-    graph = HeteroGraph(
-        num_nodes, edges, posts["post_id"].astype(str).tolist(), user_ids, post_user, post_split
-    )
-    meta.update(
-        skipped_modalities=skipped,
-        knn_method=knn_methods,
-        influence={
+
+def _graph_meta(
+    dataset: Path,
+    posts: _Posts,
+    settings: GraphSettings,
+    skipped: dict[str, str],
+    knn_methods: dict[str, dict[str, object]],
+    influence: Influence,
+    links: list[tuple[int, int, float]],
+) -> dict[str, Any]:
+    """graph.json's account of how the graph was built (beside its summary and timings)."""
+    user_ids = posts.user_ids
+    train_counts = np.bincount(posts.post_user[posts.is_train], minlength=posts.n_users)
+    return {
+        "split": posts.data.split_name,
+        "dataset": str(dataset),
+        "settings": settings.model_dump(mode="json"),
+        "lineage": graph_lineage(posts.data, settings).model_dump(),
+        "skipped_modalities": skipped,
+        "knn_method": knn_methods,
+        "influence": {
             "measure": influence.measure,
             "popular": [
                 {
@@ -287,20 +376,20 @@ def build_graph(
                 for u in influence.popular
             ],
         },
-        cold_start={
-            "cold_users": len(cold),
+        "cold_start": {
+            "cold_users": int((train_counts == 0).sum()),
             "links": len(links),
             "examples": [
                 {"user_id": user_ids[c], "popular_user_id": user_ids[p], "similarity": round(s, 4)}
                 for c, p, s in links[:20]
             ],
         },
-        counts={"posts": n_posts, "train_posts": int(is_train.sum()), "users": n_users},
-    )
-    meta["summary"] = _summary(graph)
-    meta["timings_s"] = timings
-    graph.meta = meta
-    return graph
+        "counts": {
+            "posts": posts.n_posts,
+            "train_posts": int(posts.is_train.sum()),
+            "users": posts.n_users,
+        },
+    }
 
 
 CONTENT_FIELDS = ("video", "caption", "sound")

@@ -97,7 +97,7 @@ class _Topics:
     """Each topic's name, caption words, hashtags and trends (peak day, width in days)."""
 
     names: list[str]
-    words: list[list[str]]
+    words: list[tuple[str, ...]]
     tags: list[list[str]]
     trends: list[list[str]]
     trend_peak: np.ndarray

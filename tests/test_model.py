@@ -498,3 +498,20 @@ def test_training_without_validation_posts_keeps_the_last_weights_and_claims_no_
     assert "best valid F1@5" not in result.output and "4.0000" not in result.output
     saved = json.loads((out / "trainer.json").read_text())
     assert saved["best_score"] == -1.0 and saved["best_epoch"] == 4
+
+
+def test_the_library_logs_what_it_did(
+    planted: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Training and evaluation report through `logging` (mishon.*), beside the CLI's output."""
+    import logging
+
+    from mishon.evaluate.evaluation import evaluate_run
+
+    with caplog.at_level(logging.INFO, logger="mishon"):
+        train_model(planted, small_settings(epochs=3), tmp_path / "run")
+        evaluate_run(tmp_path / "run", baselines="popularity")
+    messages = {r.name: r.getMessage() for r in caplog.records}
+    assert "trained 3 epochs (epochs); best valid F1@5" in messages["mishon.train"]
+    assert "MISHON live F1@5" in messages["mishon.evaluate"]
+    assert "nodes" in messages["mishon.graph"]

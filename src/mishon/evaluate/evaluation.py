@@ -9,6 +9,7 @@ refuses one whose run changed since, so a report never mixes a new model with ol
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,6 +38,8 @@ from mishon.recommenders.live import LiveMishon, LiveWeights, PlacementName, che
 from mishon.recommenders.second_stage import LearnedRanker
 from mishon.train.run import StageFn, TrainedRun, load_run
 from mishon.train.tracking import open_tracker
+
+log = logging.getLogger("mishon.evaluate")
 
 PARTS = ("test", "valid")
 
@@ -226,6 +229,11 @@ def evaluate_run(
     if others:
         compare_with_baselines(evaluation, data, len(results) - len(others))
     evaluation.save(path)
+    log.info(
+        "evaluated %s on %d %s posts (%s): %s; written to %s",
+        run, results[0]["cases"]["all"], part, protocol,
+        ", ".join(f"{r['recommender']} F1@5 {r['all']['F1@5']:.4f}" for r in results), path,
+    )  # fmt: skip
     track_evaluation(loaded, evaluation, path)
     return evaluation
 

@@ -7,6 +7,7 @@ the same composition as in an uninterrupted run, so the stored arrays come out i
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterator
@@ -32,6 +33,8 @@ from mishon.features.ray_engine import ray_batches
 from mishon.features.registry import create_extractor, field_of, input_field
 from mishon.features.store import FAILED, PENDING, FeatureStore, StoreSpec, modality_dir
 from mishon.processes import worker_pool
+
+log = logging.getLogger("mishon.features")
 
 ProgressFn = Callable[[int], None]
 
@@ -219,6 +222,12 @@ def extract_features(
             report.modalities[m].counts = store.counts()
             report.modalities[m].failures = store.failures()
     report.seconds = time.perf_counter() - started
+    log.info(
+        "extracted %s of %d posts in %.1f s: %s",
+        dataset, report.posts, report.seconds,
+        ", ".join(f"{m} {r.extractor} ({r.computed} computed, {r.reused} reused)"
+                  for m, r in report.modalities.items()),
+    )  # fmt: skip
     return report
 
 

@@ -9,6 +9,7 @@ user-modality (the user posted it). Only training hashtags are read.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ from mishon.graph.jaccard import jaccard_topk, user_hashtag_matrix
 from mishon.graph.knn import knn
 from mishon.graph.pooled import pooled_vectors
 from mishon.lineage import Lineage, digest
+
+log = logging.getLogger("mishon.graph")
 
 MODALITIES = ("visual", "acoustic", "textual")
 USER = "user"
@@ -231,6 +234,10 @@ def build_graph(
     graph.meta = _graph_meta(dataset, posts, settings, skipped, knn_methods, influence, links)
     graph.meta["summary"] = _summary(graph)
     graph.meta["timings_s"] = lap.timings
+    log.info(
+        "graph of %s (split %s): %s nodes, %d edges in %d relations",
+        dataset, split_name, graph.num_nodes, sum(len(w) for _, w in edges.values()), len(edges),
+    )  # fmt: skip
     return graph
 
 

@@ -13,6 +13,7 @@ runs/NAME/
 from __future__ import annotations
 
 import json
+import logging
 import random
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -57,6 +58,8 @@ from mishon.train.trainer import (
     TrainState,
     recover_checkpoint,
 )
+
+log = logging.getLogger("mishon.train")
 
 RUN_FILE = "run.json"
 VOCABULARY = "vocabulary.json"
@@ -261,6 +264,10 @@ def _train_model(
             state = trainer.fit(tracked, steps)
         finally:
             tracker.close()
+    log.info(
+        "trained %d epochs (%s); best valid F1@5 %.4f at epoch %d; run in %s",
+        state.epoch, state.stopped, state.best_score, state.best_epoch, out,
+    )  # fmt: skip
     return network, inputs, data, state
 
 

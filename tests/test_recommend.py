@@ -117,12 +117,12 @@ def test_cli_recommend_for_a_video_and_caption(tiny_extracted: Path, tmp_path: P
 
 
 def test_the_python_api_checks_what_the_cli_checks(tiny_run: Path, tmp_path: Path) -> None:
-    from mishon.api import Recommender
+    from mishon.api import HashtagRecommender
     from mishon.errors import MishonError
 
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
-    recommender = Recommender(run)
+    recommender = HashtagRecommender(run)
     for k in (-1, 0, -1000, 2.5, True):
         with pytest.raises(MishonError, match="k must be a whole number of at least 1"):
             recommender.recommend(caption="sunset", k=k)  # type: ignore[arg-type]

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from mishon.api import Recommender
+from mishon.api import HashtagRecommender
 from mishon.cli import app
 from mishon.config import ExtractSettings, ServeSettings
 from mishon.data.split_data import load_split_data
@@ -79,7 +79,7 @@ def test_the_sound_baseline_reads_earlier_posts_with_the_same_sound(sound_run: P
 
 
 def test_a_new_post_is_placed_by_its_sound(sound_run: Path) -> None:
-    recommender = Recommender(sound_run)
+    recommender = HashtagRecommender(sound_run)
     for sound in range(SOUNDS):
         # a new user: only the sound can tell the challenge
         result = recommender.recommend(sound=f"Trend Song {sound}", k=3)

@@ -47,7 +47,7 @@ from mishon.train.run import TrainedRun, load_run, train_model
 PathLike = str | Path
 
 __all__ = [
-    "Recommender",
+    "HashtagRecommender",
     "evaluate",
     "export_graph",
     "extract",
@@ -163,7 +163,7 @@ def export_graph(run: PathLike, out: PathLike, dataset: PathLike | None = None) 
     return hetero
 
 
-class Recommender:
+class HashtagRecommender:
     """A loaded run that recommends hashtags for new posts (video and/or caption), ranked as
     MISHON live ranks them (with the weights of the run's stream evaluation, else defaults)."""
 
@@ -197,8 +197,8 @@ def recommend(
     k: int = 10,
     sound: str | None = None,
 ) -> Recommendation:
-    """One recommendation from a run (loads it each call: keep a `Recommender` for many)."""
-    return Recommender(run).recommend(video, caption, user_id, k, sound)
+    """One recommendation from a run (loads it each call: keep a `HashtagRecommender` for many)."""
+    return HashtagRecommender(run).recommend(video, caption, user_id, k, sound)
 
 
 def _path(value: PathLike | None) -> Path | None:

@@ -1,11 +1,10 @@
 """A trained run made ready to rank new posts, loaded once in one place.
 
 The service, `mishon recommend` and `api.HashtagRecommender` all rank with what `load_served`
-builds:
-the run (checked by `load_run`), MISHON live's one ranker (`recommenders/live.py`,
+builds: the run (checked by `load_run`), MISHON live's one ranker (`recommenders/live.py`,
 `LiveMishon.from_run`) with the weights and second stage of the run's stream evaluation (else
-the default weights),
-every labelled post of the dataset known to it, and the dataset's own extractors.
+the default weights), every labelled post of the dataset known to it, and the dataset's own
+extractors.
 """
 
 from __future__ import annotations

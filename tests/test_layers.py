@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "mishon"
 # lowest first; a module may import its own package and anything in a lower layer
 LAYERS: list[tuple[str, ...]] = [
     ("errors",),
-    ("lineage", "metrics", "device", "processes", "locks"),
+    ("lineage", "metrics", "device", "processes", "locks", "extras"),
     ("config",),
     ("media",),
     ("data",),

@@ -29,6 +29,7 @@ from mishon.data.store import atomic_path, write_json
 from mishon.errors import MishonError
 from mishon.evaluate.live import select_live_weights
 from mishon.evaluate.run import evaluate
+from mishon.extras import available
 from mishon.graph.build import HeteroGraph, build_graph, default_split
 from mishon.recommenders import MishonRecommender
 from mishon.recommenders.live import LiveMishon
@@ -240,7 +241,10 @@ def run_experiment(
     write_json(summary, out / f"{stem}.json")
     with atomic_path(out / f"{stem}.md") as tmp:
         tmp.write_text(markdown_table(summary), "utf-8")
-    plot(summary, out / f"{stem}.png")
+    if available("matplotlib"):
+        plot(summary, out / f"{stem}.png")
+    else:
+        summary["plot"] = "not drawn: needs the report extra (pip install 'mishon[report]')"
     return summary
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from mishon.data.store import atomic_path
 from mishon.evaluate.evaluation import load_evaluation
+from mishon.extras import require
 from mishon.recommenders import MishonRecommender
 from mishon.train.run import load_run
 
@@ -186,6 +187,8 @@ def write_report(run: Path, dataset: Path | None = None, protocol: str = "static
     """Write RUN/report.html, one self-contained page (its plots inlined), from the run's
     saved evaluation of the test posts under `protocol` (`mishon evaluate --baselines`)."""
     import jinja2
+
+    require("matplotlib", "report", "mishon report")
 
     from mishon import __version__
 

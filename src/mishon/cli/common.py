@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -83,7 +84,9 @@ def reports_errors(func: F) -> F:
             err_console.print(str(exc), highlight=False, markup=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except MishonError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            # escaped: a message may hold brackets (a list, "mishon[serve]") Rich would eat
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
+                              soft_wrap=True)  # fmt: skip
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]

@@ -109,7 +109,11 @@ def serve(
     /healthz, /readyz and /metrics. Every ServeSettings key can also come from an environment
     variable MISHON_<KEY> (nested keys joined by __). SIGHUP or POST /v1/admin/reload swaps in
     the run directory, read again, without downtime."""
-    import uvicorn
+    from mishon.extras import require
+
+    for module in ("fastapi", "python_multipart", "prometheus_client"):
+        require(module, "serve", "mishon serve")
+    uvicorn = require("uvicorn", "serve", "mishon serve")
 
     from mishon.config import ServeSettings
     from mishon.serve.app import prepare_serving_process

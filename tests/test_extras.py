@@ -7,8 +7,9 @@ import sys
 import textwrap
 from pathlib import Path
 
+# the serve and report extras' packages (not jinja2: torch and PyG import it too)
 BLOCKED = ("fastapi", "uvicorn", "starlette", "prometheus_client", "python_multipart",
-           "multipart", "matplotlib")  # fmt: skip (jinja2: torch and PyG import it too)
+           "multipart", "matplotlib")  # fmt: skip
 
 PRELUDE = f"""
 import importlib.abc, sys

@@ -200,3 +200,17 @@ def test_an_experiment_with_live_evidence_adds_a_row_per_variant(tmp_path: Path)
     assert names[:2] == ["mean", "mean + live"] and len(names) == 10
     assert (tmp_path / "agg" / "aggregators-stream-live.md").is_file()
     assert "| mean + live |" in (tmp_path / "agg" / "aggregators-stream-live.md").read_text()
+
+
+def test_a_stream_evaluation_tells_how_far_it_is_and_how_long_is_left(tmp_path: Path) -> None:
+    from mishon.evaluate.evaluation import evaluate_run
+    from mishon.train.run import train_model
+
+    dataset = planted_dataset(tmp_path / "ds")
+    train_model(dataset, small_settings(epochs=2), tmp_path / "run")
+    told: list[str] = []
+    evaluate_run(tmp_path / "run", baselines="history", protocol="stream", stage=told.append)
+    for name in ("MISHON", "MISHON live", "history"):
+        last = [t for t in told if t.startswith(f"{name}: ranking ")][-1]
+        done, total = last.split("ranking ")[1].split(" posts")[0].split("/")
+        assert done == total and int(total) > 0 and last.endswith("left")

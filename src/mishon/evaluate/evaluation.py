@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from mishon.data.store import write_json
 from mishon.errors import MishonError
 from mishon.evaluate.compare import best_other, relative_interval, relative_to_best
 from mishon.evaluate.live import select_live_weights
-from mishon.evaluate.protocols import check_protocol
+from mishon.evaluate.protocols import Progress, check_protocol
 from mishon.evaluate.run import evaluate, subset_masks, true_counts
 from mishon.lineage import Lineage
 from mishon.recommenders import (
@@ -155,7 +156,12 @@ def evaluate_baselines(
             continue
         report(f"{name}: fitting and ranking")
         fitted = baseline(name, settings).fit(data)
-        results.append(evaluate(fitted, data, check_part(part), protocol=protocol))
+        results.append(
+            evaluate(
+                fitted, data, check_part(part), protocol=protocol,
+                progress=ranking_progress(report, name),
+            )
+        )  # fmt: skip
     return results, skipped
 
 
@@ -199,7 +205,10 @@ def evaluate_run(
     path = evaluation_path(run, part, protocol, evidence, hashtag_names, placement, live)
     report("MISHON: ranking")
     mishon = MishonRecommender(loaded.network, loaded.inputs, refresh_every=refresh_every)
-    results = [evaluate(mishon.fit(data), data, part, protocol=protocol)]
+    ranked = evaluate(
+        mishon.fit(data), data, part, protocol=protocol, progress=ranking_progress(report, "MISHON")
+    )
+    results = [ranked]
     if live:
         results.append(
             evaluate_live(
@@ -255,6 +264,24 @@ def track_evaluation(loaded: TrainedRun, evaluation: Evaluation, path: Path) -> 
         tracker.evaluation(evaluation.model_dump(mode="json", exclude_none=True), path)
     finally:
         tracker.close()
+
+
+def ranking_progress(report: StageFn, name: str, every_s: float = 2.0) -> Progress:
+    """A stream's progress for `report`: posts ranked, and the time left at the rate so far
+    (told at most every `every_s` seconds)."""
+    started = time.monotonic()
+    last = [started]
+
+    def told(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] < every_s and done < total:
+            return
+        last[0] = now
+        left = (now - started) / done * (total - done)
+        about = f"{left:.0f} s" if left < 90 else f"{left / 60:.0f} min"
+        report(f"{name}: ranking {done:,}/{total:,} posts, about {about} left")
+
+    return told
 
 
 def compare_with_baselines(evaluation: Evaluation, data: SplitData, ours: int) -> None:
@@ -321,7 +348,10 @@ def evaluate_live(
     selection = select_live_weights(live, loaded.data, protocol, second_stage=settings.second_stage)
     valid_f1 = selection.reached
     report(f"MISHON live: ranking ({selection.second_stage.get('chosen', 'search')} ranker)")
-    result = evaluate(live, loaded.data, part, protocol=protocol)
+    result = evaluate(
+        live, loaded.data, part, protocol=protocol,
+        progress=ranking_progress(report, "MISHON live"),
+    )  # fmt: skip
     result["weights"] = asdict(live.weights)
     result["weights_valid_f1_at_5"] = valid_f1
     result["second_stage"] = selection.second_stage

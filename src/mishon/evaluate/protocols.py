@@ -14,6 +14,7 @@ of a later post (tests/test_protocols.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal, get_args
 
 import numpy as np
@@ -23,6 +24,7 @@ from mishon.errors import MishonError
 from mishon.recommenders.base import Recommender
 
 ProtocolName = Literal["static", "known-past", "stream"]
+Progress = Callable[[int, int], None]  # (posts done, posts in all)
 PROTOCOLS: tuple[str, ...] = get_args(ProtocolName)
 
 
@@ -60,9 +62,15 @@ def stream_order(data: SplitData, positions: np.ndarray) -> np.ndarray:
 
 
 def rank_under(
-    recommender: Recommender, data: SplitData, part: str, protocol: str, k: int
+    recommender: Recommender,
+    data: SplitData,
+    part: str,
+    protocol: str,
+    k: int,
+    progress: Progress | None = None,
 ) -> list[list[str]]:
-    """Top-`k` lists for the labelled posts of `part` (in `data.cases(part)` order)."""
+    """Top-`k` lists for the labelled posts of `part` (in `data.cases(part)` order);
+    `progress(done, total)` is told of each post ranked under stream (one at a time)."""
     cases = data.cases(part)
     if check_protocol(protocol) == "static":
         return recommender.recommend(cases, k)
@@ -72,8 +80,10 @@ def rank_under(
     if protocol == "known-past":
         return recommender.recommend(cases, k)
     ranked: dict[int, list[str]] = {}
-    for position in stream_order(data, cases):
+    for done, position in enumerate(stream_order(data, cases), start=1):
         one = np.array([position], dtype=np.int64)
         ranked[int(position)] = recommender.recommend(one, k)[0]
         recommender.observe(one)
+        if progress is not None:
+            progress(done, len(cases))
     return [ranked[int(p)] for p in cases]

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from mishon.data.split_data import SplitData
-from mishon.evaluate.protocols import rank_under
+from mishon.evaluate.protocols import Progress, rank_under
 from mishon.evaluate.uncertainty import f1_interval
 from mishon.metrics import (
     DEFAULT_KS,
@@ -26,6 +26,7 @@ def evaluate(
     part: str = "test",
     ks: tuple[int, ...] = DEFAULT_KS,
     protocol: str = "static",
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Metrics of `recommender` (already fitted) on the labelled posts of `part`.
 
@@ -40,7 +41,7 @@ def evaluate(
     truth = [set(tags) for tags in data.posts["hashtags"].to_numpy()[cases]]
     # the vocabulary before the protocol reveals anything
     vocabulary = set(getattr(recommender, "vocabulary", set()))
-    ranked = rank_under(recommender, data, part, protocol, max(ks))
+    ranked = rank_under(recommender, data, part, protocol, max(ks), progress)
     masks = subset_masks(data, part)
     warm = masks["warm"]
     training = {t for tags in data.posts.loc[data.is_train, "hashtags"] for t in tags}

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from mishon.config import (
+    DEFAULT_REFRESH,
     ExtractSettings,
     ImportSettings,
     RunSettings,
@@ -119,7 +120,7 @@ def evaluate(
     baselines: str | list[str] | None = None,
     dataset: PathLike | None = None,
     protocol: str = "static",
-    refresh_every: int = 1,
+    refresh_every: int = DEFAULT_REFRESH,
     live: bool = True,
     evidence: tuple[str, ...] | None = None,
     hashtag_names: bool = False,

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from mishon.config import EdgeSettings, RunSettings
+from mishon.config import DEFAULT_REFRESH, EdgeSettings, RunSettings
 from mishon.data.store import atomic_path, write_json
 from mishon.errors import MishonError
 from mishon.evaluate.live import select_live_weights
@@ -136,7 +136,7 @@ def run_variant(
     seed: int,
     graph: HeteroGraph,
     protocol: str = "static",
-    refresh_every: int = 1,
+    refresh_every: int = DEFAULT_REFRESH,
     live: bool = False,
 ) -> dict[str, Any]:
     """Train one variant with one seed; its valid and test results (all, warm, cold) under
@@ -184,7 +184,7 @@ def run_experiment(
     seeds: int = 3,
     stage: Stage | None = None,
     protocol: str = "static",
-    refresh_every: int = 1,
+    refresh_every: int = DEFAULT_REFRESH,
     live: bool = False,
     only: list[str] | None = None,
 ) -> dict[str, Any]:

@@ -129,7 +129,7 @@ RefreshOption = Annotated[
     typer.Option(
         min=0,
         help="stream: MISHON encodes the graph again after this many revealed posts "
-        "(1 = after each, exact; 0 = never during the stream, as the service).",
+        "(1 = after each, exact and slow; 0 = never during the stream, as the service).",
     ),
 ]
 

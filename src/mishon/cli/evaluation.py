@@ -20,7 +20,7 @@ from mishon.cli.common import (
     reports_errors,
     status,
 )
-from mishon.config import load_settings
+from mishon.config import DEFAULT_REFRESH, load_settings
 from mishon.errors import MishonError
 
 
@@ -93,7 +93,7 @@ def evaluate_run(
         Path | None, typer.Option(help="The run's dataset, if it has moved since training.")
     ] = None,
     protocol: ProtocolOption = "static",
-    refresh: RefreshOption = 1,
+    refresh: RefreshOption = DEFAULT_REFRESH,
     live: Annotated[
         bool,
         typer.Option(
@@ -256,7 +256,7 @@ def experiment(
     seeds: Annotated[int, typer.Option(min=1, help="Seeds per variant (mean and sd).")] = 3,
     assignments: SetOption = None,
     protocol: ProtocolOption = "static",
-    refresh: RefreshOption = 1,
+    refresh: RefreshOption = DEFAULT_REFRESH,
     live: Annotated[
         bool,
         typer.Option(help="Also evaluate each variant as MISHON live (rows 'VARIANT + live')."),

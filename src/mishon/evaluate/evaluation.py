@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from mishon.config import DEFAULT_REFRESH
 from mishon.data.split_data import SplitData
 from mishon.data.store import write_json
 from mishon.errors import MishonError
@@ -174,7 +175,7 @@ def evaluate_run(
     stage: StageFn | None = None,
     loaded: TrainedRun | None = None,
     protocol: str = "static",
-    refresh_every: int = 1,
+    refresh_every: int = DEFAULT_REFRESH,
     live: bool = True,
     evidence: tuple[str, ...] = EVIDENCE,
     hashtag_names: bool = False,

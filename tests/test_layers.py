@@ -1,64 +1,36 @@
-"""The package's layers import downward only (the import-linter 'layers' contract, as a test).
-
-Every `mishon` import, at module level or inside a function, must go to a lower layer or stay
-within its own package; modules of one layer do not import each other across packages.
-Function-level imports are kept for lazy loading only (the command line's start-up time, the
-optional extractors), never to dodge an import cycle.
-"""
+"""The package's import rules: the import-linter contracts of pyproject.toml (layers that
+import downward only; no import cycle among the modules of a package, imports inside
+functions counted), and imports inside functions only where they load something lazily."""
 
 from __future__ import annotations
 
 import ast
+import os
 from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "src" / "mishon"
-
-# lowest first; a module may import its own package and anything in a lower layer
-LAYERS: list[tuple[str, ...]] = [
-    ("errors",),
-    ("lineage", "metrics", "device", "processes", "locks", "extras"),
-    ("config",),
-    ("media",),
-    ("data",),
-    ("features",),
-    ("graph",),
-    ("model",),
-    ("train",),
-    ("recommenders",),
-    ("evaluate",),
-    ("recommend",),
-    ("experiments", "report", "serve"),
-    ("api",),
-    ("cli",),
-    ("__main__",),
-]
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "src" / "mishon"
+# packages whose function-level imports load heavy or optional parts lazily: the command
+# line's start-up time, the optional extractors, the Python API's optional extras
 LAZY_IMPORTS_ALLOWED = {"cli", "features", "api"}
 
 
-def _layer(part: str) -> int:
-    for index, names in enumerate(LAYERS):
-        if part in names:
-            return index
-    raise AssertionError(f"mishon.{part} is in no layer of tests/test_layers.py")
+def test_the_import_contracts_hold(monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlinter import cli
+
+    monkeypatch.chdir(ROOT)  # the contracts live in pyproject.toml
+    assert cli.lint_imports(no_cache=True, no_logo=True) == 0  # 0: every contract kept
 
 
-def _top(module: str) -> str | None:
-    parts = module.split(".")
-    if parts[0] != "mishon":
-        return None
-    return parts[1] if len(parts) > 1 else None  # `from mishon import __version__`
-
-
-def _imports() -> list[tuple[str, str, int, bool]]:
-    """(importing top-level part, imported module, line, inside a function) for every import."""
+def _imports() -> list[tuple[str, str, int, bool, str]]:
+    """(importing top-level part, imported module, line, inside a function, file) for every
+    `mishon` import."""
     found = []
     for path in sorted(PACKAGE.rglob("*.py")):
         relative = path.relative_to(PACKAGE)
         source = relative.parts[0].removesuffix(".py")
-        if source == "__init__":
-            continue
         tree = ast.parse(path.read_text("utf-8"))
         functions = [
             n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
@@ -77,27 +49,15 @@ def _imports() -> list[tuple[str, str, int, bool]]:
     return found
 
 
-def test_every_package_is_in_a_layer() -> None:
-    for path in PACKAGE.iterdir():
-        name = path.name.removesuffix(".py")
-        package = path.is_dir() and (path / "__init__.py").is_file()  # not templates/
-        if name not in ("__init__", "__pycache__") and (package or path.suffix == ".py"):
-            _layer(name)
-
-
-@pytest.mark.parametrize("entry", _imports(), ids=lambda e: f"{e[4]}:{e[2]}")
-def test_imports_go_downward(entry: tuple[str, str, int, bool, str]) -> None:
-    source, module, line, inside_function, where = entry
-    target = _top(module)
-    if target is None or target == source:
-        return
-    assert _layer(target) < _layer(source), (
-        f"{where}:{line} imports {module}: layer {LAYERS[_layer(source)]} may not import "
-        f"layer {LAYERS[_layer(target)]}"
-    )
-    assert not inside_function or source in LAZY_IMPORTS_ALLOWED, (
+def test_imports_inside_functions_only_load_lazily() -> None:
+    """Outside the packages that load lazily, a `mishon` import inside a function would only
+    hide a dependency (or a cycle) from a reader: none is allowed."""
+    hidden = [
         f"{where}:{line} imports {module} inside a function"
-    )
+        for source, module, line, inside, where in _imports()
+        if inside and source not in LAZY_IMPORTS_ALLOWED and module.split(".")[1:2] != [source]
+    ]
+    assert not hidden, hidden
 
 
 def test_config_lists_every_engagement_field_without_importing_data() -> None:
@@ -107,54 +67,25 @@ def test_config_lists_every_engagement_field_without_importing_data() -> None:
     assert set(ENGAGEMENT_FIELDS) <= set(MAPPABLE_FIELDS)
 
 
-def _module_graph() -> dict[str, set[str]]:
-    """Each module inside a package (mishon.PACKAGE.MODULE) and the modules of the same package
-    it imports, at module level or inside a function."""
-    modules = {}
-    for path in PACKAGE.rglob("*.py"):
-        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
-        if parts[-1] == "__init__":
-            parts = parts[:-1]
-        modules[".".join(parts)] = path
-    graph: dict[str, set[str]] = {}
-    for name, path in modules.items():
-        if len(name.split(".")) < 3:  # a top-level module or a package's __init__
-            continue
-        package = name.split(".")[1]
-        targets = set()
-        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
-            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names = [f"{node.module}.{a.name}" for a in node.names]
-                targets |= {n if n in modules else node.module for n in names}
-            elif isinstance(node, ast.Import):
-                targets |= {a.name for a in node.names}
-        graph[name] = {
-            t
-            for t in targets
-            if t in modules and t != name and len(t.split(".")) > 2 and t.split(".")[1] == package
-        }
-    return graph
+def test_the_contracts_would_see_a_cycle_hidden_in_a_function(tmp_path: Path) -> None:
+    """The acyclic contract counts function-level imports: a copy of the package with a lazy
+    import back from ray_engine to extract breaks it."""
+    import shutil
+    import subprocess
+    import sys
 
-
-def test_no_import_cycle_inside_a_package() -> None:
-    """A function-level import must not hide a cycle between two modules of one package
-    (features/extract.py and features/ray_engine.py had one; both now import features/jobs.py)."""
-    graph = _module_graph()
-    state: dict[str, int] = {}
-    path: list[str] = []
-
-    def visit(module: str) -> None:
-        state[module] = 1
-        path.append(module)
-        for target in sorted(graph.get(module, ())):
-            assert state.get(target) != 1, "import cycle: " + " -> ".join(
-                [*path[path.index(target) :], target]
-            )
-            if target not in state:
-                visit(target)
-        path.pop()
-        state[module] = 2
-
-    for module in sorted(graph):
-        if module not in state:
-            visit(module)
+    copy = tmp_path / "src"
+    shutil.copytree(PACKAGE, copy / "mishon", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    engine = copy / "mishon" / "features" / "ray_engine.py"
+    engine.write_text(
+        engine.read_text("utf-8")
+        + "\n\ndef _back() -> None:\n    from mishon.features.extract import extract_features\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", "from importlinter import cli; raise SystemExit("
+         "cli.lint_imports(no_cache=True, no_logo=True))"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(copy)},
+    )  # fmt: skip
+    assert done.returncode == 1 and ".ray_engine -> .extract" in done.stdout, done.stdout[-800:]

@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from mishon import __version__
 from mishon.data.store import atomic_path
 from mishon.evaluate.evaluation import load_evaluation
 from mishon.extras import require
@@ -189,9 +190,6 @@ def write_report(run: Path, dataset: Path | None = None, protocol: str = "static
     import jinja2
 
     require("matplotlib", "report", "mishon report")
-
-    from mishon import __version__
-
     loaded = load_run(run, dataset)
     evaluation = load_evaluation(run, loaded, "test", protocol).model_dump(mode="json")
     info = loaded.info

@@ -117,3 +117,6 @@ def test_the_baselines_command_prints_json_and_writes_a_file(tmp_path: Path) -> 
     names = [r["recommender"] for r in printed["results"]]
     assert names == ["popularity", "user history"] and printed["skipped"] == {}
     assert json.loads(out.read_text()) == printed["results"]
+    # --baselines, the name `mishon evaluate` uses, means the same
+    same = CliRunner().invoke(app, ["baselines", str(dataset), "--baselines", "history", "--json"])
+    assert [r["recommender"] for r in json.loads(same.stdout)["results"]] == ["user history"]

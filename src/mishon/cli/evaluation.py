@@ -35,8 +35,10 @@ def baselines(
     only: Annotated[
         str | None,
         typer.Option(
+            "--baselines",
+            "--only",
             help="Comma-separated subset of popularity,decayed,history,sound,content-knn,"
-            "content-only."
+            "content-only (the name `mishon evaluate` uses; --only is the same) [all].",
         ),
     ] = None,
     config: Annotated[

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from mishon.config import SplitSettings
 from mishon.data.schema import POSTS_SCHEMA
@@ -120,3 +121,25 @@ def test_the_baselines_command_prints_json_and_writes_a_file(tmp_path: Path) -> 
     # --baselines, the name `mishon evaluate` uses, means the same
     same = CliRunner().invoke(app, ["baselines", str(dataset), "--baselines", "history", "--json"])
     assert [r["recommender"] for r in json.loads(same.stdout)["results"]] == ["user history"]
+
+
+def test_every_recommender_is_built_by_name(tiny_run: Path) -> None:
+    from mishon.errors import MishonError
+    from mishon.recommenders import RECOMMENDER_NAMES, MishonRecommender, recommender
+    from mishon.recommenders.live import LiveMishon
+    from mishon.train.run import load_run
+
+    loaded = load_run(tiny_run)
+    assert isinstance(recommender("mishon", run=loaded), MishonRecommender)
+    live = recommender("mishon-live", run=loaded)
+    assert isinstance(live, LiveMishon)
+    ranked = live.fit(loaded.data).recommend(loaded.data.cases("test")[:2], 3)
+    assert len(ranked) == 2 and all(len(r) == 3 for r in ranked)
+    assert recommender("history").name == "user history"
+    with pytest.raises(MishonError, match="mishon-live ranks with a trained run"):
+        recommender("mishon-live")
+    with pytest.raises(
+        MishonError, match=r"unknown recommender 'magic'; choose from .*mishon-live"
+    ):
+        recommender("magic")
+    assert {"mishon", "mishon-live", "content-only"} <= set(RECOMMENDER_NAMES)

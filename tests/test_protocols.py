@@ -90,9 +90,9 @@ def test_decayed_popularity_weighs_recent_uses_the_same_incrementally(tmp_path: 
     for position, age in ages.items():
         for tag in POSTS["hashtags"][position]:
             expected[tag] = expected.get(tag, 0.0) + 0.5 ** (age / half_life)
-    scale = expected["v"] / decayed.counts["v"]
+    scale = expected["v"] / decayed.counts_["v"]
     for tag, value in expected.items():
-        assert decayed.counts[tag] * scale == pytest.approx(value)
+        assert decayed.counts_[tag] * scale == pytest.approx(value)
 
 
 @pytest.mark.parametrize("name", ["popularity", "decayed", "history", "content-knn"])

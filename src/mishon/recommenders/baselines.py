@@ -43,7 +43,7 @@ class Popularity:
 
     def fit(self, data: SplitData) -> Self:
         self.hashtags_ = data.posts["hashtags"].to_numpy()
-        self.counts: Counter[str] = Counter()
+        self.counts_: Counter[str] = Counter()
         self.vocabulary: set[str] = set()
         self.observe(np.flatnonzero(data.is_train))
         return self
@@ -51,11 +51,11 @@ class Popularity:
     def observe(self, positions: np.ndarray) -> None:
         """The posts at `positions` now show their hashtags (evaluation protocols)."""
         for position in positions:
-            self.counts.update(self.hashtags_[position])
-        self.vocabulary.update(self.counts)
+            self.counts_.update(self.hashtags_[position])
+        self.vocabulary.update(self.counts_)
 
     def top(self, k: int) -> list[str]:
-        return _ranked(self.counts, k)
+        return _ranked(self.counts_, k)
 
     def recommend(self, positions: np.ndarray, k: int) -> list[list[str]]:
         top = self.top(k)
@@ -89,7 +89,7 @@ class DecayedPopularity(Popularity):
             self.half_life_ = max(1.0, self.half_life_posts * int(train.sum()))
         self.clock_ = 0.0
         self.reference_ = -np.inf
-        self.counts = defaultdict(float)  # type: ignore[assignment]
+        self.counts_ = defaultdict(float)  # type: ignore[assignment]
         self.vocabulary = set()
         self.observe(np.flatnonzero(train))
         return self
@@ -105,12 +105,12 @@ class DecayedPopularity(Popularity):
                 self.reference_ = when
             exponent = (when - self.reference_) / self.half_life_
             if exponent > RESCALE_AFTER:  # keep the weights of later posts finite
-                for tag in self.counts:
-                    self.counts[tag] *= 0.5**exponent
+                for tag in self.counts_:
+                    self.counts_[tag] *= 0.5**exponent
                 self.reference_, exponent = when, 0.0
             weight = 2.0**exponent  # 0.5 ** (age / half-life), up to a common factor
             for tag in self.hashtags_[position]:
-                self.counts[tag] += weight
+                self.counts_[tag] += weight
                 self.vocabulary.add(tag)
 
 
@@ -121,39 +121,39 @@ class GroupHistory:
     column = "user_id"
 
     def fit(self, data: SplitData) -> Self:
-        self.popularity = Popularity().fit(data)
-        self.vocabulary = self.popularity.vocabulary
+        self.popularity_ = Popularity().fit(data)
+        self.vocabulary = self.popularity_.vocabulary
         groups = data.posts.get(self.column)
-        self.groups = (
+        self.groups_ = (
             np.full(len(data.posts), None, dtype=object)
             if groups is None
             else groups.astype(object).where(groups.notna(), None).to_numpy()
         )
         self.hashtags_ = data.posts["hashtags"].to_numpy()
         self.times_ = data.time_key()
-        self.history: dict[str, dict[str, tuple[int, float]]] = defaultdict(dict)
+        self.history_: dict[str, dict[str, tuple[int, float]]] = defaultdict(dict)
         self._add(np.flatnonzero(data.is_train))
         return self
 
     def observe(self, positions: np.ndarray) -> None:
-        self.popularity.observe(positions)
+        self.popularity_.observe(positions)
         self._add(positions)
 
     def _add(self, positions: np.ndarray) -> None:
         for position in positions:
-            group, time = self.groups[position], self.times_[position]
+            group, time = self.groups_[position], self.times_[position]
             if group is None:
                 continue
             for tag in self.hashtags_[position]:
-                count, last = self.history[group].get(tag, (0, -np.inf))
-                self.history[group][tag] = (count + 1, max(last, time))
+                count, last = self.history_[group].get(tag, (0, -np.inf))
+                self.history_[group][tag] = (count + 1, max(last, time))
 
     def recommend(self, positions: np.ndarray, k: int) -> list[list[str]]:
-        fallback = self.popularity.top(k + 50)
+        fallback = self.popularity_.top(k + 50)
         lists = []
         for position in positions:
-            group = self.groups[position]
-            own = self.history.get(group, {}) if group is not None else {}
+            group = self.groups_[position]
+            own = self.history_.get(group, {}) if group is not None else {}
             ranked = [
                 t
                 for t, _ in sorted(
@@ -196,32 +196,32 @@ class ContentKNN:
         self.neighbours = neighbours
 
     def fit(self, data: SplitData) -> Self:
-        self.vectors = content_vectors(data)
-        if not self.vectors:
+        self.vectors_ = content_vectors(data)
+        if not self.vectors_:
             raise MishonError(f"content kNN needs features: run `mishon extract {data.dataset}`")
         self.labelled_ = data.posts["hashtags"].str.len().to_numpy() > 0
-        self.train = np.flatnonzero(data.is_train & self.labelled_)
-        self.tags = data.posts["hashtags"].to_numpy()
-        self.vocabulary = {t for i in self.train for t in self.tags[i]}
+        self.train_ = np.flatnonzero(data.is_train & self.labelled_)
+        self.tags_ = data.posts["hashtags"].to_numpy()
+        self.vocabulary = {t for i in self.train_ for t in self.tags_[i]}
         return self
 
     def observe(self, positions: np.ndarray) -> None:
         """Labelled posts at `positions` join the neighbours a post can draw on."""
         added = np.asarray(positions, dtype=np.int64)
         added = added[self.labelled_[added]]
-        self.train = np.concatenate([self.train, added])
-        self.vocabulary.update(t for i in added for t in self.tags[i])
+        self.train_ = np.concatenate([self.train_, added])
+        self.vocabulary.update(t for i in added for t in self.tags_[i])
 
     def similarity(self, positions: np.ndarray) -> np.ndarray:
         """[queries, training posts]: mean cosine over the modalities both posts have."""
-        total = torch.zeros(len(positions), len(self.train))
-        count = torch.zeros(len(positions), len(self.train))
-        for vectors, present in self.vectors:
+        total = torch.zeros(len(positions), len(self.train_))
+        count = torch.zeros(len(positions), len(self.train_))
+        for vectors, present in self.vectors_:
             query = torch.from_numpy(vectors[positions])
-            keys = torch.from_numpy(vectors[self.train])
+            keys = torch.from_numpy(vectors[self.train_])
             both = (
                 torch.from_numpy(present[positions]).float()[:, None]
-                * torch.from_numpy(present[self.train]).float()[None, :]
+                * torch.from_numpy(present[self.train_]).float()[None, :]
             )
             total += (query @ keys.T) * both
             count += both
@@ -236,7 +236,7 @@ class ContentKNN:
                 nearest = np.argsort(-sims[row], kind="stable")[: self.neighbours]
                 scores: dict[str, float] = defaultdict(float)
                 for j in nearest:
-                    for tag in self.tags[self.train[j]]:
+                    for tag in self.tags_[self.train_[j]]:
                         scores[tag] += max(float(sims[row, j]), 0.0) + 1e-6
                 lists.append(_ranked(scores, k))
         return lists

@@ -314,7 +314,7 @@ class LiveMishon:
                     self.names,
                 )
             self.side_ = HashtagSide(
-                self.network, self.model_.tags, self._encoder, self.known_, self.names
+                self.network, self.model_.tags_, self._encoder, self.known_, self.names
             )
         self.inductive_: InductiveRecommender | None = None
         self.placed_: dict[int, tuple[np.ndarray, list[tuple[np.ndarray, bool]]]] = {}
@@ -398,7 +398,7 @@ class LiveMishon:
         """The network's best `model_candidates` hashtags of its vocabulary for each fused
         vector [B, d], with their probabilities (`scores`: its logits, if computed)."""
         count = self.settings.model_candidates
-        tags = self.model_.tags
+        tags = self.model_.tags_
         with torch.no_grad():
             if scores is None:
                 scores = self.network.scores(fused)

@@ -52,8 +52,8 @@ class MishonRecommender:
                 f"{self.name} was trained on a graph of {self.inputs.num_posts} posts, "
                 f"not the {len(data.posts)} posts of split {data.split_name!r}"
             )
-        self.tags = self.inputs.vocabulary.tags
-        self.vocabulary = set(self.tags)
+        self.tags_ = self.inputs.vocabulary.tags
+        self.vocabulary = set(self.tags_)
         self.hashtags_ = data.posts["hashtags"].to_numpy()
         self.known_ = np.asarray(data.is_train, dtype=bool).copy()
         self.pending_ = 0
@@ -91,8 +91,8 @@ class MishonRecommender:
 
     def recommend(self, positions: np.ndarray, k: int) -> list[list[str]]:
         self.refresh()
-        ranked = top_k(self.network, self.fused_, np.asarray(positions), min(k, len(self.tags)))
-        return [[self.tags[i] for i in row] for row in ranked]
+        ranked = top_k(self.network, self.fused_, np.asarray(positions), min(k, len(self.tags_)))
+        return [[self.tags_[i] for i in row] for row in ranked]
 
     def _encode_known(self) -> None:
         """Encode again with every known post's hashtags as inputs."""

@@ -288,7 +288,7 @@ class HashtagService:
             "run": model.served.path.name,
             "version": model.version,
             "modalities": live.network.modalities,
-            "vocabulary": len(live.model_.tags),
+            "vocabulary": len(live.model_.tags_),
             "graph_posts": live.inputs.num_posts,
             "known_posts": int(live.known_.known.sum()),
             "recorded_posts": self.store.count(),

@@ -210,7 +210,7 @@ def test_a_stream_evaluation_tells_how_far_it_is_and_how_long_is_left(tmp_path: 
     train_model(dataset, small_settings(epochs=2), tmp_path / "run")
     told: list[str] = []
     evaluate_run(tmp_path / "run", baselines="history", protocol="stream", stage=told.append)
-    for name in ("MISHON", "MISHON live", "history"):
+    for name in ("MISHON", "MISHON live, validation stream", "MISHON live", "history"):
         last = [t for t in told if t.startswith(f"{name}: ranking ")][-1]
         done, total = last.split("ranking ")[1].split(" posts")[0].split("/")
         assert done == total and int(total) > 0 and last.endswith("left")

@@ -346,7 +346,10 @@ def evaluate_live(
         placement=placement,
     )
     report("MISHON live: selecting its weights and second stage on the validation posts")
-    selection = select_live_weights(live, loaded.data, protocol, second_stage=settings.second_stage)
+    selection = select_live_weights(
+        live, loaded.data, protocol, second_stage=settings.second_stage,
+        progress=ranking_progress(report, "MISHON live, validation stream"),
+    )  # fmt: skip
     valid_f1 = selection.reached
     report(f"MISHON live: ranking ({selection.second_stage.get('chosen', 'search')} ranker)")
     result = evaluate(

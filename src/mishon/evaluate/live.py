@@ -12,7 +12,7 @@ import numpy as np
 from mishon.config import SecondStageSettings
 from mishon.data.split_data import SplitData
 from mishon.errors import MishonError
-from mishon.evaluate.protocols import rank_under
+from mishon.evaluate.protocols import Progress, rank_under
 from mishon.metrics import f1_from_hits
 from mishon.recommenders.evidence import EvidenceTable
 from mishon.recommenders.live import LiveMishon, LiveWeights, select_weights
@@ -36,6 +36,7 @@ def select_live_weights(
     protocol: str,
     k: int = 5,
     second_stage: SecondStageSettings | None = None,
+    progress: Progress | None = None,
 ) -> LiveSelection:
     """Set `live.weights` to those with the best validation F1@k under `protocol` (see
     `group_weights`), then `live.ranker` to a learned ranker where `second_stage` says so
@@ -52,7 +53,7 @@ def select_live_weights(
     if not len(cases):  # nothing to select on: the weights stay as they are
         live.fit(data)
         return LiveSelection()
-    recorded = validation_tables(live, data, protocol, k)
+    recorded = validation_tables(live, data, protocol, k, progress)
     tables, has = [t for t, _ in recorded], [h for _, h in recorded]
     truth = [set(tags) for tags in data.posts["hashtags"].to_numpy()[cases]]
     live.weights, reached = group_weights(tables, has, truth, live.use, k)
@@ -165,7 +166,11 @@ def _f1(ranked: list[list[tuple[str, float]]], truth: list[set[str]], k: int) ->
 
 
 def validation_tables(
-    live: LiveMishon, data: SplitData, protocol: str, k: int = 5
+    live: LiveMishon,
+    data: SplitData,
+    protocol: str,
+    k: int = 5,
+    progress: Progress | None = None,
 ) -> list[tuple[EvidenceTable, bool]]:
     """Each validation case's evidence table (in `data.cases("valid")` order) and whether its
     user had known posts, ranked as the protocol ranks test posts (see select_live_weights)."""
@@ -174,7 +179,7 @@ def validation_tables(
         return _cross_fitted(live, data, cases, k)
     live.fit(data)
     live.recorded_ = {}
-    rank_under(live, data, "valid", protocol, k)
+    rank_under(live, data, "valid", protocol, k, progress)  # progress: under stream
     return [live.recorded_[int(p)] for p in cases]
 
 

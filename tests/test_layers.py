@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import ast
 import os
+import subprocess
+import sys
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "mishon"
@@ -17,11 +17,22 @@ PACKAGE = ROOT / "src" / "mishon"
 LAZY_IMPORTS_ALLOWED = {"cli", "features", "api"}
 
 
-def test_the_import_contracts_hold(monkeypatch: pytest.MonkeyPatch) -> None:
-    from importlinter import cli
+def _lint_imports(cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """import-linter on the contracts of `cwd`'s pyproject.toml, in its own process (it
+    configures logging, which would silence the loggers of the tests that follow)."""
+    code = (
+        "from importlinter import cli; "
+        "raise SystemExit(cli.lint_imports(no_cache=True, no_logo=True))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=300,
+        env=env,
+    )  # fmt: skip
 
-    monkeypatch.chdir(ROOT)  # the contracts live in pyproject.toml
-    assert cli.lint_imports(no_cache=True, no_logo=True) == 0  # 0: every contract kept
+
+def test_the_import_contracts_hold() -> None:
+    done = _lint_imports(ROOT)
+    assert done.returncode == 0, done.stdout[-2000:]  # 0: every contract kept
 
 
 def _imports() -> list[tuple[str, str, int, bool, str]]:
@@ -71,8 +82,6 @@ def test_the_contracts_would_see_a_cycle_hidden_in_a_function(tmp_path: Path) ->
     """The acyclic contract counts function-level imports: a copy of the package with a lazy
     import back from ray_engine to extract breaks it."""
     import shutil
-    import subprocess
-    import sys
 
     copy = tmp_path / "src"
     shutil.copytree(PACKAGE, copy / "mishon", ignore=shutil.ignore_patterns("__pycache__"))
@@ -82,10 +91,5 @@ def test_the_contracts_would_see_a_cycle_hidden_in_a_function(tmp_path: Path) ->
         engine.read_text("utf-8")
         + "\n\ndef _back() -> None:\n    from mishon.features.extract import extract_features\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", "from importlinter import cli; raise SystemExit("
-         "cli.lint_imports(no_cache=True, no_logo=True))"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "PYTHONPATH": str(copy)},
-    )  # fmt: skip
+    done = _lint_imports(tmp_path, {**os.environ, "PYTHONPATH": str(copy)})
     assert done.returncode == 1 and ".ray_engine -> .extract" in done.stdout, done.stdout[-800:]

@@ -508,9 +508,14 @@ def test_the_library_logs_what_it_did(
 
     from mishon.evaluate.evaluation import evaluate_run
 
-    with caplog.at_level(logging.INFO, logger="mishon"):
-        train_model(planted, small_settings(epochs=3), tmp_path / "run")
-        evaluate_run(tmp_path / "run", baselines="popularity")
+    library = logging.getLogger("mishon")
+    library.addHandler(caplog.handler)  # whether or not the service's setup stopped propagation
+    try:
+        with caplog.at_level(logging.INFO, logger="mishon"):
+            train_model(planted, small_settings(epochs=3), tmp_path / "run")
+            evaluate_run(tmp_path / "run", baselines="popularity")
+    finally:
+        library.removeHandler(caplog.handler)
     messages = {r.name: r.getMessage() for r in caplog.records}
     assert "trained 3 epochs (epochs); best valid F1@5" in messages["mishon.train"]
     assert "MISHON live F1@5" in messages["mishon.evaluate"]

@@ -351,6 +351,7 @@ def test_an_evidence_ablation_selects_among_the_named_evidence_only(tmp_path: Pa
 
     live = json.loads(saved.read_text())["results"][1]
     assert live["evidence"] == ["model", "content"]
+    assert live["second_stage"]["chosen"] == "search"  # trees would read the other evidence
     for weights in live["weights"].values():
         assert {n for n, w in weights.items() if w} <= {"model", "content"}
     listed = runner.invoke(app, ["evaluate", "--help"]).output.replace("\n", "").replace(" ", "")

@@ -14,7 +14,7 @@ from mishon.data.split_data import SplitData
 from mishon.errors import MishonError
 from mishon.evaluate.protocols import Progress, rank_under
 from mishon.metrics import f1_from_hits
-from mishon.recommenders.evidence import EvidenceTable
+from mishon.recommenders.evidence import EVIDENCE, EvidenceTable
 from mishon.recommenders.live import LiveMishon, LiveWeights, select_weights
 from mishon.recommenders.second_stage import LearnedRanker
 
@@ -110,6 +110,8 @@ def choose_second_stage(
     record: dict[str, Any] = {"mode": settings.mode}
     if settings.mode == "search":
         return None, record | {"chosen": "search"}
+    if set(use) != set(EVIDENCE):  # the trees would read the evidence the ablation leaves out
+        return None, record | {"chosen": "search", "note": "an evidence ablation: the weights"}
     fold = user_folds(users, settings.folds)
     scores: dict[str, list[float]] = {"search": [], "learned": []}
     present = sorted(set(fold.tolist()))

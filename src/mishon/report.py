@@ -19,7 +19,9 @@ from typing import Any
 
 from mishon import __version__
 from mishon.data.store import atomic_path
+from mishon.evaluate.compare import ratio_rows
 from mishon.evaluate.evaluation import load_evaluation
+from mishon.evaluate.uncertainty import interval_text, reading
 from mishon.extras import require
 from mishon.recommenders import MishonRecommender
 from mishon.train.run import load_run
@@ -155,33 +157,20 @@ PROTOCOL_NOTES = {
 
 def _ratio_rows(evaluation: dict[str, Any]) -> list[dict[str, str]]:
     rows = []
-    intervals = evaluation.get("relative_f1_at_5_95") or {}
-    best = evaluation.get("best_baseline") or {}
-    for name, ratios in (evaluation.get("relative_f1_at_5") or {}).items():
-        for subset, ratio in ratios.items():
-            if ratio is None:
-                continue
-            interval = intervals.get(name, {}).get(subset)
-            verdict = "-"
-            if interval:
-                low, high = interval
-                verdict = "better" if low > 1 else "worse" if high < 1 else "no clear difference"
-            rows.append(
-                {
-                    "name": name,
-                    "subset": subset,
-                    "best": best.get(subset, "-"),
-                    "value": f"{ratio:.3f}",
-                    "interval": _interval(interval),
-                    "verdict": verdict,
-                    "verdict_class": verdict if verdict in ("better", "worse") else "",
-                }
-            )
+    for row in ratio_rows(evaluation):
+        verdict = reading(row.interval)
+        rows.append(
+            {
+                "name": row.name,
+                "subset": row.subset,
+                "best": row.best or "-",
+                "value": f"{row.ratio:.3f}",
+                "interval": interval_text(row.interval),
+                "verdict": verdict,
+                "verdict_class": verdict if verdict in ("better", "worse") else "",
+            }
+        )
     return rows
-
-
-def _interval(interval: list[float] | None) -> str:
-    return f"{interval[0]:.3f}-{interval[1]:.3f}" if interval else "-"
 
 
 def write_report(run: Path, dataset: Path | None = None, protocol: str = "static") -> Path:
@@ -213,7 +202,7 @@ def write_report(run: Path, dataset: Path | None = None, protocol: str = "static
             {
                 "name": r["recommender"],
                 "f1": [f"{r['all'][f'F1@{k}']:.4f}" for k in KS],
-                "interval": _interval(r.get("F1@5 95%", {}).get("all")),
+                "interval": interval_text(r.get("F1@5 95%", {}).get("all")),
                 "ndcg": f"{r['all']['NDCG@5']:.4f}",
             }
             for r in results

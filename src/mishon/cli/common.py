@@ -259,16 +259,10 @@ def status(message: str) -> Any:
     return err_console.status(message)
 
 
-def interval_text(interval: list[float] | None, digits: int = 3) -> str:
-    """A 95% interval as "low-high" ("-" where there is none)."""
-    if not interval:
-        return "-"
-    low, high = interval
-    return f"{low:.{digits}f}-{high:.{digits}f}"
-
-
 def print_results(results: list[dict[str, Any]], part: str, title: str = "") -> None:
     """One table per subset (all, warm, cold-start): F1@K, HR@5, NDCG@5, MAP@10 per row."""
+    from mishon.evaluate.uncertainty import interval_text
+
     first = results[0]
     console.print(
         f"{title}{part}: {first['cases']['all']:,} cases "

@@ -15,7 +15,6 @@ from mishon.cli.common import (
     SetOption,
     app,
     console,
-    interval_text,
     print_results,
     reports_errors,
     status,
@@ -190,22 +189,17 @@ def reading(cases: int) -> str:
 def ratio_lines(evaluation: Any) -> list[str]:
     """MISHON's F1@5 over the best baseline's, per subset, with the paired 95% interval and
     what it means: a ratio whose interval holds 1 is no difference these posts can show."""
+    from mishon.evaluate.compare import ratio_rows
+    from mishon.evaluate.uncertainty import interval_text, reading
+
     lines = []
-    intervals = evaluation.relative_f1_at_5_95 or {}
-    best = evaluation.best_baseline or {}
-    for name, ratios in (evaluation.relative_f1_at_5 or {}).items():
-        for subset, ratio in ratios.items():
-            if ratio is None:
-                continue
-            interval = intervals.get(name, {}).get(subset)
-            line = f"{subset}: {name} F1@5 = {ratio:.3f} x the best baseline"
-            if subset in best:
-                line += f" ({best[subset]})"
-            if interval:
-                low, high = interval
-                verdict = "better" if low > 1 else "worse" if high < 1 else "no clear difference"
-                line += f", 95% interval {interval_text(interval)}: {verdict}"
-            lines.append(line)
+    for row in ratio_rows(evaluation.model_dump(mode="json")):
+        line = f"{row.subset}: {row.name} F1@5 = {row.ratio:.3f} x the best baseline"
+        if row.best:
+            line += f" ({row.best})"
+        if row.interval:
+            line += f", 95% interval {interval_text(row.interval)}: {reading(row.interval)}"
+        lines.append(line)
     return lines
 
 

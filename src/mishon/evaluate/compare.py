@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -55,3 +56,26 @@ def relative_to_best(
     other = best_other(results, target, metric, subset, exclude)
     best = other[subset].get(metric, 0.0) if other is not None else 0.0
     return mine / best if best and mine is not None else None
+
+
+@dataclass
+class RatioRow:
+    """One MISHON recommender's F1@5 over the best baseline's on one subset of posts."""
+
+    name: str
+    subset: str
+    ratio: float
+    best: str | None  # the best baseline's name
+    interval: list[float] | None  # paired bootstrap 95%
+
+
+def ratio_rows(evaluation: dict[str, Any]) -> list[RatioRow]:
+    """The ratios an evaluation (as saved) holds, with their baselines and intervals."""
+    intervals = evaluation.get("relative_f1_at_5_95") or {}
+    best = evaluation.get("best_baseline") or {}
+    return [
+        RatioRow(name, subset, ratio, best.get(subset), intervals.get(name, {}).get(subset))
+        for name, ratios in (evaluation.get("relative_f1_at_5") or {}).items()
+        for subset, ratio in ratios.items()
+        if ratio is not None
+    ]

@@ -69,3 +69,20 @@ def ratio_interval(
             return None
         ratios.append(_f1(found[i], sizes[i], k) / below)
     return _interval(np.concatenate(ratios))
+
+
+def reading(interval: list[float] | None) -> str:
+    """What a ratio's interval says: better (all above 1), worse (all below), no clear
+    difference (it holds 1); "-" without one."""
+    if not interval:
+        return "-"
+    low, high = interval
+    return "better" if low > 1 else "worse" if high < 1 else "no clear difference"
+
+
+def interval_text(interval: list[float] | None, digits: int = 3) -> str:
+    """A 95% interval as "low-high" ("-" where there is none)."""
+    if not interval:
+        return "-"
+    low, high = interval
+    return f"{low:.{digits}f}-{high:.{digits}f}"

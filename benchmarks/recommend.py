@@ -14,7 +14,7 @@ the exact scan (the model's space and content, on `--recall-queries` of the quer
 Part 2 (`--end-to-end`): one 3 s H.264/AAC clip with a caption through the offline
 extractors (decode, EfficientNet-Lite0, log-mel, MiniLM), timed by stage.
 
-Part 1 runs with one torch / faiss thread for the queries (a single query is too small to
+Part 1 runs with one torch / faiss / BLAS thread for the queries (a single query is too small to
 split; with two threads a busy second core turns thread barriers into stalls); the indexes are
 built with `--build-threads`.
 
@@ -38,6 +38,7 @@ import faiss
 import numpy as np
 import pandas as pd
 import torch
+from threadpoolctl import threadpool_limits
 
 from evidence_index import exact_content
 from memory import PeakRss
@@ -218,6 +219,7 @@ def in_process(args: argparse.Namespace) -> dict:
     build_s = time.perf_counter() - clock
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
+    threadpool_limits(args.threads, user_api="blas")  # numpy's products too
     latencies = []
     for index, post in enumerate(posts[1:]):
         started = time.perf_counter()
@@ -227,7 +229,7 @@ def in_process(args: argparse.Namespace) -> dict:
     if args.profile:  # where the time goes, to standard error
         profile = cProfile.Profile()
         profile.runcall(lambda: [ranker.rank_new(post, k=10) for post in posts[1:]])
-        pstats.Stats(profile, stream=sys.stderr).sort_stats("cumulative").print_stats(30)
+        pstats.Stats(profile, stream=sys.stderr).sort_stats(args.profile).print_stats(40)
     recall = (
         neighbour_recall(ranker, posts[: args.recall_queries], settings)
         if ranker.known_.approximate
@@ -295,7 +297,11 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--recall-queries", type=int, default=50)
     parser.add_argument("--index", choices=["ivf", "hnsw"], default="ivf")
-    parser.add_argument("--profile", action="store_true", help="cProfile the rankings too")
+    parser.add_argument(
+        "--profile",
+        choices=["cumulative", "tottime"],
+        help="cProfile the rankings too, sorted so (to standard error)",
+    )
     parser.add_argument("--ef-search", type=int, default=128)
     parser.add_argument("--exact-max", type=int, default=50_000)
     parser.add_argument("--nprobe", type=int, default=EvidenceIndexSettings().nprobe)

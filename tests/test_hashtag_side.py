@@ -141,7 +141,7 @@ def test_a_hashtag_outside_the_vocabulary_gets_a_probability_once_known(trained:
     both = (known.fused[post] + known.fused[other]) / 2
     with torch.no_grad():
         expected, _ = encoder(torch.from_numpy(both)[None], torch.log1p(torch.full((1,), 2.0)))
-    assert torch.allclose(side.rows[0], expected[0], atol=1e-5)
+    assert torch.allclose(side.rows_t[:, 0], expected[0], atol=1e-5)
 
 
 def test_live_gives_a_new_hashtag_model_evidence(trained: tuple) -> None:

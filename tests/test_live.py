@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +101,33 @@ def test_evidence_values_on_a_handmade_set_of_known_posts() -> None:
     assert values["cat"]["linked_users"] == 0.5 and values["sun"]["linked_users"] == 0.5
     assert values["sea"]["popularity"] == 1.0  # the most used: log(1 + 2) / log(1 + 2)
     assert values["cat"]["content"] == 0.0  # no content modality at all
+
+
+def test_linked_users_history_is_their_counters_added_up_in_turn() -> None:
+    # many ties: the best must follow Counter.most_common over the users' histories in turn
+    rng = np.random.default_rng(0)
+    users = [f"u{i}" for i in range(6)]
+    tags = [f"t{i}" for i in range(30)]
+    known = KnownPosts(np.zeros((0, 2), np.float32), [])
+
+    def post(user: str) -> None:
+        chosen = rng.choice(tags, size=int(rng.integers(1, 4)), replace=False).tolist()
+        known.add(None, [], user, chosen)
+
+    for _ in range(120):
+        post(str(rng.choice(users)))
+    for group in (["u3", "u0", "u5"], ["u1"], ["u2", "u4", "nobody"], []):
+        for best in (0, 1, 5, 40):
+            merged: Counter[str] = Counter()
+            for user in group:
+                merged.update(known.history.get(user, {}))
+            found = known.linked_history(group, best)
+            assert found.best == [t for t, _ in merged.most_common(best)]
+            ids = np.array([known.tag_ids.get(t, -1) for t in [*tags, "unseen"]])
+            assert found.counts(ids).tolist() == [merged.get(t, 0) for t in [*tags, "unseen"]]
+            assert found.posts == sum(len(known.by_user.get(u, [])) for u in group)
+        post("u3")  # a new post of a linked user counts at the next query
+        assert known.linked_history(["u3"], 3).posts == len(known.by_user["u3"])
 
 
 def test_the_sound_evidence_counts_every_known_post_with_the_sound_of_any_user() -> None:

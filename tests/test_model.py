@@ -520,3 +520,16 @@ def test_the_library_logs_what_it_did(
     assert "trained 3 epochs (epochs); best valid F1@5" in messages["mishon.train"]
     assert "MISHON live F1@5" in messages["mishon.evaluate"]
     assert "nodes" in messages["mishon.graph"]
+
+
+def test_a_frozen_linear_layer_gives_the_layers_outputs() -> None:
+    from mishon.model.inference import FrozenLinear
+
+    layer = torch.nn.Linear(8, 5)
+    frozen = FrozenLinear(layer.weight, layer.bias)
+    rows = torch.randn(3, 8)
+    assert torch.allclose(frozen(rows), layer(rows), atol=1e-6)
+    assert frozen.weight_t.shape == (8, 5) and frozen.weight_t.is_contiguous()
+    with torch.no_grad():
+        layer.weight.add_(1.0)  # a copy: the frozen layer keeps the weights it was given
+    assert not torch.allclose(frozen(rows), layer(rows), atol=1e-3)

@@ -779,8 +779,8 @@ class ServeSettings(Settings):
         1,
         ge=1,
         le=256,
-        description="torch threads of each service process: one request's work is too small "
-        "to share out, so one thread each and more requests (or --workers) at once",
+        description="torch (and BLAS) threads of each service process: one request's work is "
+        "too small to share out, so one thread each and more requests (or --workers) at once",
     )
     extract_workers: int = Field(
         1,

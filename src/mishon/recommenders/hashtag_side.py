@@ -47,7 +47,7 @@ from mishon.config import Settings
 from mishon.data.store import atomic_path
 from mishon.errors import MishonError
 from mishon.lineage import digest
-from mishon.model.inference import label_split
+from mishon.model.inference import FrozenLinear, label_split
 from mishon.model.inputs import ModelInputs
 from mishon.model.network import MishonNetwork
 from mishon.recommenders.evidence import KnownPosts
@@ -305,8 +305,9 @@ class HashtagSide:
         self.sums = np.zeros((0, dim), dtype=np.float32)  # of the placed carriers' vectors
         self.placed = np.zeros(0, dtype=np.float32)  # how many carriers have vectors
         self.name_vectors: list[np.ndarray] = []
-        self.rows = torch.zeros(0, dim)
+        self.rows_t = torch.zeros(dim, 0)  # the rows, transposed (see `FrozenLinear`)
         self.biases = torch.zeros(0)
+        self.output = FrozenLinear.of(network)
         self.changed: set[int] = set()
 
     def reveal(self, row: int, hashtags: list[str] | tuple[str, ...]) -> None:
@@ -330,7 +331,7 @@ class HashtagSide:
             more = max(1024, column)
             self.sums = np.concatenate([self.sums, np.zeros((more, self.sums.shape[1]), "f4")])
             self.placed = np.concatenate([self.placed, np.zeros(more, "f4")])
-            self.rows = torch.cat([self.rows, torch.zeros(more, self.rows.shape[1])])
+            self.rows_t = torch.cat([self.rows_t, torch.zeros(self.rows_t.shape[0], more)], 1)
             self.biases = torch.cat([self.biases, torch.zeros(more)])
         self.tags.append(tag)
         self.column[tag] = column
@@ -362,7 +363,7 @@ class HashtagSide:
                 torch.from_numpy(means), torch.from_numpy(np.log1p(counts)), names
             )
         index = torch.from_numpy(columns)
-        self.rows[index], self.biases[index] = rows, biases
+        self.rows_t[:, index], self.biases[index] = rows.T, biases
         self.changed.clear()
 
     def outside_probabilities(
@@ -376,11 +377,11 @@ class HashtagSide:
         with torch.no_grad():
             fused = fused.float().to(self.network.output.weight.device)
             if scores is None:
-                scores = self.network.scores(fused)
-            rows, biases = self.rows[:outside_count], self.biases[:outside_count]
-            outside = fused.cpu() @ rows.T + biases
-            logits = torch.cat([scores.cpu(), outside], dim=1)
-            probabilities = logits.softmax(dim=1)[:, len(self.vocabulary) :]
+                scores = self.output(fused)
+            rows_t, biases = self.rows_t[:, :outside_count], self.biases[:outside_count]
+            outside = torch.addmm(biases, fused.cpu(), rows_t)
+            every = torch.cat([scores.cpu(), outside], dim=1)
+            probabilities = every.softmax(dim=1)[:, len(self.vocabulary) :]
             values, indices = probabilities.topk(min(count, outside_count), dim=1)
         return [
             {self.tags[j]: v for j, v in zip(index.tolist(), value.tolist(), strict=True)}

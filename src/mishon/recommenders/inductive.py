@@ -27,11 +27,13 @@ from mishon.features.store import FeatureStore, modality_dir
 from mishon.graph.build import POSTED, POSTED_BY, SIMILAR, USER
 from mishon.graph.influence import link_cold_users, user_profiles
 from mishon.graph.pooled import pool_units, pooled_vectors_and_centre
+from mishon.model.inference import FrozenLinear
 from mishon.model.inputs import EdgeType, adjacency, normalise_units
 from mishon.recommenders.index import GrowingIndex
 from mishon.train.run import TrainedRun
 
 LayerStates = list[dict[str, torch.Tensor]]
+LOCAL_KEPT = 4096  # neighbourhood shapes whose small graphs are kept (`_local_adjacency`)
 
 
 @dataclass
@@ -165,6 +167,7 @@ class InductiveRecommender:
         network.eval()
         self.device = inputs.device
         self.network = network
+        self.output = FrozenLinear.of(network)
         if states is None:
             with torch.no_grad():
                 states = network.layer_states(network.node_inputs(inputs), inputs)
@@ -217,6 +220,7 @@ class InductiveRecommender:
         popular = run.graph.meta["influence"]["popular"]
         self.popular = np.array([self.user_index[p["user_id"]] for p in popular], dtype=np.int64)
         self.cold_links = graph_settings.cold_links
+        self._local_kept: dict[tuple[int | bool, ...], dict[EdgeType, torch.Tensor]] = {}
 
     # ----------------------------------------------------------------- neighbours
 
@@ -267,6 +271,10 @@ class InductiveRecommender:
         """
         sizes = {m: 1 + len(neighbours[m]) for m in self.network.modalities}
         sizes[USER] = 1 + len(links)
+        key = (*sizes.values(), new_user)  # the small graph depends on nothing else
+        kept = self._local_kept.get(key)
+        if kept is not None:
+            return kept
         local = {}
         for edge_type in self.edge_types:
             src, rel, dst = edge_type
@@ -282,6 +290,9 @@ class InductiveRecommender:
                 )
             index = np.stack([sources, np.zeros_like(sources)]).astype(np.int64)
             local[edge_type] = adjacency(index, sizes[src], sizes[dst]).to(self.device)
+        if len(self._local_kept) >= LOCAL_KEPT:
+            self._local_kept.clear()
+        self._local_kept[key] = local
         return local
 
     @torch.no_grad()
@@ -325,7 +336,7 @@ class InductiveRecommender:
     @torch.no_grad()
     def probabilities(self, fused: torch.Tensor) -> torch.Tensor:
         """Hashtag probabilities [V] of one post's fused vector [1, d]."""
-        return torch.softmax(self.network.scores(fused)[0], dim=0)
+        return torch.softmax(self.output(fused)[0], dim=0)
 
     @torch.no_grad()
     def graph_fused(self) -> np.ndarray:
@@ -373,6 +384,7 @@ class InductiveRecommender:
             (self.tags[i], float(v)) for v, i in zip(values.tolist(), indices.tolist(), strict=True)
         ]
 
+    @torch.no_grad()
     def place(self, post: NewPost) -> Placement:
         """A new post placed in the graph: its neighbours, its user's links and its fused
         vector (steps 1-5 of the module's docstring)."""

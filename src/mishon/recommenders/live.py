@@ -24,6 +24,7 @@ from mishon.errors import MishonError
 from mishon.features.store import FeatureStore, modality_dir
 from mishon.graph.pooled import pooled_vectors_and_centre
 from mishon.metrics import f1_from_hits
+from mishon.model.inference import FrozenLinear
 from mishon.model.inputs import ModelInputs
 from mishon.model.network import MishonNetwork
 from mishon.recommenders.evidence import (
@@ -289,6 +290,7 @@ class LiveMishon:
         self.model_ = MishonRecommender(
             self.network, self.inputs, refresh_every=self.refresh_every
         ).fit(data)
+        self.output_ = FrozenLinear.of(self.network)
         self.data_ = data
         self.hashtags_ = data.posts["hashtags"].to_numpy()
         self.users_ = data.posts["user_id"].astype(str).to_numpy()
@@ -401,7 +403,7 @@ class LiveMishon:
         tags = self.model_.tags_
         with torch.no_grad():
             if scores is None:
-                scores = self.network.scores(fused)
+                scores = self.output_(fused)
             probabilities = scores.softmax(dim=1)
             values, indices = probabilities.topk(min(count, len(tags)), dim=1)
         return [
@@ -419,8 +421,7 @@ class LiveMishon:
     ) -> list[Query]:
         """The queries of a block of posts: the same candidates and evidence for graph posts
         and new posts."""
-        with torch.no_grad():
-            scores = self.network.scores(fused)
+        scores = self.output_(fused)
         model = self.model_evidence(fused, scores)
         outside = (
             self.side_.outside_probabilities(fused, self.settings.model_candidates, scores)

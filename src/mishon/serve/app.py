@@ -342,11 +342,14 @@ def worker_spec(run: Path, dataset: Path | None, settings: ServeSettings) -> str
 def prepare_serving_process(run: Path, settings: ServeSettings) -> None:
     """What a process that serves sets up before it loads the run (`mishon serve`, and each
     `--workers` process, which is spawned and inherits none of it): JSON log lines, torch
-    threads, the connection guards' limits, temporary files in the state folder."""
+    threads (numpy's BLAS too), the connection guards' limits, temporary files in the state
+    folder."""
     import torch
+    from threadpoolctl import threadpool_limits
 
     log_json_lines()
     torch.set_num_threads(settings.torch_threads)
+    threadpool_limits(settings.torch_threads, user_api="blas")
     GuardedH11Protocol.configure(settings.header_timeout_s, settings.max_connections_per_client)
     keep_temporary_files_in(state_dir_of(run, settings))
 

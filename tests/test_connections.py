@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from mishon.serve.protocol import GuardedH11Protocol
 
@@ -19,8 +20,7 @@ PER_CLIENT = 5
 DEADLINE_S = 0.5
 
 
-@pytest.fixture
-def server() -> Iterator[int]:
+def _serve(protocol: type) -> tuple[uvicorn.Server, threading.Thread, int]:
     app = FastAPI()
 
     @app.get("/healthz")
@@ -32,7 +32,7 @@ def server() -> Iterator[int]:
         port = int(probe.getsockname()[1])
     GuardedH11Protocol.configure(DEADLINE_S, PER_CLIENT)
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, http=GuardedH11Protocol, limit_concurrency=LIMIT,
+        app, host="127.0.0.1", port=port, http=protocol, limit_concurrency=LIMIT,
         log_level="error",
     )  # fmt: skip
     running = uvicorn.Server(config)
@@ -42,6 +42,12 @@ def server() -> Iterator[int]:
     while not running.started:
         assert time.monotonic() < deadline
         time.sleep(0.02)
+    return running, thread, port
+
+
+@pytest.fixture
+def server() -> Iterator[int]:
+    running, thread, port = _serve(GuardedH11Protocol)
     yield port
     running.should_exit = True
     thread.join(timeout=10)
@@ -99,3 +105,38 @@ def test_one_address_cannot_take_every_connection(server: int) -> None:
     assert b" 200 " in _get(server, "127.0.0.7")  # another address is still served
     for s in [*mine, extra]:
         s.close()
+
+
+@pytest.mark.parametrize("protocol", [GuardedH11Protocol, H11Protocol])
+def test_a_connection_accepted_before_a_shutdown_gets_its_first_request_answered(
+    protocol: type,
+) -> None:
+    """A worker replaced while a client connects: the request sent on the fresh connection is
+    answered (then the connection closes); uvicorn's own protocol closes it unanswered."""
+    running, thread, port = _serve(protocol)
+    try:
+        fresh = socket.create_connection(("127.0.0.1", port), timeout=5)
+        used = socket.create_connection(("127.0.0.1", port), timeout=5)
+        used.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = b""
+        while not first.endswith(b'{"status":"alive"}'):  # headers and body may come apart
+            first += used.recv(4096)
+        assert b" 200 " in first  # answered and kept alive: idle now
+        time.sleep(0.1)  # both accepted
+        running.should_exit = True  # graceful shutdown begins
+        time.sleep(0.3)
+        fresh.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = b""
+        while chunk := fresh.recv(4096):
+            answer += chunk
+        if protocol is H11Protocol:
+            assert answer == b""  # the failure the guarded protocol repairs
+        else:
+            assert b" 200 " in answer and answer.endswith(b'{"status":"alive"}')  # then closed
+        assert _closed_within(used, 2.0)  # an idle connection that was answered closes at once
+        fresh.close()
+        used.close()
+    finally:
+        running.should_exit = True
+        thread.join(timeout=15)
+        GuardedH11Protocol.configure(10.0, 32)

@@ -7,6 +7,15 @@
 - A bound per client address: beyond `per_client` open connections from one address, a new
   one is closed at once, so one client cannot take every slot.
 
+And one repair of graceful shutdown: uvicorn closes every connection without a request in
+progress, including one it accepted a moment before and whose first request is still on the
+way; its client (which sent that request on a fresh connection, so cannot retry it safely)
+sees "connection closed without response". That happens whenever a `--workers` process is
+replaced (SIGHUP) while requests arrive. Here a connection that has not been answered yet
+is left open through the shutdown until its first request is answered, then closed (as
+uvicorn closes a connection whose request was in progress); one that sends nothing is closed
+by the header deadline.
+
 Limits are class attributes, set by `configure` in each service process before it serves
 (`mishon serve` and every `--workers` process).
 """
@@ -36,6 +45,8 @@ class GuardedH11Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._header_timer: asyncio.TimerHandle | None = None
+        self._answered = False  # any request answered on this connection
+        self._closing = False  # shut down once its first request is answered
         self._address = self.client[0] if self.client else ""
         self.open_by_client[self._address] += 1
         if self.open_by_client[self._address] > self.per_client:
@@ -61,6 +72,18 @@ class GuardedH11Protocol(H11Protocol):
         super().data_received(data)
         if self.conn.their_state is not h11.IDLE:
             self._stop_header_timer()  # the request line and headers are in
+        if self._closing and self.cycle is not None:
+            self.cycle.keep_alive = False  # answered, then closed
+
+    def on_response_complete(self) -> None:
+        self._answered = True
+        super().on_response_complete()
+
+    def shutdown(self) -> None:
+        if self.cycle is None and not self._answered and not self.transport.is_closing():
+            self._closing = True  # its first request may be on the way (see module)
+            return
+        super().shutdown()
 
     def _start_header_timer(self) -> None:
         self._stop_header_timer()

@@ -267,7 +267,8 @@ class InductiveRecommender:
 
         Row 0 of each modality is the new post, rows 1.. its similar graph posts; row 0 of
         `user` is its user, rows 1.. the linked popular users. Only the new nodes receive
-        edges (a known user keeps its cached states, so nothing flows into it).
+        edges (a known user keeps its cached states, so nothing flows into it), so row 0 is
+        each relation's only destination: [1, sources] matrices.
         """
         sizes = {m: 1 + len(neighbours[m]) for m in self.network.modalities}
         sizes[USER] = 1 + len(links)
@@ -289,7 +290,7 @@ class InductiveRecommender:
                     f"the inductive path does not know relation {edge_type} of this network"
                 )
             index = np.stack([sources, np.zeros_like(sources)]).astype(np.int64)
-            local[edge_type] = adjacency(index, sizes[src], sizes[dst]).to(self.device)
+            local[edge_type] = adjacency(index, sizes[src], 1).to(self.device)
         if len(self._local_kept) >= LOCAL_KEPT:
             self._local_kept.clear()
         self._local_kept[key] = local
@@ -319,6 +320,7 @@ class InductiveRecommender:
                 else torch.zeros_like(current[modalities[0]])
             )
         local = self._local_adjacency(neighbours, links, new_user)
+        only_first = {t: 1 for t in (*modalities, USER)}  # the new nodes: nothing else is read
         for layer, cached in enumerate(self.states[:-1]):
             states = {
                 m: torch.cat([current[m], cached[m][self._index(neighbours[m])]])
@@ -326,7 +328,7 @@ class InductiveRecommender:
             }
             own = user_state if user is None else cached[USER][user : user + 1]
             states[USER] = torch.cat([own, cached[USER][self._index(links)]])
-            following = self.network.layer_step(layer, states, local)
+            following = self.network.layer_step(layer, states, local, only_first)
             current = {m: following[m][:1] for m in modalities}
             if new_user:
                 user_state = following[USER][:1]

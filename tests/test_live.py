@@ -75,6 +75,8 @@ def test_known_posts_count_each_revealed_post_once() -> None:
     assert known.known[: len(known)].tolist() == [True, False, False, True]
     assert not known.known[len(known) :].any()  # room for more, unknown
     assert known.uses == {"a": 2, "b": 1} and known.by_user == {"u": [0], "v": [3]}
+    ids = np.array([known.tag_ids["b"], -1, known.tag_ids["a"]])
+    assert known.uses_of(ids).tolist() == [1.0, 0.0, 2.0]  # -1: no known post carries it
 
 
 def test_evidence_values_on_a_handmade_set_of_known_posts() -> None:
@@ -101,6 +103,17 @@ def test_evidence_values_on_a_handmade_set_of_known_posts() -> None:
     assert values["cat"]["linked_users"] == 0.5 and values["sun"]["linked_users"] == 0.5
     assert values["sea"]["popularity"] == 1.0  # the most used: log(1 + 2) / log(1 + 2)
     assert values["cat"]["content"] == 0.0  # no content modality at all
+
+
+def test_a_tables_top_is_the_full_order_by_score_then_hashtag() -> None:
+    rng = np.random.default_rng(1)
+    for size in (0, 1, 7, 60):
+        tags = [f"t{i:02d}" for i in rng.permutation(size)]
+        scores = rng.integers(0, 4, size).astype(float)  # many ties, across the cut too
+        table = EvidenceTable(tags, np.zeros((size, len(EVIDENCE))))
+        full = sorted(zip(tags, scores.tolist(), strict=True), key=lambda x: (-x[1], x[0]))
+        for k in (0, 1, 3, 10, 100):
+            assert table.top(scores, k) == full[:k]
 
 
 def test_linked_users_history_is_their_counters_added_up_in_turn() -> None:

@@ -143,6 +143,7 @@ class KnownPosts:
         self._unindexed: list[int] = []  # searchable rows the indexes have not taken in yet
         self.tag_ids: dict[str, int] = {}  # every known hashtag's id, in order of first use
         self.tag_names: list[str] = []
+        self.use_counts = np.zeros(0, np.float64)  # `uses` by hashtag id
         self._user_tags: dict[str, tuple[int, np.ndarray, np.ndarray]] = {}  # see `_tags_of`
 
     def __len__(self) -> int:
@@ -177,9 +178,14 @@ class KnownPosts:
         self.by_user[user].append(row)
         self.history[user].update(set(hashtags))
         for tag in hashtags:
-            if tag not in self.tag_ids:
-                self.tag_ids[tag] = len(self.tag_names)
+            tag_id = self.tag_ids.get(tag)
+            if tag_id is None:
+                tag_id = self.tag_ids[tag] = len(self.tag_names)
                 self.tag_names.append(tag)
+                if tag_id == len(self.use_counts):  # room: a copy every doubling
+                    more = np.zeros(max(1024, tag_id), np.float64)
+                    self.use_counts = np.concatenate([self.use_counts, more])
+            self.use_counts[tag_id] += 1
         self.uses.update(hashtags)
         self.most_uses = max(self.most_uses, *(self.uses[t] for t in hashtags), 0)
         self._popular = None
@@ -261,6 +267,13 @@ class KnownPosts:
             top = heapq.nlargest(count, self.uses.items(), key=itemgetter(1))
             self._popular = [t for t, _ in sorted(top, key=lambda x: (-x[1], x[0]))]
         return self._popular[:count]
+
+    def uses_of(self, ids: np.ndarray) -> np.ndarray:
+        """`uses` of each hashtag id of `ids` (-1: a hashtag no known post carries, 0 uses)."""
+        counts = np.zeros(len(ids))
+        carried = ids >= 0
+        counts[carried] = self.use_counts[ids[carried]]
+        return counts
 
     def linked_history(self, users: list[str], best: int) -> LinkedHistory:
         """The summed history of `users` and their `best` most carried hashtags, in the order
@@ -396,8 +409,13 @@ class EvidenceTable:
     def top(self, scores: np.ndarray, k: int) -> list[tuple[str, float]]:
         """The top-`k` (hashtag, score) by one score per candidate, best first, ties by
         hashtag."""
-        order = sorted(range(len(scores)), key=lambda i: (-scores[i], self.hashtags[i]))
-        return [(self.hashtags[i], float(scores[i])) for i in order[:k]]
+        scores = np.asarray(scores)
+        chosen = np.arange(len(scores))
+        if 0 < k < len(scores):  # only scores at or above the k-th largest can be in the top
+            cut = np.partition(scores, len(scores) - k)[len(scores) - k]
+            chosen = np.flatnonzero(scores >= cut)
+        order = sorted(chosen.tolist(), key=lambda i: (-scores[i], self.hashtags[i]))
+        return [(self.hashtags[i], float(scores[i])) for i in order[: max(k, 0)]]
 
 
 def _unit_rows(vectors: np.ndarray) -> np.ndarray:
@@ -501,7 +519,7 @@ def gather_evidence(
                 _column(own, candidates),
                 _column(history, candidates) / own_count,
                 _column(content_shares, candidates),
-                np.log1p(_column(known.uses, candidates)) / scale,
+                np.log1p(known.uses_of(ids)) / scale,
                 linked.counts(ids) / max(linked.posts, 1),
                 _column(query.outside, candidates),
                 _column(sounded, candidates) / sound_posts,

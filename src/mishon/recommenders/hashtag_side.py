@@ -380,9 +380,10 @@ class HashtagSide:
                 scores = self.output(fused)
             rows_t, biases = self.rows_t[:, :outside_count], self.biases[:outside_count]
             outside = torch.addmm(biases, fused.cpu(), rows_t)
-            every = torch.cat([scores.cpu(), outside], dim=1)
-            probabilities = every.softmax(dim=1)[:, len(self.vocabulary) :]
-            values, indices = probabilities.topk(min(count, outside_count), dim=1)
+            # log of the softmax's denominator over the vocabulary and these rows together
+            total = torch.logaddexp(scores.cpu().logsumexp(dim=1), outside.logsumexp(dim=1))
+            best, indices = outside.topk(min(count, outside_count), dim=1)
+            values = (best - total[:, None]).exp()
         return [
             {self.tags[j]: v for j, v in zip(index.tolist(), value.tolist(), strict=True)}
             for index, value in zip(indices, values, strict=True)

@@ -105,6 +105,29 @@ def test_evidence_values_on_a_handmade_set_of_known_posts() -> None:
     assert values["cat"]["content"] == 0.0  # no content modality at all
 
 
+def test_shares_of_weight_follow_the_rows_hashtags() -> None:
+    rng = np.random.default_rng(2)
+    tags = [f"t{i}" for i in range(12)]
+    known = KnownPosts(np.ones((40, 2), np.float32), [])
+    carried = {}
+    for row in rng.permutation(40)[:30].tolist():  # revealed out of order, some never
+        carried[row] = rng.choice(tags, size=int(rng.integers(0, 4)), replace=False).tolist()
+        known.reveal(row, f"u{row % 3}", carried[row])
+    rows = np.array(sorted(carried)[:12])
+    weights = rng.random(len(rows)).astype(np.float32)
+    expected: dict[str, float] = {}
+    for row, weight in zip(rows.tolist(), (weights / weights.sum()).tolist(), strict=True):
+        for tag in carried[row]:
+            expected[tag] = expected.get(tag, 0.0) + weight
+    shares = known.shares(rows, weights)
+    assert {known.tag_names[i]: v for i, v in zip(shares.ids, shares.values, strict=True)} == (
+        pytest.approx(expected)
+    )
+    ids = np.array([known.tag_ids.get(t, -1) for t in [*tags, "nowhere"]])
+    assert shares.of(ids).tolist() == pytest.approx([expected.get(t, 0.0) for t in tags] + [0])
+    assert len(known.shares(rows, np.zeros(len(rows), np.float32)).ids) == 0  # no weight
+
+
 def test_a_tables_top_is_the_full_order_by_score_then_hashtag() -> None:
     rng = np.random.default_rng(1)
     for size in (0, 1, 7, 60):

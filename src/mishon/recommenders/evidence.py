@@ -85,10 +85,19 @@ class LinkedHistory:
 
     def counts(self, ids: np.ndarray) -> np.ndarray:
         """The group's count of each hashtag id of `ids` (0 where none; -1: no hashtag)."""
-        if len(self.ids) == 0:
-            return np.zeros(len(ids))
-        at = np.minimum(np.searchsorted(self.ids, ids), len(self.ids) - 1)
-        return np.where(self.ids[at] == ids, self.sums[at], 0.0)
+        return _values_at(self.ids, self.sums, ids)
+
+
+@dataclass
+class Shares:
+    """Per hashtag id (sorted) that some rows carry, the share of the rows' weight on it."""
+
+    ids: np.ndarray
+    values: np.ndarray
+
+    def of(self, ids: np.ndarray) -> np.ndarray:
+        """The share of each hashtag id of `ids` (0 where none; -1: no hashtag)."""
+        return _values_at(self.ids, self.values, ids)
 
 
 @dataclass
@@ -144,6 +153,10 @@ class KnownPosts:
         self.tag_ids: dict[str, int] = {}  # every known hashtag's id, in order of first use
         self.tag_names: list[str] = []
         self.use_counts = np.zeros(0, np.float64)  # `uses` by hashtag id
+        # each revealed row's hashtag ids: (start, count) in a flat array, row after row
+        self._tags_at = np.zeros((len(fused), 2), np.int64)
+        self._tag_flat = np.zeros(0, np.int64)
+        self._tag_flat_size = 0
         self._user_tags: dict[str, tuple[int, np.ndarray, np.ndarray]] = {}  # see `_tags_of`
 
     def __len__(self) -> int:
@@ -177,15 +190,20 @@ class KnownPosts:
         self.hashtags[row] = tuple(hashtags)
         self.by_user[user].append(row)
         self.history[user].update(set(hashtags))
+        ids = []
         for tag in hashtags:
             tag_id = self.tag_ids.get(tag)
             if tag_id is None:
                 tag_id = self.tag_ids[tag] = len(self.tag_names)
                 self.tag_names.append(tag)
-                if tag_id == len(self.use_counts):  # room: a copy every doubling
-                    more = np.zeros(max(1024, tag_id), np.float64)
-                    self.use_counts = np.concatenate([self.use_counts, more])
+                self.use_counts = _with_room(self.use_counts, tag_id + 1)
             self.use_counts[tag_id] += 1
+            ids.append(tag_id)
+        start = self._tag_flat_size
+        self._tag_flat = _with_room(self._tag_flat, start + len(ids))
+        self._tag_flat[start : start + len(ids)] = ids
+        self._tags_at[row] = (start, len(ids))
+        self._tag_flat_size += len(ids)
         self.uses.update(hashtags)
         self.most_uses = max(self.most_uses, *(self.uses[t] for t in hashtags), 0)
         self._popular = None
@@ -258,6 +276,7 @@ class KnownPosts:
         self.fused = grown(self.fused)
         self.placed = grown(self.placed)
         self.known = grown(self.known)
+        self._tags_at = grown(self._tags_at)
         self.content = [(grown(v), grown(p)) for v, p in self.content]
 
     def popular(self, count: int) -> list[str]:
@@ -267,6 +286,20 @@ class KnownPosts:
             top = heapq.nlargest(count, self.uses.items(), key=itemgetter(1))
             self._popular = [t for t, _ in sorted(top, key=lambda x: (-x[1], x[0]))]
         return self._popular[:count]
+
+    def shares(self, rows: np.ndarray, weights: np.ndarray) -> Shares:
+        """Per hashtag that known rows `rows` carry, the share of their `weights` on the rows
+        that carry it (none where the weights sum to 0)."""
+        total = float(weights.sum())
+        if total <= 0:
+            return Shares(np.zeros(0, np.int64), np.zeros(0))
+        starts, counts = self._tags_at[rows, 0], self._tags_at[rows, 1]
+        ends = np.cumsum(counts)
+        # each row's slice of the flat array, the slices one after another
+        entries = np.repeat(starts - ends + counts, counts) + np.arange(int(ends[-1]))
+        ids, inverse = np.unique(self._tag_flat[entries], return_inverse=True)
+        shares = np.repeat(weights / total, counts)
+        return Shares(ids, np.bincount(inverse, weights=shares, minlength=len(ids)))
 
     def uses_of(self, ids: np.ndarray) -> np.ndarray:
         """`uses` of each hashtag id of `ids` (-1: a hashtag no known post carries, 0 uses)."""
@@ -423,18 +456,21 @@ def _unit_rows(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
-def _shares(
-    rows: np.ndarray, weights: np.ndarray, hashtags: list[tuple[str, ...]]
-) -> dict[str, float]:
-    """Per hashtag, the share of `weights` on the rows that carry it."""
-    total = float(weights.sum())
-    shares: dict[str, float] = defaultdict(float)
-    if total <= 0:
-        return shares
-    for row, weight in zip(rows.tolist(), (weights / total).tolist(), strict=True):
-        for tag in hashtags[row]:
-            shares[tag] += weight
-    return shares
+def _with_room(array: np.ndarray, size: int) -> np.ndarray:
+    """`array` with room for `size` entries along its first axis: a copy every doubling, not
+    one per entry."""
+    if size <= len(array):
+        return array
+    more = np.zeros((max(1024, len(array), size - len(array)), *array.shape[1:]), array.dtype)
+    return np.concatenate([array, more])
+
+
+def _values_at(keys: np.ndarray, values: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """`values` of each id of `ids` by sorted `keys` (0 where an id is not among them)."""
+    if len(keys) == 0:
+        return np.zeros(len(ids))
+    at = np.minimum(np.searchsorted(keys, ids), len(keys) - 1)
+    return np.where(keys[at] == ids, values[at], 0.0)
 
 
 def _column(values: Mapping[str, float], candidates: list[str]) -> np.ndarray:
@@ -479,31 +515,25 @@ def gather_evidence(
     tables = []
     for i, query in enumerate(queries):
         near, near_similarity = nearest[i]
-        neighbours = _shares(
-            near, _exp_weights(near_similarity, settings.temperature), known.hashtags
-        )
+        neighbours = known.shares(near, _exp_weights(near_similarity, settings.temperature))
         own_rows = np.array(known.by_user.get(query.user, []) if query.user else [], np.int64)
         own_count = max(len(own_rows), 1)
         # a post without content sits at cosine 0 (its fused row is zero)
         own_similarity = known.fused[own_rows] @ fused[i]
-        own = _shares(
-            own_rows, _exp_weights(own_similarity, settings.own_temperature), known.hashtags
-        )
+        own = known.shares(own_rows, _exp_weights(own_similarity, settings.own_temperature))
         history = known.history.get(query.user, Counter()) if query.user else Counter()
         linked = known.linked_history(query.linked, settings.linked_candidates)
         similar_rows, similar_similarity = similar[i]
-        content_shares = _shares(
-            similar_rows, np.maximum(similar_similarity, 0.0) + 1e-6, known.hashtags
-        )
+        content_shares = known.shares(similar_rows, np.maximum(similar_similarity, 0.0) + 1e-6)
         sounded = known.sound_history.get(query.sound, Counter()) if query.sound else Counter()
         sound_posts = max(known.sound_posts.get(query.sound, 0), 1) if query.sound else 1
         best_model = sorted(query.model.items(), key=lambda x: (-x[1], x[0]))
         candidates = list(
             dict.fromkeys(
                 [t for t, _ in best_model[: settings.model_candidates]]
-                + list(neighbours)
-                + list(own)
-                + list(content_shares)
+                + [known.tag_names[t] for t in neighbours.ids]
+                + [known.tag_names[t] for t in own.ids]
+                + [known.tag_names[t] for t in content_shares.ids]
                 + linked.best
                 + list(query.outside)[: settings.model_candidates]
                 + [t for t, _ in sounded.most_common(settings.sound_candidates)]
@@ -515,10 +545,10 @@ def gather_evidence(
         values = np.column_stack(
             [
                 _column(query.model, candidates),
-                _column(neighbours, candidates),
-                _column(own, candidates),
+                neighbours.of(ids),
+                own.of(ids),
                 _column(history, candidates) / own_count,
-                _column(content_shares, candidates),
+                content_shares.of(ids),
                 np.log1p(known.uses_of(ids)) / scale,
                 linked.counts(ids) / max(linked.posts, 1),
                 _column(query.outside, candidates),

@@ -386,7 +386,7 @@ class InductiveRecommender:
             (self.tags[i], float(v)) for v, i in zip(values.tolist(), indices.tolist(), strict=True)
         ]
 
-    @torch.no_grad()
+    @torch.inference_mode()  # no autograd bookkeeping: about 7% of a placement
     def place(self, post: NewPost) -> Placement:
         """A new post placed in the graph: its neighbours, its user's links and its fused
         vector (steps 1-5 of the module's docstring)."""

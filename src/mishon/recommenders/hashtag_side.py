@@ -307,7 +307,7 @@ class HashtagSide:
         self.name_vectors: list[np.ndarray] = []
         self.rows_t = torch.zeros(dim, 0)  # the rows, transposed (see `FrozenLinear`)
         self.biases = torch.zeros(0)
-        self.output = FrozenLinear.of(network)
+        self._output: FrozenLinear | None = None  # the vocabulary's logits, if not given
         self.changed: set[int] = set()
 
     def reveal(self, row: int, hashtags: list[str] | tuple[str, ...]) -> None:
@@ -377,7 +377,8 @@ class HashtagSide:
         with torch.no_grad():
             fused = fused.float().to(self.network.output.weight.device)
             if scores is None:
-                scores = self.output(fused)
+                self._output = self._output or FrozenLinear.of(self.network)
+                scores = self._output(fused)
             rows_t, biases = self.rows_t[:, :outside_count], self.biases[:outside_count]
             outside = torch.addmm(biases, fused.cpu(), rows_t)
             # log of the softmax's denominator over the vocabulary and these rows together

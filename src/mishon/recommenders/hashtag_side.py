@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -307,7 +308,6 @@ class HashtagSide:
         self.name_vectors: list[np.ndarray] = []
         self.rows_t = torch.zeros(dim, 0)  # the rows, transposed (see `FrozenLinear`)
         self.biases = torch.zeros(0)
-        self._output: FrozenLinear | None = None  # the vocabulary's logits, if not given
         self.changed: set[int] = set()
 
     def reveal(self, row: int, hashtags: list[str] | tuple[str, ...]) -> None:
@@ -366,6 +366,12 @@ class HashtagSide:
         self.rows_t[:, index], self.biases[index] = rows.T, biases
         self.changed.clear()
 
+    @cached_property
+    def output(self) -> FrozenLinear:
+        """The vocabulary's logits where `outside_probabilities` is not given them (made on
+        first use: MISHON live passes its own)."""
+        return FrozenLinear.of(self.network)
+
     def outside_probabilities(
         self, fused: torch.Tensor, count: int, scores: torch.Tensor | None = None
     ) -> list[dict[str, float]]:
@@ -377,8 +383,7 @@ class HashtagSide:
         with torch.no_grad():
             fused = fused.float().to(self.network.output.weight.device)
             if scores is None:
-                self._output = self._output or FrozenLinear.of(self.network)
-                scores = self._output(fused)
+                scores = self.output(fused)
             rows_t, biases = self.rows_t[:, :outside_count], self.biases[:outside_count]
             outside = torch.addmm(biases, fused.cpu(), rows_t)
             # log of the softmax's denominator over the vocabulary and these rows together

@@ -16,6 +16,7 @@ if it joined the graph for good; retraining or a graph rebuild takes it in).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -167,7 +168,6 @@ class InductiveRecommender:
         network.eval()
         self.device = inputs.device
         self.network = network
-        self.output = FrozenLinear.of(network)
         if states is None:
             with torch.no_grad():
                 states = network.layer_states(network.node_inputs(inputs), inputs)
@@ -334,6 +334,12 @@ class InductiveRecommender:
                 user_state = following[USER][:1]
         final_user = user_state if user is None else self.states[-1][USER][user : user + 1]
         return self.network.fuse([current[m] for m in modalities], final_user)
+
+    @cached_property
+    def output(self) -> FrozenLinear:
+        """The network's output layer for one post at a time (made on first use: MISHON live
+        ranks with its own)."""
+        return FrozenLinear.of(self.network)
 
     @torch.no_grad()
     def probabilities(self, fused: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,15 @@ from mishon.recommenders.evidence import EVIDENCE, KnownPosts, Query
 from mishon.recommenders.live import LiveMishon
 from mishon.train.run import load_run
 
+SCAN_CHUNK = 1_000_000  # rows gathered at a time by the exact scans (millions of known posts)
+
+
+def exact_fused(known: KnownPosts, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Cosine in the model's space with unit `query`, per row of `rows`."""
+    return np.concatenate(
+        [known.fused[rows[s : s + SCAN_CHUNK]] @ query for s in range(0, len(rows), SCAN_CHUNK)]
+    )
+
 
 def exact_content(known: KnownPosts, query: Query, rows: np.ndarray) -> np.ndarray:
     """Mean cosine over the modalities both have, per row of `rows` (-inf: none shared)."""
@@ -33,9 +42,11 @@ def exact_content(known: KnownPosts, query: Query, rows: np.ndarray) -> np.ndarr
     shared = np.zeros(len(rows), np.float32)
     for (vectors, present), (vector, has) in zip(known.content, query.content, strict=True):
         if has:
-            both = present[rows].astype(np.float32)
-            total += (vectors[rows] @ vector) * both
-            shared += both
+            for start in range(0, len(rows), SCAN_CHUNK):
+                part = rows[start : start + SCAN_CHUNK]
+                both = present[part].astype(np.float32)
+                total[start : start + len(part)] += (vectors[part] @ vector) * both
+                shared[start : start + len(part)] += both
     return np.where(shared > 0, total / np.maximum(shared, 1), -np.inf)
 
 
@@ -80,7 +91,7 @@ def main() -> None:
         found_content, _ = known.nearest_content([query], settings.content_neighbours + 1)[0]
         seconds.append(time.perf_counter() - clock)
         found = found[found != row][: settings.neighbours]
-        similarity = known.fused[others] @ query_vector
+        similarity = exact_fused(known, query_vector, others)
         order = np.argsort(-similarity)[: settings.neighbours]
         recall.append(overlap(found, others[order]))
         kept.append(float((known.fused[found] @ query_vector).sum() / similarity[order].sum()))

@@ -40,7 +40,7 @@ import pandas as pd
 import torch
 from threadpoolctl import threadpool_limits
 
-from evidence_index import exact_content
+from evidence_index import exact_content, exact_fused
 from memory import PeakRss
 from mishon.config import EvidenceIndexSettings, EvidenceSettings, RunSettings
 from mishon.data.split_data import SplitData
@@ -114,6 +114,7 @@ def record_known(ranker: LiveMishon, total: int, users: int, seed: int = 4) -> f
     """Synthetic recorded posts until `total` posts are known; returns the seconds it took."""
     clock = time.perf_counter()
     known = ranker.known_
+    known.reserve(total)  # one copy of the vectors now, while they are few
     rng = np.random.default_rng(seed)
     graph_rows = np.flatnonzero(known.known[: len(known)])
     chunk = 500_000
@@ -126,7 +127,7 @@ def record_known(ranker: LiveMishon, total: int, users: int, seed: int = 4) -> f
             values = vectors[source] + 0.1 * rng.normal(size=(count, vectors.shape[1]))
             values /= np.linalg.norm(values, axis=1, keepdims=True)
             content.append((values.astype(np.float32), present[source]))
-        hashtags = [list(known.hashtags[r]) for r in source.tolist()]
+        hashtags = [list(known.hashtags_of(r)) for r in source.tolist()]
         for i in np.flatnonzero(rng.random(count) < 0.1).tolist():
             hashtags[i].append(f"new{rng.integers(NEW_TAGS)}")
         people = [f"u{u}" for u in rng.integers(0, users, count)]
@@ -148,6 +149,12 @@ def new_post(run: TrainedRun, rng: np.random.Generator, user: str | None) -> New
     return NewPost(units, user)
 
 
+def largest(values: np.ndarray, count: int) -> np.ndarray:
+    """Positions of the `count` largest `values` (a partial sort: millions of values)."""
+    count = min(count, len(values))
+    return np.argpartition(-values, count - 1)[:count] if count else np.zeros(0, np.int64)
+
+
 def neighbour_recall(ranker: LiveMishon, posts: list[NewPost], settings: EvidenceSettings) -> dict:
     """Recall of the index's nearest known posts against the exact scan, in the model's space
     (`neighbours`) and in content (`content_neighbours`)."""
@@ -159,16 +166,16 @@ def neighbour_recall(ranker: LiveMishon, posts: list[NewPost], settings: Evidenc
         query = placed.fused[0].numpy()
         query = query / np.linalg.norm(query)
         found = known.nearest_fused(query[None], settings.neighbours)[0][0]
-        similarity = known.fused[searchable] @ query
-        truth = searchable[np.argsort(-similarity)[: settings.neighbours]]
+        similarity = exact_fused(known, query, searchable)
+        truth = searchable[largest(similarity, settings.neighbours)]
         model_recall.append(len(set(found.tolist()) & set(truth.tolist())) / len(truth))
-        exact_best = float(np.sort(similarity)[::-1][: len(truth)].sum())
+        exact_best = float(similarity[largest(similarity, len(truth))].sum())
         model_ratio.append(float((known.fused[found] @ query).sum()) / exact_best)
 
         asked = Query(query, placed.content, None, {})
         found = known.nearest_content([asked], settings.content_neighbours)[0][0]
         mean = exact_content(known, asked, searchable)
-        truth = searchable[np.argsort(-mean)[: settings.content_neighbours]]
+        truth = searchable[largest(mean, settings.content_neighbours)]
         content_recall.append(len(set(found.tolist()) & set(truth.tolist())) / len(truth))
         got = mean[np.searchsorted(searchable, found)].sum()  # searchable is sorted
         content_ratio.append(float(got / mean[np.searchsorted(searchable, truth)].sum()))

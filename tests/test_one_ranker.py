@@ -17,6 +17,7 @@ from mishon.config import (
 )
 from mishon.evaluate.evaluation import evaluate_run, selected_ranking
 from mishon.recommend.served import load_served
+from mishon.recommenders import index as index_module
 from mishon.recommenders.evidence import KnownPosts, Query, gather_evidence
 from mishon.recommenders.live import LiveMishon
 from mishon.serve.app import create_app
@@ -193,3 +194,39 @@ def test_extending_at_once_knows_what_adding_one_by_one_knows() -> None:
     ):
         assert a.hashtags == b.hashtags
         np.testing.assert_allclose(a.values, b.values, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_an_index_built_in_chunks_finds_what_one_built_at_once_finds(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    known = _known(3000, EvidenceIndexSettings())
+    rows = np.flatnonzero(known.known[: known.size])[::2]  # every other row: ids are the rows
+    settings = EvidenceIndexSettings(exact_max=0, nprobe=4, kind=kind)  # type: ignore[arg-type]
+    at_once = index_module.GrowingIndex(known.fused, rows, settings)
+    monkeypatch.setattr(index_module, "ADD_CHUNK", 97)
+    in_chunks = index_module.GrowingIndex(known.fused, rows, settings)
+    assert len(in_chunks) == len(at_once) == len(rows)
+    queries = known.fused[[0, 10, 2000]]
+    found = in_chunks.search(queries, 15)
+    assert found[:, 0].tolist() == [0, 10, 2000]  # each row is its own nearest
+    assert set(found.ravel().tolist()) <= set(rows.tolist())  # only the rows it was given
+    if kind == "ivf":  # the same lists, the same members (HNSW inserts in parallel)
+        np.testing.assert_array_equal(found, at_once.search(queries, 15))
+
+
+def test_room_reserved_ahead_changes_nothing_known() -> None:
+    grown, reserved = _known(50, EvidenceIndexSettings()), _known(50, EvidenceIndexSettings())
+    reserved.reserve(5000)
+    assert len(reserved.known) == 5000 and reserved.size == 50
+    assert not reserved.known[50:].any() and not reserved.fused[50:].any()
+    fused = reserved.fused[:50].copy()
+    reserved.reserve(10)  # never less room than there is
+    assert len(reserved.known) == 5000
+    content = [(np.ones(8, np.float32), True), (np.zeros(6, np.float32), False)]
+    for known in (grown, reserved):
+        assert known.add(np.ones(16, np.float32), content, "late", ["b", "a", "b"]) == 50
+    np.testing.assert_array_equal(reserved.fused[:50], fused)
+    np.testing.assert_array_equal(reserved.fused[:51], grown.fused[:51])
+    assert reserved.hashtags_of(50) == grown.hashtags_of(50) == ("b", "a", "b")
+    assert reserved.hashtags_of(4000) == ()  # a row not revealed carries none

@@ -64,12 +64,22 @@ class KnnResult:
         return info
 
 
+def list_sample(count: int, nlist: int, seed: int) -> np.ndarray:
+    """Positions (sorted) of the seeded sample of `count` points, 64 per list, that the lists
+    are trained on."""
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(count, size=min(count, nlist * 64), replace=False))
+
+
 def train_lists(data: np.ndarray, nlist: int, seed: int) -> np.ndarray:
     """k-means centroids (unit norm) of `data` on a seeded sample of 64 points per list."""
-    rng = np.random.default_rng(seed)
-    sample = data[np.sort(rng.choice(len(data), size=min(len(data), nlist * 64), replace=False))]
+    return lists_from_sample(data[list_sample(len(data), nlist, seed)], nlist, seed)
+
+
+def lists_from_sample(sample: np.ndarray, nlist: int, seed: int) -> np.ndarray:
+    """k-means centroids (unit norm) of the points `sample` (`list_sample`'s of some data)."""
     kmeans = faiss.Kmeans(
-        data.shape[1],
+        sample.shape[1],
         nlist,
         niter=10,
         seed=seed,

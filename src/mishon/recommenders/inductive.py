@@ -122,7 +122,7 @@ class GraphPostIndex:
         settings = EvidenceIndexSettings(
             exact_max=0, nlist=graph.ivf_nlist, nprobe=nprobe, seed=graph.seed
         )
-        self.index = GrowingIndex(vectors[self.members], self.members, settings)
+        self.index = GrowingIndex(vectors, self.members, settings)
 
     @property
     def method(self) -> str:

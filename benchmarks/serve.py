@@ -4,12 +4,14 @@ For each configuration, starts `mishon serve RUN` in its own process on a free p
 `--workers N` for each N of `--workers`; first, with `--baseline-src DIR`, the code of another
 checkout's `src/`, run as `python -m mishon serve` with that folder first on PYTHONPATH), waits
 for /readyz (or /v1/health), then `--clients` threads send `--requests` POST /v1/recommend
-requests in total (caption only, or with `--video FILE` the clip as an upload too). Prints, per
-configuration, throughput, latency p50 / p99 as the clients see it, and the count of non-200
-answers, then each throughput as a multiple of the first configuration's.
+requests in total (caption only, or with `--video FILE` the clip as an upload too), after
+`--warmup` untimed requests sent the same way (the connections open and, with --workers, even
+out among the workers: about a second from the worst split). Prints, per configuration,
+throughput, latency p50 / p99 as the clients see it, and the count of non-200 answers, then
+each throughput as a multiple of the first configuration's.
 
-Usage: python benchmarks/serve.py RUN [--clients 16] [--requests 320] [--video clip.mp4]
-       [--workers 1 2] [--baseline-src /path/to/other/checkout/src]
+Usage: python benchmarks/serve.py RUN [--clients 16] [--requests 320] [--warmup 160]
+       [--video clip.mp4] [--workers 1 2] [--baseline-src /path/to/other/checkout/src]
 """
 
 from __future__ import annotations
@@ -71,12 +73,13 @@ def load(base: str, args: argparse.Namespace) -> dict[str, float]:
         answer = client.post(base + "/v1/recommend", data=data, files=files)
         return answer.status_code, (time.perf_counter() - clock) * 1000
 
-    for i in range(4):  # warm-up: every worker is likely to have answered once
-        ask(i)
-    clock = time.perf_counter()
     with ThreadPoolExecutor(args.clients) as pool:
+        # warm-up, sent as the timed requests are: the connections open, every worker has
+        # answered, and with --workers the connections have evened out among them
+        list(pool.map(ask, range(args.warmup)))
+        clock = time.perf_counter()
         results = list(pool.map(ask, range(args.requests)))
-    wall = time.perf_counter() - clock
+        wall = time.perf_counter() - clock
     client.close()
     latencies = np.array([ms for _, ms in results])
     return {
@@ -111,6 +114,7 @@ def main() -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--requests", type=int, default=320)
+    parser.add_argument("--warmup", type=int, default=160, help="untimed requests first")
     parser.add_argument("--video", type=Path, default=None)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--baseline-src", type=Path, default=None)
@@ -127,7 +131,8 @@ def main() -> None:
     first = rows[0]["throughput_per_s"]
     for row in rows:
         row["throughput_x_first"] = round(row["throughput_per_s"] / first, 2)
-    print(json.dumps({"run": str(args.run), "clients": args.clients, "requests": args.requests,
+    print(json.dumps({"run": str(args.run), "clients": args.clients, "warmup": args.warmup,
+                      "requests": args.requests,
                       "with_video": bool(args.video), "servers": rows}, indent=2))  # fmt: skip
 
 

@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import tempfile
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -40,7 +39,9 @@ from pydantic import ValidationError
 from mishon.config import ServeSettings
 from mishon.data.hashtags import normalize_hashtags
 from mishon.errors import MishonError
+from mishon.serve.balance import ConnectionBoard, board_path
 from mishon.serve.docs_page import render_docs
+from mishon.serve.fifo import FifoSemaphore
 from mishon.serve.guards import (
     USER_ID_RULE,
     BodyLimits,
@@ -146,8 +147,9 @@ def create_app(service: HashtagService, owns_service: bool = False) -> FastAPI: 
     app.add_middleware(RequestLog, metrics=metrics)  # outermost: sees every answer
     token = settings.token.get_secret_value() if settings.token is not None else None
     # A thread semaphore, taken in the worker thread: it bounds the computation whatever event
-    # loop the request runs on (an asyncio one is bound to a single loop).
-    gate = threading.BoundedSemaphore(settings.max_concurrent)
+    # loop the request runs on (an asyncio one is bound to a single loop); first come, first
+    # served, so no request waits more than its turn.
+    gate = FifoSemaphore(settings.max_concurrent)
 
     def bounded(
         path: Path | None, caption: str | None, user: str | None, k: int, sound: str | None
@@ -360,5 +362,9 @@ def worker_app() -> FastAPI:
     settings = ServeSettings.model_validate(spec["settings"])
     run = Path(spec["run"])
     prepare_serving_process(run, settings)
+    board = ConnectionBoard(board_path(state_dir_of(run, settings), settings.port))
+    GuardedH11Protocol.configure(
+        settings.header_timeout_s, settings.max_connections_per_client, board
+    )
     dataset = Path(spec["dataset"]) if spec["dataset"] else None
     return create_app(HashtagService(run, settings, dataset), owns_service=True)

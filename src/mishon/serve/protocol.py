@@ -16,6 +16,10 @@ is left open through the shutdown until its first request is answered, then clos
 uvicorn closes a connection whose request was in progress); one that sends nothing is closed
 by the header deadline.
 
+With `--workers`, each connection also counts on the process's `ConnectionBoard`
+(`balance.py`): a process above its share of the open connections closes a connection after
+its next answer (`Connection: close`), so the client reconnects and the split evens out.
+
 Limits are class attributes, set by `configure` in each service process before it serves
 (`mishon serve` and every `--workers` process).
 """
@@ -24,10 +28,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.flow_control import CLOSE_HEADER
+from uvicorn.protocols.http.h11_impl import H11Protocol, RequestResponseCycle
+
+from mishon.serve.balance import ConnectionBoard
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -36,19 +43,27 @@ class GuardedH11Protocol(H11Protocol):
     header_timeout_s: ClassVar[float] = 10.0
     per_client: ClassVar[int] = 32
     open_by_client: ClassVar[Counter[str]] = Counter()  # this process's connections
+    board: ClassVar[ConnectionBoard | None] = None  # with --workers: the shared counts
 
     @classmethod
-    def configure(cls, header_timeout_s: float, per_client: int) -> None:
+    def configure(
+        cls, header_timeout_s: float, per_client: int, board: ConnectionBoard | None = None
+    ) -> None:
         cls.header_timeout_s = header_timeout_s
         cls.per_client = per_client
+        cls.board = board
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._header_timer: asyncio.TimerHandle | None = None
         self._answered = False  # any request answered on this connection
         self._closing = False  # shut down once its first request is answered
+        self._judged: RequestResponseCycle | None = None  # the last request `_judge` saw
+        self._let_go = False  # closes after its answer to even out the workers' connections
         self._address = self.client[0] if self.client else ""
         self.open_by_client[self._address] += 1
+        if self.board is not None:
+            self.board.opened()
         if self.open_by_client[self._address] > self.per_client:
             self.logger.warning(
                 "closed a connection from %s: more than %d open", self._address, self.per_client
@@ -62,6 +77,8 @@ class GuardedH11Protocol(H11Protocol):
         self.open_by_client[self._address] -= 1
         if self.open_by_client[self._address] <= 0:
             del self.open_by_client[self._address]
+        if self.board is not None:
+            self.board.closed(leaving=self._let_go)
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -72,8 +89,22 @@ class GuardedH11Protocol(H11Protocol):
         super().data_received(data)
         if self.conn.their_state is not h11.IDLE:
             self._stop_header_timer()  # the request line and headers are in
-        if self._closing and self.cycle is not None:
-            self.cycle.keep_alive = False  # answered, then closed
+        if self.cycle is not None and self.cycle is not self._judged:
+            self._judge(self.cycle)
+
+    def _judge(self, cycle: RequestResponseCycle) -> None:
+        """Once a request's headers are in: whether its connection closes after the answer
+        (shutting down, or above this worker's share of the connections)."""
+        self._judged = cycle
+        if not self._let_go and self.board is not None:
+            self._let_go = self.board.let_go()
+        if self._closing or self._let_go:
+            cycle.keep_alive = False  # answered, then closed
+            # as if the client had asked: uvicorn then announces it (`Connection: close`), so
+            # the client opens a new connection rather than reuse this one as it closes
+            headers = cast(list[tuple[bytes, bytes]], cycle.scope["headers"])  # uvicorn's list
+            if CLOSE_HEADER not in headers:
+                headers.append(CLOSE_HEADER)
 
     def on_response_complete(self) -> None:
         self._answered = True

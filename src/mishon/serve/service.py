@@ -38,6 +38,7 @@ from mishon.recommend.featurize import PostFeaturizer
 from mishon.recommend.served import ServedRun, load_served
 from mishon.recommenders.inductive import NewPost
 from mishon.recommenders.live import LiveMishon
+from mishon.serve.fifo import FifoSemaphore
 from mishon.serve.store import (
     DamagedRecord,
     RecordStore,
@@ -118,7 +119,7 @@ class HashtagService:
         self.damaged: dict[int, DamagedRecord] = {}
         self.reloads = 0
         self._dataset = dataset
-        self._extracting = threading.BoundedSemaphore(settings.extract_workers)
+        self._extracting = FifoSemaphore(settings.extract_workers)
         self._reloading = threading.Lock()
         self._stop = threading.Event()
         self.last_followed = 0.0  # when the store last answered the follower

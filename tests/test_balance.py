@@ -17,7 +17,7 @@ from mishon.serve.balance import ConnectionBoard, board_path
 from mishon.serve.fifo import FifoSemaphore
 from mishon.serve.protocol import GuardedH11Protocol
 
-from .test_connections import _serve
+from .test_connections import serving
 
 
 def _dead_pid() -> int:
@@ -60,28 +60,31 @@ def test_an_answer_says_connection_close_when_the_worker_is_above_its_share(
 ) -> None:
     board = ConnectionBoard(tmp_path / "board")
     ConnectionBoard(tmp_path / "board")  # a second live worker (this process) with none
-    running, thread, port = _serve(GuardedH11Protocol)
-    GuardedH11Protocol.board = board
-    try:
+    with serving(GuardedH11Protocol) as (_, port):
+        GuardedH11Protocol.board = board
         first = socket.create_connection(("127.0.0.1", port), timeout=5)
         second = socket.create_connection(("127.0.0.1", port), timeout=5)
         time.sleep(0.2)
         assert board.open == 2  # a share of 1 of the 2
-        answers = []
-        for connection in (first, second):
-            connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            answers.append(connection.recv(4096).lower())
+        answers = [_ask(connection).lower() for connection in (first, second)]
         assert b"connection: close" in answers[0]  # let go: the client reconnects
         assert b"connection: close" not in answers[1]  # kept: the excess has gone
         assert first.recv(1) == b""  # closed by the server after its answer
-        second.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert b"200 OK" in second.recv(4096)
+        assert b"200 OK" in _ask(second)
         first.close()
         second.close()
-    finally:
-        running.should_exit = True
-        thread.join(timeout=10)
-        GuardedH11Protocol.configure(10.0, 32)
+
+
+def _ask(connection: socket.socket) -> bytes:
+    """One GET /healthz on a kept-alive connection; its whole answer (headers and body may
+    come apart)."""
+    connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    answer = b""
+    while not answer.endswith(b'{"status":"alive"}'):
+        chunk = connection.recv(4096)
+        assert chunk, f"closed before the answer was whole: {answer!r}"
+        answer += chunk
+    return answer
 
 
 def test_waiting_threads_get_the_slot_in_the_order_they_asked() -> None:

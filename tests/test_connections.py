@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import uvicorn
@@ -45,13 +46,22 @@ def _serve(protocol: type) -> tuple[uvicorn.Server, threading.Thread, int]:
     return running, thread, port
 
 
+@contextmanager
+def serving(protocol: type) -> Iterator[tuple[uvicorn.Server, int]]:
+    """A server on loopback with `protocol` (the guards' test limits), stopped after."""
+    running, thread, port = _serve(protocol)
+    try:
+        yield running, port
+    finally:
+        running.should_exit = True
+        thread.join(timeout=15)
+        GuardedH11Protocol.configure(10.0, 32)
+
+
 @pytest.fixture
 def server() -> Iterator[int]:
-    running, thread, port = _serve(GuardedH11Protocol)
-    yield port
-    running.should_exit = True
-    thread.join(timeout=10)
-    GuardedH11Protocol.configure(10.0, 32)
+    with serving(GuardedH11Protocol) as (_, port):
+        yield port
 
 
 def _get(port: int, source: str = "127.0.0.1") -> bytes:
@@ -113,8 +123,7 @@ def test_a_connection_accepted_before_a_shutdown_gets_its_first_request_answered
 ) -> None:
     """A worker replaced while a client connects: the request sent on the fresh connection is
     answered (then the connection closes); uvicorn's own protocol closes it unanswered."""
-    running, thread, port = _serve(protocol)
-    try:
+    with serving(protocol) as (running, port):
         fresh = socket.create_connection(("127.0.0.1", port), timeout=5)
         used = socket.create_connection(("127.0.0.1", port), timeout=5)
         used.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -136,7 +145,3 @@ def test_a_connection_accepted_before_a_shutdown_gets_its_first_request_answered
         assert _closed_within(used, 2.0)  # an idle connection that was answered closes at once
         fresh.close()
         used.close()
-    finally:
-        running.should_exit = True
-        thread.join(timeout=15)
-        GuardedH11Protocol.configure(10.0, 32)

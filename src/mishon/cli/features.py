@@ -94,7 +94,10 @@ def extract(
     assignments: SetOption = None,
 ) -> None:
     """Extract visual, acoustic and textual features of every post (resumable: rerun to finish)."""
+    from mishon.allocator import keep_freed_memory
     from mishon.features.extract import extract_features
+
+    keep_freed_memory()  # the extractors' large tensors without page faults (allocator.py)
 
     settings = load_settings(
         ExtractSettings,

@@ -36,6 +36,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
+from mishon.allocator import keep_freed_memory
 from mishon.config import ServeSettings
 from mishon.data.hashtags import normalize_hashtags
 from mishon.errors import MishonError
@@ -343,13 +344,14 @@ def worker_spec(run: Path, dataset: Path | None, settings: ServeSettings) -> str
 
 def prepare_serving_process(run: Path, settings: ServeSettings) -> None:
     """What a process that serves sets up before it loads the run (`mishon serve`, and each
-    `--workers` process, which is spawned and inherits none of it): JSON log lines, torch
-    threads (numpy's BLAS too), the connection guards' limits, temporary files in the state
-    folder."""
+    `--workers` process, which is spawned and inherits none of it): JSON log lines, freed
+    memory kept for reuse, torch threads (numpy's BLAS too), the connection guards' limits,
+    temporary files in the state folder."""
     import torch
     from threadpoolctl import threadpool_limits
 
     log_json_lines()
+    keep_freed_memory()  # the extractors' large tensors without page faults (allocator.py)
     torch.set_num_threads(settings.torch_threads)
     threadpool_limits(settings.torch_threads, user_api="blas")
     GuardedH11Protocol.configure(settings.header_timeout_s, settings.max_connections_per_client)

@@ -467,8 +467,8 @@ def _with_room(array: np.ndarray, size: int) -> np.ndarray:
 
 
 def _copied_into(array: np.ndarray, length: int) -> np.ndarray:
-    """`array` at the start of a zeroed array `length` long along its first axis (the zeroed
-    room takes no memory until it is written: the pages are the system's zero pages till then)."""
+    """`array` at the start of a zeroed array `length` long along its first axis (a large
+    one's zeroed room takes no memory until it is written: fresh pages from the kernel)."""
     bigger = np.zeros((length, *array.shape[1:]), array.dtype)
     bigger[: len(array)] = array
     return bigger

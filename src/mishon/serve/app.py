@@ -342,11 +342,12 @@ def worker_spec(run: Path, dataset: Path | None, settings: ServeSettings) -> str
     )
 
 
-def prepare_serving_process(run: Path, settings: ServeSettings) -> None:
+def prepare_serving_process(run: Path, settings: ServeSettings, worker: bool = False) -> None:
     """What a process that serves sets up before it loads the run (`mishon serve`, and each
     `--workers` process, which is spawned and inherits none of it): JSON log lines, freed
-    memory kept for reuse, torch threads (numpy's BLAS too), the connection guards' limits,
-    temporary files in the state folder."""
+    memory kept for reuse, torch threads (numpy's BLAS too), the connection guards' limits
+    (and, for a `worker`, its slot on the workers' connection board), temporary files in the
+    state folder."""
     import torch
     from threadpoolctl import threadpool_limits
 
@@ -354,8 +355,12 @@ def prepare_serving_process(run: Path, settings: ServeSettings) -> None:
     keep_freed_memory()  # the extractors' large tensors without page faults (allocator.py)
     torch.set_num_threads(settings.torch_threads)
     threadpool_limits(settings.torch_threads, user_api="blas")
-    GuardedH11Protocol.configure(settings.header_timeout_s, settings.max_connections_per_client)
-    keep_temporary_files_in(state_dir_of(run, settings))
+    state_dir = state_dir_of(run, settings)
+    keep_temporary_files_in(state_dir)  # makes the state folder the board lives in
+    board = ConnectionBoard(board_path(state_dir, settings.port)) if worker else None
+    GuardedH11Protocol.configure(
+        settings.header_timeout_s, settings.max_connections_per_client, board
+    )
 
 
 def worker_app() -> FastAPI:
@@ -363,10 +368,6 @@ def worker_app() -> FastAPI:
     spec = json.loads(os.environ[WORKER_SPEC])
     settings = ServeSettings.model_validate(spec["settings"])
     run = Path(spec["run"])
-    prepare_serving_process(run, settings)
-    board = ConnectionBoard(board_path(state_dir_of(run, settings), settings.port))
-    GuardedH11Protocol.configure(
-        settings.header_timeout_s, settings.max_connections_per_client, board
-    )
+    prepare_serving_process(run, settings, worker=True)
     dataset = Path(spec["dataset"]) if spec["dataset"] else None
     return create_app(HashtagService(run, settings, dataset), owns_service=True)

@@ -3,13 +3,14 @@
 Loads RUN, makes every labelled post of its dataset known (as the service does), and for
 `--queries` posts of `--part` (valid by default: settings are chosen on validation posts;
 their fused vectors and pooled content, each query's own row left out)
-compares the nearest known posts the index finds (`--kind`, `--nprobe`, `--ef-search`) with the
+compares the nearest known posts the index finds (`--kind`, `--nprobe`, `--ef-search`, `--codes`,
+`--refine`) with the
 exact scan: recall of the `neighbours` nearest in the model's space and the
 `content_neighbours` nearest in content, the share of the exact neighbours' summed similarity
 the found ones keep, and the time per search.
 
 Usage: python benchmarks/evidence_index.py RUN [--queries 500] [--part valid|test]
-       [--kind ivf|hnsw] [--nprobe 24] [--ef-search 128]
+       [--kind ivf|hnsw] [--nprobe 64] [--ef-search 128] [--codes pq4|float16] [--refine 4]
 """
 
 from __future__ import annotations
@@ -62,10 +63,15 @@ def main() -> None:
     parser.add_argument("--kind", choices=["ivf", "hnsw"], default="ivf")
     parser.add_argument("--nprobe", type=int, default=EvidenceIndexSettings().nprobe)
     parser.add_argument("--ef-search", type=int, default=128)
+    parser.add_argument(
+        "--codes", choices=["pq4", "float16"], default=EvidenceIndexSettings().codes
+    )
+    parser.add_argument("--refine", type=int, default=EvidenceIndexSettings().refine)
     args = parser.parse_args()
     index = EvidenceIndexSettings(
-        exact_max=0, kind=args.kind, nprobe=args.nprobe, ef_search=args.ef_search
-    )
+        exact_max=0, kind=args.kind, nprobe=args.nprobe, ef_search=args.ef_search,
+        codes=args.codes, refine=args.refine,
+    )  # fmt: skip
     settings = EvidenceSettings(index=index)
     loaded = load_run(args.run, device="cpu")
     evidence = tuple(e for e in EVIDENCE if e != "model_outside")  # nothing to fit for this

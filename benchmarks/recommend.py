@@ -20,7 +20,8 @@ split; with two threads a busy second core turns thread barriers into stalls); t
 built with `--build-threads`.
 
 Usage: python benchmarks/recommend.py [--known 2000000] [--graph-posts 200000]
-           [--queries 300] [--exact-max 50000] [--nprobe 24] [--end-to-end]
+           [--queries 300] [--exact-max 50000] [--nprobe 64] [--codes pq4|float16]
+           [--refine 4] [--end-to-end]
 """
 
 from __future__ import annotations
@@ -200,6 +201,8 @@ def in_process(args: argparse.Namespace) -> dict:
             nprobe=args.nprobe,
             kind=args.index,
             ef_search=args.ef_search,
+            codes=args.codes,
+            refine=args.refine,
         )
     )
     clock = time.perf_counter()
@@ -314,6 +317,10 @@ def main() -> None:
         help="cProfile the rankings too, sorted so (to standard error)",
     )
     parser.add_argument("--ef-search", type=int, default=128)
+    parser.add_argument(
+        "--codes", choices=["pq4", "float16"], default=EvidenceIndexSettings().codes
+    )
+    parser.add_argument("--refine", type=int, default=EvidenceIndexSettings().refine)
     parser.add_argument("--exact-max", type=int, default=50_000)
     parser.add_argument("--nprobe", type=int, default=EvidenceIndexSettings().nprobe)
     parser.add_argument("--threads", type=int, default=1, help="torch / faiss threads, queries")

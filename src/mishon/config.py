@@ -632,6 +632,19 @@ class EvidenceIndexSettings(Settings):
         description="IVF lists searched per query (64: the least of 24, 48, 64, 96 whose "
         "neighbour recall on #HowYouTagTweets' validation posts reached 0.95, docs/benchmarks.md)",
     )
+    codes: Literal["float16", "pq4"] = Field(
+        "pq4",
+        description="ivf: how the lists store the vectors: pq4 (4-bit product codes, two "
+        "dimensions per code, scanned in registers: a third of float16's search time) or "
+        "float16 (every vector halved); either way the rows found are re-scored exactly",
+    )
+    refine: int = Field(
+        4,
+        ge=1,
+        description="model space: the index proposes this many times the neighbours, "
+        "re-scored exactly against the float32 vectors (pq4 codes rank rows only roughly; "
+        "1 is enough for float16; content has `candidates`)",
+    )
     candidates: int = Field(
         4,
         ge=1,

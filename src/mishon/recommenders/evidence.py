@@ -387,11 +387,13 @@ class KnownPosts:
 
     def nearest_fused(self, queries: np.ndarray, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per unit query [d] of `queries`, (rows, cosines) of its `count` nearest known rows in
-        the model's space, from the index, re-scored exactly; best first, ties by row."""
+        the model's space: `refine` x `count` rows from the index, re-scored exactly; best
+        first, ties by row."""
         self._sync_indexes()
         assert self._fused_index is not None
+        proposed = self._fused_index.search(queries, count * self.index_settings.refine)
         found = []
-        for query, ids in zip(queries, self._fused_index.search(queries, count), strict=True):
+        for query, ids in zip(queries, proposed, strict=True):
             rows = ids[ids >= 0]
             similarity = self.fused[rows] @ query
             order = np.lexsort((rows, -similarity))[:count]

@@ -3,10 +3,17 @@
 MISHON live reads the known posts nearest to a post in the model's space and in each modality's
 content space. Up to `EvidenceIndexSettings.exact_max` known posts that is an exact scan
 (`evidence.py`); beyond, a `GrowingIndex` per space:
-- an IVF index (faiss `IndexIVFScalarQuantizer`, vectors stored in float16: half the memory of
-  the float32 copies the caller keeps, against which candidates are re-scored exactly), its
-  lists from spherical k-means on a seeded sample of the rows present when it is built
-  (`graph.knn.lists_from_sample`, as the graph's kNN);
+- an IVF index, its lists from spherical k-means on a seeded sample of the rows present when it
+  is built (`graph.knn.lists_from_sample`, as the graph's kNN), each list's vectors stored as
+  `EvidenceIndexSettings.codes`: `pq4` (faiss `IndexIVFPQFastScan`: 4-bit product codes, two
+  dimensions per code, trained on the same sample; a list is scanned with table lookups held in
+  SIMD registers) or `float16` (`IndexIVFScalarQuantizer`). Product codes rank rows only
+  roughly: the owner asks for more rows than it needs and re-scores them exactly against its
+  float32 vectors (`EvidenceIndexSettings.refine`, `candidates`). The codes are float16
+  below `PQ_MIN_ROWS` rows (too few to train 16 centroids per code), below `PQ_MIN_DIM`
+  dimensions (a short float16 vector is small and quick to scan already, while the codes of
+  few dimensions lose the most: in tests/test_one_ranker.py's 16-dimensional clusters they
+  find 0.74 of the 20 nearest, float16 1.00) and in an odd number of them;
 - `add` appends rows to their nearest list at once, so a post recorded a moment ago is found
   by the next query; nothing is removed (a known post stays known);
 - once the rows are `regrow` times those the lists were trained on, `outgrown` says so and the
@@ -28,6 +35,8 @@ from mishon.config import EvidenceIndexSettings
 from mishon.graph.knn import list_sample, lists_from_sample
 
 ADD_CHUNK = 262_144  # rows copied and added at a time while an index is built
+PQ_MIN_ROWS = 4096  # fewer rows than this: float16 codes (see module)
+PQ_MIN_DIM = 64  # fewer dimensions than this: float16 codes (see module)
 
 
 class GrowingIndex:
@@ -48,6 +57,7 @@ class GrowingIndex:
         self.index: Any  # faiss's stubs know neither IndexIDMap's nor IVF's attributes
         if settings.kind == "hnsw":
             self.nlist = 0
+            self.codes = "float16"
             fp16: Any = faiss.ScalarQuantizer.QT_fp16  # an int the stubs type as a quantizer
             graph = faiss.IndexHNSWSQ(
                 self.dim, fp16, settings.hnsw_m, faiss.METRIC_INNER_PRODUCT
@@ -62,11 +72,29 @@ class GrowingIndex:
             sample = _gather(source, rows[list_sample(len(rows), self.nlist, settings.seed)])
             quantizer = faiss.IndexFlatIP(self.dim)
             quantizer.add(lists_from_sample(sample, self.nlist, settings.seed))
-            self.index = faiss.IndexIVFScalarQuantizer(
-                quantizer, self.dim, self.nlist, faiss.ScalarQuantizer.QT_fp16,
-                faiss.METRIC_INNER_PRODUCT,
-            )  # fmt: skip
-            self.index.train(sample[:1])  # fp16 needs no statistics
+            coded = len(rows) >= PQ_MIN_ROWS and self.dim >= PQ_MIN_DIM and self.dim % 2 == 0
+            self.codes = "pq4" if settings.codes == "pq4" and coded else "float16"
+            if self.codes == "pq4":
+                self.index = faiss.IndexIVFPQFastScan(
+                    quantizer, self.dim, self.nlist, self.dim // 2, 4,
+                    faiss.METRIC_INNER_PRODUCT,
+                )  # fmt: skip
+                self.index.by_residual = True  # codes of the offset from the list's centre
+                # the lists are given: this trains the codes alone, on at least 4,096 rows
+                least = max(self.nlist, PQ_MIN_ROWS // 64)  # list_sample takes 64 a list
+                self.index.train(
+                    _gather(source, rows[list_sample(len(rows), least, settings.seed)])
+                )
+                # faiss 1.15's own choice and its other heap-kept scans (10, 12) answered a
+                # process's first search with no rows (tests/test_one_ranker.py); 13 keeps the
+                # best in a reservoir, as fast (0.43 ms at 2,000,000 x 128, nprobe 64)
+                self.index.implem = 13
+            else:
+                self.index = faiss.IndexIVFScalarQuantizer(
+                    quantizer, self.dim, self.nlist, faiss.ScalarQuantizer.QT_fp16,
+                    faiss.METRIC_INNER_PRODUCT,
+                )  # fmt: skip
+                self.index.train(sample[:1])  # fp16 needs no statistics
             self.index.nprobe = min(settings.nprobe, self.nlist)
             self._quantizer = quantizer  # the index refers to it: keep it alive
         for start in range(0, len(rows), ADD_CHUNK):
@@ -105,7 +133,7 @@ class GrowingIndex:
             return {"rows": len(self), "kind": "hnsw", "m": self.settings.hnsw_m,
                     "ef_search": self.settings.ef_search}  # fmt: skip
         return {"rows": len(self), "kind": "ivf", "lists": self.nlist,
-                "nprobe": int(self.index.nprobe)}  # fmt: skip
+                "nprobe": int(self.index.nprobe), "codes": self.codes}  # fmt: skip
 
 
 def _gather(source: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -119,9 +119,11 @@ class GraphPostIndex:
         if self.exact:
             self.data = np.ascontiguousarray(vectors[self.members], dtype=np.float32)
             return
+        # float16 codes: the nearest to the graph build's float32 scans of the same lists
         settings = EvidenceIndexSettings(
-            exact_max=0, nlist=graph.ivf_nlist, nprobe=nprobe, seed=graph.seed
-        )
+            exact_max=0, nlist=graph.ivf_nlist, nprobe=nprobe, seed=graph.seed,
+            codes="float16", refine=1,
+        )  # fmt: skip
         self.index = GrowingIndex(vectors, self.members, settings)
 
     @property

@@ -6,10 +6,11 @@ content space. Up to `EvidenceIndexSettings.exact_max` known posts that is an ex
 - an IVF index, its lists from spherical k-means on a seeded sample of the rows present when it
   is built (`graph.knn.lists_from_sample`, as the graph's kNN), each list's vectors stored as
   `EvidenceIndexSettings.codes`: `pq4` (faiss `IndexIVFPQFastScan`: 4-bit product codes, two
-  dimensions per code, trained on the same sample; a list is scanned with table lookups held in
-  SIMD registers) or `float16` (`IndexIVFScalarQuantizer`). Product codes rank rows only
-  roughly: the owner asks for more rows than it needs and re-scores them exactly against its
-  float32 vectors (`EvidenceIndexSettings.refine`, `candidates`). The codes are float16
+  dimensions per code, trained on the seeded sample (4,096 rows at least); a list is scanned
+  with table lookups held in SIMD registers) or `float16` (`IndexIVFScalarQuantizer`).
+  Product codes rank rows only roughly: the owner asks for more rows than it needs and
+  re-scores them exactly against its float32 vectors (`EvidenceIndexSettings.refine`,
+  `candidates`). The codes are float16
   below `PQ_MIN_ROWS` rows (too few to train 16 centroids per code), below `PQ_MIN_DIM`
   dimensions (a short float16 vector is small and quick to scan already, while the codes of
   few dimensions lose the most: in tests/test_one_ranker.py's 16-dimensional clusters they

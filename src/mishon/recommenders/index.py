@@ -10,11 +10,11 @@ content space. Up to `EvidenceIndexSettings.exact_max` known posts that is an ex
   with table lookups held in SIMD registers) or `float16` (`IndexIVFScalarQuantizer`).
   Product codes rank rows only roughly: the owner asks for more rows than it needs and
   re-scores them exactly against its float32 vectors (`EvidenceIndexSettings.refine`,
-  `candidates`). The codes are float16
-  below `PQ_MIN_ROWS` rows (too few to train 16 centroids per code), below `PQ_MIN_DIM`
-  dimensions (a short float16 vector is small and quick to scan already, while the codes of
-  few dimensions lose the most: in tests/test_one_ranker.py's 16-dimensional clusters they
-  find 0.74 of the 20 nearest, float16 1.00) and in an odd number of them;
+  `candidates`). The codes are float16 below `PQ_MIN_ROWS` rows (too few to train 16
+  centroids per code), below `PQ_MIN_DIM` dimensions (a short float16 vector is small and
+  quick to scan already, while the codes of few dimensions lose the most: in
+  tests/test_one_ranker.py's 16-dimensional clusters they find 0.74 of the 20 nearest,
+  float16 1.00) and in an odd number of them;
 - `add` appends rows to their nearest list at once, so a post recorded a moment ago is found
   by the next query; nothing is removed (a known post stays known);
 - once the rows are `regrow` times those the lists were trained on, `outgrown` says so and the
@@ -81,11 +81,12 @@ class GrowingIndex:
                     faiss.METRIC_INNER_PRODUCT,
                 )  # fmt: skip
                 self.index.by_residual = True  # codes of the offset from the list's centre
-                # the lists are given: this trains the codes alone, on at least 4,096 rows
-                least = max(self.nlist, PQ_MIN_ROWS // 64)  # list_sample takes 64 a list
-                self.index.train(
-                    _gather(source, rows[list_sample(len(rows), least, settings.seed)])
-                )
+                # the lists are given: this trains the codes alone, on the lists' sample
+                # where it holds 4,096 rows (list_sample takes 64 a list), else a larger one
+                least = max(self.nlist, PQ_MIN_ROWS // 64)
+                if least > self.nlist:
+                    sample = _gather(source, rows[list_sample(len(rows), least, settings.seed)])
+                self.index.train(sample)
                 # faiss 1.15's own choice and its other heap-kept scans (10, 12) answered a
                 # process's first search with no rows (tests/test_one_ranker.py); 13 keeps the
                 # best in a reservoir, as fast (0.43 ms at 2,000,000 x 128, nprobe 64)

@@ -21,6 +21,7 @@ from mishon.recommenders.evidence import (
     EvidenceTable,
     KnownPosts,
     Query,
+    _column,
     gather_evidence,
 )
 from mishon.recommenders.live import (
@@ -137,6 +138,18 @@ def test_a_tables_top_is_the_full_order_by_score_then_hashtag() -> None:
         full = sorted(zip(tags, scores.tolist(), strict=True), key=lambda x: (-x[1], x[0]))
         for k in (0, 1, 3, 10, 100):
             assert table.top(scores, k) == full[:k]
+
+
+def test_an_evidence_column_is_each_candidates_value_however_many_values() -> None:
+    candidates = ["c", "a", "d", "b"]
+    position = dict(zip(candidates, range(len(candidates)), strict=True))
+    for values in (
+        {"a": 0.5},  # fewer values than candidates: placed by position
+        Counter({"b": 2, "z": 7}),  # one that is no candidate
+        {"a": 0.1, "b": 0.2, "c": 0.3, "d": 0.4, "e": 0.5},  # more values: read per candidate
+        {},
+    ):
+        assert _column(values, position).tolist() == [values.get(t, 0.0) for t in candidates]
 
 
 def test_linked_users_history_is_their_counters_added_up_in_turn() -> None:

@@ -406,6 +406,8 @@ def test_mean_sage_conv_matches_sage_conv_with_gradients(sources: int) -> None:
         out = conv((x_src, x_dst), edges)
         (out * torch.arange(15.0).view(5, 3)).sum().backward()
         results.append((out.detach(), x_src.grad, conv.lin_l.weight.grad, conv.lin_l.bias.grad))
+        with torch.inference_mode():  # the path without autograd (ranking a new post)
+            torch.testing.assert_close(conv((x_src.detach(), x_dst), edges), out.detach())
     for ours, theirs in zip(results[1], results[0], strict=True):
         torch.testing.assert_close(ours, theirs)
 

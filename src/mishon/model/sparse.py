@@ -68,7 +68,10 @@ class _NeighbourMean(torch.autograd.Function):
 
 def neighbour_mean(adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Row-wise mean of `x` over the columns of the CSR `adj` (rows without neighbours: 0)."""
-    return _NeighbourMean.apply(x, adj)
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _NeighbourMean.apply(x, adj)
+    # no backward to prepare for (ranking a new post runs 14 of these a post)
+    return torch.sparse.mm(adj, x) / _degree(adj)
 
 
 def remove_generated_source(cls: type) -> None:

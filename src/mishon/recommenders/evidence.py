@@ -484,10 +484,19 @@ def _values_at(keys: np.ndarray, values: np.ndarray, ids: np.ndarray) -> np.ndar
     return np.where(keys[at] == ids, values[at], 0.0)
 
 
-def _column(values: Mapping[str, float], candidates: list[str]) -> np.ndarray:
-    """`values` of each candidate (0 where it has none), as float64 [len(candidates)]."""
-    found = map(values.get, candidates, repeat(0.0))
-    return np.fromiter(found, dtype=np.float64, count=len(candidates))
+def _column(values: Mapping[str, float], candidates: dict[str, int]) -> np.ndarray:
+    """`values` of each candidate (0 where it has none), as float64 [len(candidates)];
+    `candidates` maps each hashtag to its position."""
+    if len(values) >= len(candidates):
+        found = map(values.get, candidates, repeat(0.0))
+        return np.fromiter(found, dtype=np.float64, count=len(candidates))
+    # fewer values than candidates (the model's 50 among thousands): placed by position
+    column = np.zeros(len(candidates))
+    at = np.fromiter(map(candidates.get, values, repeat(-1)), np.int64, len(values))
+    given = np.fromiter(values.values(), np.float64, len(values))
+    kept = at >= 0  # a value of a hashtag that is no candidate (a sound's least carried)
+    column[at[kept]] = given[kept]
+    return column
 
 
 def _exp_weights(values: np.ndarray, temperature: float) -> np.ndarray:
@@ -539,31 +548,35 @@ def gather_evidence(
         sounded = known.sound_history.get(query.sound, Counter()) if query.sound else Counter()
         sound_posts = max(known.sound_posts.get(query.sound, 0), 1) if query.sound else 1
         best_model = sorted(query.model.items(), key=lambda x: (-x[1], x[0]))
+        name = known.tag_names.__getitem__
         candidates = list(
             dict.fromkeys(
                 [t for t, _ in best_model[: settings.model_candidates]]
-                + [known.tag_names[t] for t in neighbours.ids]
-                + [known.tag_names[t] for t in own.ids]
-                + [known.tag_names[t] for t in content_shares.ids]
+                + list(map(name, neighbours.ids.tolist()))
+                + list(map(name, own.ids.tolist()))
+                + list(map(name, content_shares.ids.tolist()))
                 + linked.best
                 + list(query.outside)[: settings.model_candidates]
                 + [t for t, _ in sounded.most_common(settings.sound_candidates)]
                 + popular
             )
         )
+        # thousands of candidates at millions of known posts (a user's whole history):
+        # per-candidate work stays in C
+        position = dict(zip(candidates, range(len(candidates)), strict=True))
         ids = np.fromiter(map(known.tag_ids.get, candidates, repeat(-1)), np.int64, len(candidates))
         # one column per evidence, in EVIDENCE's order
         values = np.column_stack(
             [
-                _column(query.model, candidates),
+                _column(query.model, position),
                 neighbours.of(ids),
                 own.of(ids),
-                _column(history, candidates) / own_count,
+                _column(history, position) / own_count,
                 content_shares.of(ids),
                 np.log1p(known.uses_of(ids)) / scale,
                 linked.counts(ids) / max(linked.posts, 1),
-                _column(query.outside, candidates),
-                _column(sounded, candidates) / sound_posts,
+                _column(query.outside, position),
+                _column(sounded, position) / sound_posts,
             ]
         )
         tables.append(EvidenceTable(candidates, values))

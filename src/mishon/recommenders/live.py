@@ -517,7 +517,7 @@ class LiveMishon:
         tags = [tag for tag, _ in top]
         graph_reasons = self.inductive().reasons(tags, placed, history=False)
         history: dict[str, int] = self.known_.history.get(post.user_id, {}) if post.user_id else {}
-        row = {tag: i for i, tag in enumerate(table.hashtags)}
+        row = dict(zip(table.hashtags, range(len(table.hashtags)), strict=True))
         reasons, evidence = {}, {}
         for tag in tags:
             values = dict(zip(EVIDENCE, table.values[row[tag]].tolist(), strict=True))

@@ -196,13 +196,18 @@ def test_the_inductive_path_is_the_full_model_for_every_aggregator(
     users = run.data.posts["user_id"].astype(str).to_numpy()
     cold = [p for p in range(len(users)) if users[p] not in warm_users]
     assert len(cold) == 3
-    for position in range(len(users)):
-        got = recommender.existing_probabilities(position)
-        torch.testing.assert_close(got, full[position], rtol=1e-4, atol=1e-6)
-    for position in cold:  # the cold-start user recomputed from its post and its links
-        assert len(recommender.existing_links(int(run.inputs.post_user[position]))) > 0
-        got = recommender.existing_probabilities(position, new_user=True)
-        torch.testing.assert_close(got, full[position], rtol=1e-4, atol=1e-6)
+    # the mean's layers in their one-node form; then (and for the others) by `layer_step`
+    assert (recommender.frozen_layers is not None) == (aggregator == "mean")
+    for form in ("one-node", "layer_step") if aggregator == "mean" else ("layer_step",):
+        if form == "layer_step":
+            recommender.__dict__["frozen_layers"] = None
+        for position in range(len(users)):
+            got = recommender.existing_probabilities(position)
+            torch.testing.assert_close(got, full[position], rtol=1e-4, atol=1e-6)
+        for position in cold:  # the cold-start user recomputed from its post and its links
+            assert len(recommender.existing_links(int(run.inputs.post_user[position]))) > 0
+            got = recommender.existing_probabilities(position, new_user=True)
+            torch.testing.assert_close(got, full[position], rtol=1e-4, atol=1e-6)
 
 
 def test_a_moved_dataset_is_named_as_the_fix(tiny_run: Path, tmp_path: Path) -> None:

@@ -1,15 +1,22 @@
 """What the trained network computes outside the optimiser, shared by training (validation),
 the recommenders and the inductive hashtag side: posts encoded in evaluation mode, the best
-hashtags of encoded posts, and the hashtag-input split of an epoch."""
+hashtags of encoded posts, the hashtag-input split of an epoch, and frozen forms of the output
+layer and of the GraphSAGE layers for one new node at a time (ranking a new post)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, cast
+
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
-from mishon.model.inputs import ModelInputs
+from mishon.model.inputs import EdgeType, ModelInputs
 from mishon.model.network import MishonNetwork
 from mishon.model.sampling import NeighbourSampler
+from mishon.model.sparse import MeanSAGEConv
 
 
 class FrozenLinear:
@@ -36,6 +43,78 @@ class FrozenLinear:
         """[B, R] for `x` [B, d], without gradient."""
         with torch.no_grad():
             return torch.addmm(self.bias, x.to(self.weight_t.dtype), self.weight_t)
+
+
+@dataclass
+class _Destination:
+    relations: list[EdgeType]  # the relations into this node type, in the network's order
+    weight_t: torch.Tensor  # [(1 + len(relations)) d, d]: the summed root weights, each lin_l
+    bias: torch.Tensor  # [d]: the relations' lin_l biases, summed
+    norm: nn.Module
+
+
+class FrozenNodeLayers:
+    """The network's GraphSAGE layers (mean aggregation) for one node of a type at a time, its
+    weights frozen: how a new post's nodes and a new user are computed while ranking.
+
+    `layer_step` sends each relation's message, lin_l(mean of the sources) + lin_r(the node),
+    as its own SAGEConv and adds them up: 2 products per relation. For one node that sum is
+    one product, [node, mean_1, ..., mean_k] @ [sum of the lin_r weights, lin_l_1, ...,
+    lin_l_k]^T + the summed biases: the same sum in another order, equal up to float rounding
+    (tests/test_recommend.py compares it with `layer_step`). Then the same update: the node
+    plus ReLU(LayerNorm(message)).
+    """
+
+    def __init__(self, network: MishonNetwork, edge_types: list[EdgeType]) -> None:
+        """The layers over the relations `edge_types` (those of the network the graph has)."""
+        self.layers: list[dict[str, _Destination]] = []
+        with torch.no_grad():
+            for layer, hetero in enumerate(network.convs):
+                relations: Any = hetero.convs  # HeteroConv's ModuleDict, by edge type
+                norms: Any = network.norms[layer]
+                into: dict[str, list[EdgeType]] = {}
+                for edge_type in edge_types:
+                    into.setdefault(edge_type[2], []).append(edge_type)
+                frozen = {}
+                for node_type, types in into.items():
+                    convs = [relations[t] for t in types]
+                    root = torch.stack([c.lin_r.weight for c in convs]).sum(0)
+                    weight = torch.cat([root, *(c.lin_l.weight for c in convs)], dim=1)
+                    bias = torch.stack([c.lin_l.bias for c in convs]).sum(0)
+                    frozen[node_type] = _Destination(
+                        types, weight.T.contiguous(), bias.clone(), norms[node_type]
+                    )
+                self.layers.append(frozen)
+
+    @staticmethod
+    def supports(network: MishonNetwork) -> bool:
+        """Whether the network's layers have this form (mean aggregation, a root weight, no
+        projection or normalisation of the output); other aggregators take `layer_step`."""
+        return all(
+            isinstance(conv, MeanSAGEConv)
+            and conv.root_weight
+            and not conv.project
+            and not conv.normalize
+            and conv.lin_l.bias is not None
+            for hetero in network.convs
+            for conv in cast(Any, hetero).convs.values()
+        )
+
+    def relations_into(self, layer: int, node_type: str) -> list[EdgeType]:
+        into = self.layers[layer].get(node_type)
+        return into.relations if into is not None else []
+
+    def step(
+        self, layer: int, node_type: str, node: torch.Tensor, sources: list[torch.Tensor]
+    ) -> torch.Tensor:
+        """The next state [1, d] of one node [1, d] of `node_type` from the mean of each
+        relation's sources ([1, d] each, zeros where a relation has none), in the order of
+        `relations_into`; a type no relation goes into keeps its state."""
+        into = self.layers[layer].get(node_type)
+        if into is None:
+            return node
+        message = torch.addmm(into.bias, torch.cat([node, *sources], dim=1), into.weight_t)
+        return node + F.relu(into.norm(message))
 
 
 def top_k(network: MishonNetwork, fused: torch.Tensor, positions: np.ndarray, k: int) -> np.ndarray:

@@ -28,7 +28,7 @@ from mishon.features.store import FeatureStore, modality_dir
 from mishon.graph.build import POSTED, POSTED_BY, SIMILAR, USER
 from mishon.graph.influence import link_cold_users, user_profiles
 from mishon.graph.pooled import pool_units, pooled_vectors_and_centre
-from mishon.model.inference import FrozenLinear
+from mishon.model.inference import FrozenLinear, FrozenNodeLayers
 from mishon.model.inputs import EdgeType, adjacency, normalise_units
 from mishon.recommenders.index import GrowingIndex
 from mishon.train.run import TrainedRun
@@ -309,33 +309,102 @@ class InductiveRecommender:
         """The fused vector [1, d] of one post from its initial modality states.
 
         Each layer is the network's own `layer_step` over the post's neighbourhood
-        (`_local_adjacency`), the neighbours at their cached states of that layer.
+        (`_local_adjacency`), the neighbours at their cached states of that layer; with mean
+        aggregation, in evaluation mode, the same layers in their one-node form
+        (`FrozenNodeLayers`, `_frozen_step`).
         """
         modalities = self.network.modalities
         new_user = user is None
         current = dict(initial)
-        if new_user:  # the user's input is the post's content (no embedding)
+        if user is None:  # a new user's input is the post's content (no embedding)
             present = [current[m] for m in modalities if current[m].abs().sum() > 0]
             user_state = (
                 torch.stack(present).mean(0)
                 if present
                 else torch.zeros_like(current[modalities[0]])
             )
+        else:  # a graph user keeps its cached states
+            user_state = self.states[0][USER][user : user + 1]
+        frozen = self.frozen_layers is not None and not self.network.training
+        step = self._frozen_step if frozen else self._layer_step
+        for layer, cached in enumerate(self.states[:-1]):
+            current, following = step(
+                layer, cached, current, user_state, neighbours, links, new_user
+            )
+            user_state = (
+                following if user is None else self.states[layer + 1][USER][user : user + 1]
+            )
+        return self.network.fuse([current[m] for m in modalities], user_state)
+
+    def _layer_step(
+        self,
+        layer: int,
+        cached: dict[str, torch.Tensor],
+        current: dict[str, torch.Tensor],
+        user_state: torch.Tensor,
+        neighbours: dict[str, np.ndarray],
+        links: np.ndarray,
+        new_user: bool,
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """One layer of `fused_for` by `layer_step` over `_local_adjacency`'s small graph: the
+        new modality nodes' next states and the user's (its own, for a graph user)."""
+        modalities = self.network.modalities
+        states = {
+            m: torch.cat([current[m], cached[m][self._index(neighbours[m])]]) for m in modalities
+        }
+        states[USER] = torch.cat([user_state, cached[USER][self._index(links)]])
         local = self._local_adjacency(neighbours, links, new_user)
         only_first = {t: 1 for t in (*modalities, USER)}  # the new nodes: nothing else is read
-        for layer, cached in enumerate(self.states[:-1]):
-            states = {
-                m: torch.cat([current[m], cached[m][self._index(neighbours[m])]])
-                for m in modalities
-            }
-            own = user_state if user is None else cached[USER][user : user + 1]
-            states[USER] = torch.cat([own, cached[USER][self._index(links)]])
-            following = self.network.layer_step(layer, states, local, only_first)
-            current = {m: following[m][:1] for m in modalities}
-            if new_user:
-                user_state = following[USER][:1]
-        final_user = user_state if user is None else self.states[-1][USER][user : user + 1]
-        return self.network.fuse([current[m] for m in modalities], final_user)
+        following = self.network.layer_step(layer, states, local, only_first)
+        return {m: following[m][:1] for m in modalities}, following[USER][:1]
+
+    def _frozen_step(
+        self,
+        layer: int,
+        cached: dict[str, torch.Tensor],
+        current: dict[str, torch.Tensor],
+        user_state: torch.Tensor,
+        neighbours: dict[str, np.ndarray],
+        links: np.ndarray,
+        new_user: bool,
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """`_layer_step` through `frozen_layers`, from the same sources as the small graph's (a
+        relation within a type: the similar posts or linked users at their cached states, as
+        a mean; user -> post and post -> user: the new nodes themselves)."""
+        layers = self.frozen_layers
+        assert layers is not None
+
+        def mean_of(states: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
+            if len(rows) == 0:  # no such neighbour: the mean is 0, as `neighbour_mean`'s
+                return states.new_zeros((1, states.shape[1]))
+            return states[self._index(rows)].mean(dim=0, keepdim=True)
+
+        nodes = {**current, USER: user_state}  # each type's new node at this layer
+        similar = {m: mean_of(cached[m], neighbours[m]) for m in self.network.modalities}
+        similar[USER] = mean_of(cached[USER], links)
+        sources = {t: similar[t[0]] if t[0] == t[2] else nodes[t[0]] for t in self.edge_types}
+        updated = (*self.network.modalities, *([USER] if new_user else []))
+        following = {
+            t: layers.step(
+                layer, t, nodes[t], [sources[r] for r in layers.relations_into(layer, t)]
+            )
+            for t in updated
+        }
+        return {m: following[m] for m in self.network.modalities}, following.get(USER, user_state)
+
+    @cached_property
+    def frozen_layers(self) -> FrozenNodeLayers | None:
+        """The network's layers in their one-node form, where they have it and every relation
+        is one the small graph knows (else None: `layer_step` over `_local_adjacency`)."""
+        known = all(
+            (rel == SIMILAR and src == dst)
+            or (src == USER and rel == POSTED)
+            or (dst == USER and rel == POSTED_BY)
+            for src, rel, dst in self.edge_types
+        )
+        if not known or not FrozenNodeLayers.supports(self.network):
+            return None
+        return FrozenNodeLayers(self.network, self.edge_types)
 
     @cached_property
     def output(self) -> FrozenLinear:

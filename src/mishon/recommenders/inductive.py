@@ -33,7 +33,8 @@ from mishon.model.inputs import EdgeType, adjacency, normalise_units
 from mishon.recommenders.index import GrowingIndex
 from mishon.train.run import TrainedRun
 
-LayerStates = list[dict[str, torch.Tensor]]
+NodeStates = dict[str, torch.Tensor]  # by node type
+LayerStates = list[NodeStates]
 LOCAL_KEPT = 4096  # neighbourhood shapes whose small graphs are kept (`_local_adjacency`)
 
 
@@ -80,6 +81,16 @@ class Recommendation:
             "user_known": self.user_known,
             "neighbours": [n.__dict__ for n in self.neighbours],
         }
+
+
+@dataclass
+class Neighbourhood:
+    """A new post's neighbourhood in `fused_for`: its similar graph posts per modality, its
+    user's linked users, and whether that user is new (computed, not cached)."""
+
+    neighbours: dict[str, np.ndarray]
+    links: np.ndarray
+    new_user: bool
 
 
 @dataclass
@@ -314,60 +325,41 @@ class InductiveRecommender:
         (`FrozenNodeLayers`, `_frozen_step`).
         """
         modalities = self.network.modalities
-        new_user = user is None
-        current = dict(initial)
         if user is None:  # a new user's input is the post's content (no embedding)
-            present = [current[m] for m in modalities if current[m].abs().sum() > 0]
+            present = [initial[m] for m in modalities if initial[m].abs().sum() > 0]
             user_state = (
                 torch.stack(present).mean(0)
                 if present
-                else torch.zeros_like(current[modalities[0]])
+                else torch.zeros_like(initial[modalities[0]])
             )
         else:  # a graph user keeps its cached states
             user_state = self.states[0][USER][user : user + 1]
+        nodes = {**initial, USER: user_state}  # each node type's new node
+        around = Neighbourhood(neighbours, links, user is None)
         frozen = self.frozen_layers is not None and not self.network.training
         step = self._frozen_step if frozen else self._layer_step
         for layer, cached in enumerate(self.states[:-1]):
-            current, following = step(
-                layer, cached, current, user_state, neighbours, links, new_user
-            )
-            user_state = (
-                following if user is None else self.states[layer + 1][USER][user : user + 1]
-            )
-        return self.network.fuse([current[m] for m in modalities], user_state)
+            nodes = step(layer, cached, nodes, around)
+            if user is not None:
+                nodes[USER] = self.states[layer + 1][USER][user : user + 1]
+        return self.network.fuse([nodes[m] for m in modalities], nodes[USER])
 
     def _layer_step(
-        self,
-        layer: int,
-        cached: dict[str, torch.Tensor],
-        current: dict[str, torch.Tensor],
-        user_state: torch.Tensor,
-        neighbours: dict[str, np.ndarray],
-        links: np.ndarray,
-        new_user: bool,
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """One layer of `fused_for` by `layer_step` over `_local_adjacency`'s small graph: the
-        new modality nodes' next states and the user's (its own, for a graph user)."""
-        modalities = self.network.modalities
-        states = {
-            m: torch.cat([current[m], cached[m][self._index(neighbours[m])]]) for m in modalities
-        }
-        states[USER] = torch.cat([user_state, cached[USER][self._index(links)]])
-        local = self._local_adjacency(neighbours, links, new_user)
-        only_first = {t: 1 for t in (*modalities, USER)}  # the new nodes: nothing else is read
+        self, layer: int, cached: NodeStates, nodes: NodeStates, around: Neighbourhood
+    ) -> NodeStates:
+        """One layer of `fused_for` by `layer_step` over `_local_adjacency`'s small graph: each
+        type's new node at the next layer (a graph user's: unchanged)."""
+        types = (*self.network.modalities, USER)
+        rows = {**around.neighbours, USER: around.links}  # the cached rows beside the new node
+        states = {t: torch.cat([nodes[t], cached[t][self._index(rows[t])]]) for t in types}
+        local = self._local_adjacency(around.neighbours, around.links, around.new_user)
+        only_first = {t: 1 for t in types}  # the new nodes: nothing else is read
         following = self.network.layer_step(layer, states, local, only_first)
-        return {m: following[m][:1] for m in modalities}, following[USER][:1]
+        return {t: following[t][:1] for t in types}
 
     def _frozen_step(
-        self,
-        layer: int,
-        cached: dict[str, torch.Tensor],
-        current: dict[str, torch.Tensor],
-        user_state: torch.Tensor,
-        neighbours: dict[str, np.ndarray],
-        links: np.ndarray,
-        new_user: bool,
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        self, layer: int, cached: NodeStates, nodes: NodeStates, around: Neighbourhood
+    ) -> NodeStates:
         """`_layer_step` through `frozen_layers`, from the same sources as the small graph's (a
         relation within a type: the similar posts or linked users at their cached states, as
         a mean; user -> post and post -> user: the new nodes themselves)."""
@@ -379,18 +371,17 @@ class InductiveRecommender:
                 return states.new_zeros((1, states.shape[1]))
             return states[self._index(rows)].mean(dim=0, keepdim=True)
 
-        nodes = {**current, USER: user_state}  # each type's new node at this layer
-        similar = {m: mean_of(cached[m], neighbours[m]) for m in self.network.modalities}
-        similar[USER] = mean_of(cached[USER], links)
+        rows = {**around.neighbours, USER: around.links}
+        similar = {t: mean_of(cached[t], rows[t]) for t in (*self.network.modalities, USER)}
         sources = {t: similar[t[0]] if t[0] == t[2] else nodes[t[0]] for t in self.edge_types}
-        updated = (*self.network.modalities, *([USER] if new_user else []))
+        updated = (*self.network.modalities, *([USER] if around.new_user else []))
         following = {
             t: layers.step(
                 layer, t, nodes[t], [sources[r] for r in layers.relations_into(layer, t)]
             )
             for t in updated
         }
-        return {m: following[m] for m in self.network.modalities}, following.get(USER, user_state)
+        return {**nodes, **following}
 
     @cached_property
     def frozen_layers(self) -> FrozenNodeLayers | None:

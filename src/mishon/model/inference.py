@@ -68,13 +68,13 @@ class FrozenNodeLayers:
     def __init__(self, network: MishonNetwork, edge_types: list[EdgeType]) -> None:
         """The layers over the relations `edge_types` (those of the network the graph has)."""
         self.layers: list[dict[str, _Destination]] = []
+        into: dict[str, list[EdgeType]] = {}  # by destination type
+        for edge_type in edge_types:
+            into.setdefault(edge_type[2], []).append(edge_type)
         with torch.no_grad():
             for layer, hetero in enumerate(network.convs):
                 relations: Any = hetero.convs  # HeteroConv's ModuleDict, by edge type
                 norms: Any = network.norms[layer]
-                into: dict[str, list[EdgeType]] = {}
-                for edge_type in edge_types:
-                    into.setdefault(edge_type[2], []).append(edge_type)
                 frozen = {}
                 for node_type, types in into.items():
                     convs = [relations[t] for t in types]

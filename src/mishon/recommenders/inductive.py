@@ -83,6 +83,18 @@ class Recommendation:
         }
 
 
+def _source_kind(edge_type: EdgeType) -> str | None:
+    """What a relation sends a new node in its small graph: "similar" (within a type: the
+    similar posts, or the linked users), "new" (user -> post, post -> user: the other new
+    node), None for a relation the inductive path does not know."""
+    src, rel, dst = edge_type
+    if rel == SIMILAR and src == dst:
+        return "similar"
+    if (src == USER and rel == POSTED) or (dst == USER and rel == POSTED_BY):
+        return "new"
+    return None
+
+
 @dataclass
 class Neighbourhood:
     """A new post's neighbourhood in `fused_for`: its similar graph posts per modality, its
@@ -291,12 +303,13 @@ class InductiveRecommender:
             return kept
         local = {}
         for edge_type in self.edge_types:
-            src, rel, dst = edge_type
+            src, _, dst = edge_type
             if dst == USER and not new_user:
                 continue
-            if rel == SIMILAR and src == dst:
+            kind = _source_kind(edge_type)
+            if kind == "similar":
                 sources = np.arange(1, sizes[src])  # the similar posts, or the linked users
-            elif (src == USER and rel == POSTED) or (dst == USER and rel == POSTED_BY):
+            elif kind == "new":
                 sources = np.zeros(1, dtype=np.int64)  # the post's user, or the post
             else:
                 raise MishonError(
@@ -373,7 +386,10 @@ class InductiveRecommender:
 
         rows = {**around.neighbours, USER: around.links}
         similar = {t: mean_of(cached[t], rows[t]) for t in (*self.network.modalities, USER)}
-        sources = {t: similar[t[0]] if t[0] == t[2] else nodes[t[0]] for t in self.edge_types}
+        sources = {
+            t: similar[t[0]] if _source_kind(t) == "similar" else nodes[t[0]]
+            for t in self.edge_types
+        }
         updated = (*self.network.modalities, *([USER] if around.new_user else []))
         following = {
             t: layers.step(
@@ -387,12 +403,7 @@ class InductiveRecommender:
     def frozen_layers(self) -> FrozenNodeLayers | None:
         """The network's layers in their one-node form, where they have it and every relation
         is one the small graph knows (else None: `layer_step` over `_local_adjacency`)."""
-        known = all(
-            (rel == SIMILAR and src == dst)
-            or (src == USER and rel == POSTED)
-            or (dst == USER and rel == POSTED_BY)
-            for src, rel, dst in self.edge_types
-        )
+        known = all(_source_kind(t) is not None for t in self.edge_types)
         if not known or not FrozenNodeLayers.supports(self.network):
             return None
         return FrozenNodeLayers(self.network, self.edge_types)
